@@ -1,0 +1,593 @@
+#include "config/config.hpp"
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <filesystem>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <set>
+#include <system_error>
+#include <utility>
+
+namespace wsrelay::config {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct JsonDeleter {
+  void operator()(cJSON* p) const noexcept { cJSON_Delete(p); }
+};
+using JsonPtr = std::unique_ptr<cJSON, JsonDeleter>;
+
+struct JsonTextDeleter {
+  void operator()(char* p) const noexcept { cJSON_free(p); }
+};
+using JsonText = std::unique_ptr<char, JsonTextDeleter>;
+
+struct FdCloser {
+  explicit FdCloser(int f) : fd(f) {}
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+  int fd;
+};
+
+std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+std::string child_path(const std::string& parent, std::string_view key) {
+  if (parent.empty()) return std::string(key);
+  return parent + "." + std::string(key);
+}
+
+std::string index_path(const std::string& parent, std::size_t i) {
+  return parent + "[" + std::to_string(i) + "]";
+}
+
+// 1-based line and column of a byte offset. Columns count UTF-8 code points so
+// they match what an editor shows for non-ASCII text.
+std::pair<std::size_t, std::size_t> line_column(std::string_view text, std::size_t offset) {
+  offset = std::min(offset, text.size());
+  std::size_t line = 1;
+  std::size_t column = 1;
+  for (std::size_t i = 0; i < offset; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      ++line;
+      column = 1;
+    } else if ((c & 0xC0u) != 0x80u) {
+      ++column;
+    }
+  }
+  return {line, column};
+}
+
+bool is_name_start(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+bool is_placeholder_name(std::string_view name) {
+  if (name.empty() || !is_name_start(name.front())) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return is_name_start(c) || (c >= '0' && c <= '9'); });
+}
+
+std::vector<std::string_view> split_segments(std::string_view path) {
+  std::vector<std::string_view> segments;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) {
+      segments.push_back(path.substr(start));
+      return segments;
+    }
+    segments.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+}
+
+// "/a/{x}" and "/a/{y}" match the same requests, so duplicates are detected on
+// the path with placeholder names erased.
+std::string route_shape(std::string_view path) {
+  std::string shape;
+  bool first = true;
+  for (std::string_view seg : split_segments(path)) {
+    if (!first) shape += '/';
+    first = false;
+    if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}') {
+      shape += "{}";
+    } else {
+      shape += seg;
+    }
+  }
+  return shape;
+}
+
+std::string host_port(const Listener& l) {
+  const bool v6 = l.host.find(':') != std::string::npos;
+  return (v6 ? "[" + l.host + "]" : l.host) + ":" + std::to_string(l.port);
+}
+
+// Reads a whole file; returns 0 or an errno value. POSIX I/O rather than
+// iostreams so the message names the real cause (EISDIR, EACCES, ...).
+int read_whole_file(const std::string& path, std::string& out) {
+  int fd = -1;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return errno;
+  FdCloser closer{fd};
+  char buf[16384];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) return 0;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+// Walks one parsed document, filling a Config and collecting every error.
+class Loader {
+ public:
+  Loader(const std::string& source, const std::string& base_dir, const EnvLookup& env)
+      : source_(source), base_dir_(base_dir), env_(env) {}
+
+  void error(const std::string& path, std::string_view message) {
+    std::string line = source_ + ": ";
+    if (!path.empty()) line += path + ": ";
+    line += message;
+    errors_.push_back(std::move(line));
+  }
+
+  std::vector<std::string>& errors() { return errors_; }
+
+  Config run(cJSON* root) {
+    Config cfg;
+    cfg.source = source_;
+    cfg.base_dir = base_dir_;
+    cfg.jwt.secret = env_secret();
+    if (!cJSON_IsObject(root)) {
+      error("", "expected a JSON object at the top level");
+      return cfg;
+    }
+    check_keys(root, "", {"listen", "heartbeat", "log_level", "jwt", "endpoints"});
+    read_listeners(member(root, "listen"), cfg);
+    read_heartbeat(member(root, "heartbeat"), cfg);
+    read_log_level(member(root, "log_level"), cfg);
+    read_jwt(member(root, "jwt"), cfg);
+    read_endpoints(member(root, "endpoints"), cfg);
+    return cfg;
+  }
+
+ private:
+  // Case-sensitive on purpose: cJSON_GetObjectItem would accept "Port" while
+  // check_keys reports it as unknown.
+  static cJSON* member(const cJSON* obj, const char* key) {
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+  }
+
+  std::string env_secret() const {
+    if (!env_) return {};
+    return env_(std::string(kJwtSecretEnv)).value_or("");
+  }
+
+  void check_keys(const cJSON* obj, const std::string& path,
+                  std::initializer_list<std::string_view> allowed) {
+    std::set<std::string> seen;
+    for (const cJSON* item = obj->child; item != nullptr; item = item->next) {
+      const std::string key = item->string != nullptr ? item->string : "";
+      const std::string key_path = child_path(path, key);
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        error(key_path, "unknown key");
+      } else if (!seen.insert(key).second) {
+        // cJSON keeps both copies and lookups see only the first; a silent
+        // winner would hide a mistake.
+        error(key_path, "duplicate key");
+      }
+    }
+  }
+
+  std::optional<std::string> get_string(const cJSON* item, const std::string& path) {
+    if (!cJSON_IsString(item) || item->valuestring == nullptr) {
+      error(path, "expected a string");
+      return std::nullopt;
+    }
+    Expanded e = expand_env(item->valuestring, env_);
+    if (!e.error.empty()) {
+      error(path, e.error);
+      return std::nullopt;
+    }
+    return std::move(e.value);
+  }
+
+  std::optional<long long> get_integer(const cJSON* item, const std::string& path, long long min,
+                                       long long max) {
+    if (!cJSON_IsNumber(item)) {
+      error(path, "expected an integer");
+      return std::nullopt;
+    }
+    const double d = item->valuedouble;
+    if (!std::isfinite(d) || d != std::trunc(d)) {
+      error(path, "expected an integer");
+      return std::nullopt;
+    }
+    // Compare as doubles before converting: 1e30 must not overflow the cast.
+    if (d < static_cast<double>(min) || d > static_cast<double>(max)) {
+      if (max == INT_MAX) {
+        error(path, d < static_cast<double>(min) ? "must be at least " + std::to_string(min)
+                                                 : "must be at most " + std::to_string(max));
+      } else {
+        error(path, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+      }
+      return std::nullopt;
+    }
+    return static_cast<long long>(d);
+  }
+
+  // --- listen -------------------------------------------------------------
+
+  std::optional<Listener> read_listener(const cJSON* obj, const std::string& path) {
+    const std::size_t before = errors_.size();
+    Listener l;
+    check_keys(obj, path, {"host", "port"});
+    if (const cJSON* host = member(obj, "host")) {
+      const std::string host_path = child_path(path, "host");
+      if (auto v = get_string(host, host_path)) {
+        if (v->empty()) {
+          error(host_path, "expected a non-empty string");
+        } else {
+          l.host = std::move(*v);
+        }
+      }
+    }
+    if (const cJSON* port = member(obj, "port")) {
+      if (auto v = get_integer(port, child_path(path, "port"), 0, 65535)) l.port = static_cast<int>(*v);
+    }
+    if (errors_.size() != before) return std::nullopt;
+    return l;
+  }
+
+  void read_listeners(const cJSON* item, Config& cfg) {
+    const std::string path = "listen";
+    if (item == nullptr) {
+      cfg.listeners.push_back(Listener{});
+      return;
+    }
+    if (cJSON_IsObject(item)) {
+      if (auto l = read_listener(item, path)) cfg.listeners.push_back(std::move(*l));
+      return;
+    }
+    if (!cJSON_IsArray(item) || item->child == nullptr) {
+      error(path, "expected an object or a non-empty array of objects");
+      return;
+    }
+    std::vector<std::string> paths;  // parallel to cfg.listeners
+    std::size_t i = 0;
+    for (const cJSON* el = item->child; el != nullptr; el = el->next, ++i) {
+      const std::string el_path = index_path(path, i);
+      if (!cJSON_IsObject(el)) {
+        error(el_path, "expected an object");
+        continue;
+      }
+      auto l = read_listener(el, el_path);
+      if (!l) continue;
+      // Port 0 asks the OS for a fresh port each time, so it never collides.
+      bool duplicate = false;
+      for (std::size_t j = 0; l->port != 0 && j < cfg.listeners.size(); ++j) {
+        if (cfg.listeners[j].host == l->host && cfg.listeners[j].port == l->port) {
+          error(el_path, "duplicate of " + paths[j] + " (" + host_port(*l) + ")");
+          duplicate = true;
+          break;
+        }
+      }
+      if (duplicate) continue;
+      cfg.listeners.push_back(std::move(*l));
+      paths.push_back(el_path);
+    }
+  }
+
+  // --- heartbeat, log_level, jwt ------------------------------------------
+
+  void read_heartbeat(const cJSON* item, Config& cfg) {
+    if (item == nullptr) return;
+    const std::string path = "heartbeat";
+    if (!cJSON_IsObject(item)) {
+      error(path, "expected an object");
+      return;
+    }
+    check_keys(item, path, {"interval", "timeout"});
+    bool ok = true;
+    if (const cJSON* v = member(item, "interval")) {
+      if (auto n = get_integer(v, child_path(path, "interval"), 1, INT_MAX)) {
+        cfg.heartbeat.interval_s = static_cast<int>(*n);
+      } else {
+        ok = false;
+      }
+    }
+    if (const cJSON* v = member(item, "timeout")) {
+      if (auto n = get_integer(v, child_path(path, "timeout"), 1, INT_MAX)) {
+        cfg.heartbeat.timeout_s = static_cast<int>(*n);
+      } else {
+        ok = false;
+      }
+    }
+    // A timeout at or below the ping interval would close healthy idle
+    // clients before their next ping could arrive.
+    if (ok && cfg.heartbeat.timeout_s <= cfg.heartbeat.interval_s) {
+      error(child_path(path, "timeout"), "must be greater than heartbeat.interval (" +
+                                             std::to_string(cfg.heartbeat.interval_s) + ")");
+    }
+  }
+
+  void read_log_level(const cJSON* item, Config& cfg) {
+    if (item == nullptr) return;
+    const std::string path = "log_level";
+    auto v = get_string(item, path);
+    if (!v) return;
+    if (*v != "error" && *v != "warn" && *v != "info" && *v != "debug") {
+      error(path, "expected one of error, warn, info, debug (got " + quote(*v) + ")");
+      return;
+    }
+    cfg.log_level = std::move(*v);
+  }
+
+  void read_jwt(const cJSON* item, Config& cfg) {
+    if (item == nullptr) return;
+    const std::string path = "jwt";
+    if (!cJSON_IsObject(item)) {
+      error(path, "expected an object");
+      return;
+    }
+    check_keys(item, path, {"secret", "leeway", "audience", "issuer"});
+    if (const cJSON* v = member(item, "secret")) {
+      if (auto s = get_string(v, child_path(path, "secret"))) cfg.jwt.secret = std::move(*s);
+    }
+    if (const cJSON* v = member(item, "leeway")) {
+      if (auto n = get_integer(v, child_path(path, "leeway"), 0, 3600)) cfg.jwt.leeway_s = static_cast<int>(*n);
+    }
+    if (const cJSON* v = member(item, "audience")) {
+      if (auto s = get_string(v, child_path(path, "audience"))) cfg.jwt.audience = std::move(*s);
+    }
+    if (const cJSON* v = member(item, "issuer")) {
+      if (auto s = get_string(v, child_path(path, "issuer"))) cfg.jwt.issuer = std::move(*s);
+    }
+  }
+
+  // --- endpoints ------------------------------------------------------------
+
+  // Reports every problem of an endpoint path; true when it is usable.
+  bool check_endpoint_path(const std::string& value, const std::string& path) {
+    const std::size_t before = errors_.size();
+    if (value.empty() || value.front() != '/') error(path, "must start with \"/\"");
+    if (std::any_of(value.begin(), value.end(),
+                    [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; })) {
+      error(path, "must not contain whitespace");
+    }
+    if (value.find_first_of("?#") != std::string::npos) {
+      error(path, "must not contain \"?\" or \"#\"");
+    }
+    std::set<std::string_view> names;
+    for (std::string_view seg : split_segments(value)) {
+      if (seg.find_first_of("{}") == std::string_view::npos) continue;
+      const bool whole = seg.size() >= 2 && seg.front() == '{' && seg.back() == '}';
+      const std::string_view name = whole ? seg.substr(1, seg.size() - 2) : std::string_view{};
+      if (!whole || !is_placeholder_name(name)) {
+        error(path, "invalid placeholder in segment " + quote(seg) +
+                        " (expected a whole segment \"{name}\" with name matching "
+                        "[A-Za-z_][A-Za-z0-9_]*)");
+      } else if (!names.insert(name).second) {
+        error(path, "placeholder \"{" + std::string(name) + "}\" appears more than once");
+      }
+    }
+    return errors_.size() == before;
+  }
+
+  void check_script_file(const std::string& path, Endpoint& ep) {
+    fs::path p(ep.script_name);
+    if (p.is_relative()) p = fs::path(base_dir_) / p;
+    std::error_code ec;
+    fs::path abs = fs::absolute(p, ec);
+    if (ec) abs = p;
+    abs = abs.lexically_normal();
+    const std::string shown = abs.string();
+
+    const fs::file_status st = fs::status(abs, ec);
+    if (st.type() == fs::file_type::not_found) {
+      error(path, "file not found: " + shown);
+    } else if (ec) {
+      error(path, "cannot access: " + shown + ": " + ec.message());
+    } else if (!fs::is_regular_file(st)) {
+      error(path, "not a regular file: " + shown);
+    } else if (::access(shown.c_str(), R_OK) != 0) {
+      error(path, "cannot read: " + shown + ": " + errno_text(errno));
+    } else {
+      ep.script_path = shown;
+    }
+  }
+
+  // Expands "${...}" in every string of a free-form subtree, in place.
+  void expand_tree(cJSON* node, const std::string& path) {
+    if (cJSON_IsString(node) && node->valuestring != nullptr) {
+      Expanded e = expand_env(node->valuestring, env_);
+      if (!e.error.empty()) {
+        error(path, e.error);
+      } else if (e.value != node->valuestring &&
+                 cJSON_SetValuestring(node, e.value.c_str()) == nullptr) {
+        error(path, "out of memory");
+      }
+      return;
+    }
+    if (cJSON_IsObject(node)) {
+      for (cJSON* c = node->child; c != nullptr; c = c->next) {
+        expand_tree(c, child_path(path, c->string != nullptr ? c->string : ""));
+      }
+    } else if (cJSON_IsArray(node)) {
+      std::size_t i = 0;
+      for (cJSON* c = node->child; c != nullptr; c = c->next, ++i) expand_tree(c, index_path(path, i));
+    }
+  }
+
+  // Returns the endpoint and whether its path is valid (for the uniqueness check).
+  std::pair<Endpoint, bool> read_endpoint(cJSON* obj, const std::string& path) {
+    Endpoint ep;
+    ep.script_name = std::string(kBuiltinScriptName);
+    ep.options_json = "{}";
+    bool path_ok = false;
+    check_keys(obj, path, {"path", "script", "max_message_size", "options"});
+
+    const std::string route_path = child_path(path, "path");
+    if (const cJSON* v = member(obj, "path")) {
+      if (auto s = get_string(v, route_path)) {
+        path_ok = check_endpoint_path(*s, route_path);
+        ep.path = std::move(*s);
+      }
+    } else {
+      error(route_path, "required key is missing");
+    }
+
+    if (const cJSON* v = member(obj, "script")) {
+      const std::string script_path = child_path(path, "script");
+      if (auto s = get_string(v, script_path)) {
+        if (s->empty()) {
+          error(script_path, "expected a non-empty string");
+        } else {
+          ep.script_name = std::move(*s);
+          check_script_file(script_path, ep);
+        }
+      }
+    }
+
+    if (const cJSON* v = member(obj, "max_message_size")) {
+      if (auto n = get_integer(v, child_path(path, "max_message_size"), 1,
+                               static_cast<long long>(kMaxMessageSizeLimit))) {
+        ep.max_message_size = static_cast<std::size_t>(*n);
+      }
+    }
+
+    if (cJSON* v = member(obj, "options")) {
+      const std::string options_path = child_path(path, "options");
+      if (!cJSON_IsObject(v)) {
+        error(options_path, "expected an object");
+      } else {
+        const std::size_t before = errors_.size();
+        expand_tree(v, options_path);
+        if (errors_.size() == before) {
+          JsonText text(cJSON_PrintUnformatted(v));
+          if (text) {
+            ep.options_json = text.get();
+          } else {
+            error(options_path, "out of memory");
+          }
+        }
+      }
+    }
+    return {std::move(ep), path_ok};
+  }
+
+  void read_endpoints(const cJSON* item, Config& cfg) {
+    const std::string path = "endpoints";
+    if (item == nullptr) {
+      error(path, "required key is missing");
+      return;
+    }
+    if (!cJSON_IsArray(item) || item->child == nullptr) {
+      error(path, "expected a non-empty array");
+      return;
+    }
+    std::map<std::string, std::pair<std::string, std::string>> routes;  // shape -> (key path, path)
+    std::size_t i = 0;
+    for (cJSON* el = item->child; el != nullptr; el = el->next, ++i) {
+      const std::string el_path = index_path(path, i);
+      if (!cJSON_IsObject(el)) {
+        error(el_path, "expected an object");
+        continue;
+      }
+      auto [ep, path_ok] = read_endpoint(el, el_path);
+      if (path_ok) {
+        const std::string route_key_path = child_path(el_path, "path");
+        auto [it, inserted] = routes.try_emplace(route_shape(ep.path), route_key_path, ep.path);
+        if (!inserted) {
+          error(route_key_path, "duplicate of " + it->second.first + " " + quote(it->second.second));
+        }
+      }
+      cfg.endpoints.push_back(std::move(ep));
+    }
+  }
+
+  std::string source_;
+  std::string base_dir_;
+  const EnvLookup& env_;
+  std::vector<std::string> errors_;
+};
+
+}  // namespace
+
+LoadResult parse(std::string_view text, const std::string& source_name, const std::string& base_dir,
+                 const EnvLookup& env) {
+  Loader loader(source_name, base_dir, env);
+  LoadResult result;
+
+  // cJSON stops at a NUL byte, which would silently ignore the rest of the text.
+  const std::size_t nul = text.find('\0');
+  // A NUL-terminated copy with the NUL counted in the length: that is how
+  // cJSON detects trailing garbage after the top-level value.
+  const std::string buffer(text.substr(0, nul));
+  const char* end = nullptr;
+  JsonPtr root(cJSON_ParseWithLengthOpts(buffer.c_str(), buffer.size() + 1, &end, 1));
+  if (!root || nul != std::string_view::npos) {
+    // The per-call end pointer, unlike cJSON_GetErrorPtr(), is not shared
+    // between threads.
+    const std::size_t offset = !root && end != nullptr ? static_cast<std::size_t>(end - buffer.c_str()) : nul;
+    const auto [line, column] = line_column(text, offset);
+    loader.error("", "invalid JSON near line " + std::to_string(line) + ", column " + std::to_string(column));
+    result.errors = std::move(loader.errors());
+    return result;
+  }
+
+  Config cfg = loader.run(root.get());
+  result.errors = std::move(loader.errors());
+  if (result.errors.empty()) result.config = std::move(cfg);
+  return result;
+}
+
+LoadResult load_file(const std::string& path, const EnvLookup& env) {
+  std::string text;
+  if (const int err = read_whole_file(path, text); err != 0) {
+    LoadResult result;
+    result.errors.push_back(path + ": cannot read: " + errno_text(err));
+    return result;
+  }
+  std::error_code ec;
+  fs::path abs = fs::absolute(fs::path(path), ec);
+  if (ec) abs = fs::path(path);
+  return parse(text, path, abs.lexically_normal().parent_path().string(), env);
+}
+
+Config default_config(const EnvLookup& env) {
+  Config cfg;
+  cfg.listeners.push_back(Listener{});
+  Endpoint ep;
+  ep.path = "/ws";
+  ep.script_name = std::string(kBuiltinScriptName);
+  ep.options_json = "{}";
+  cfg.endpoints.push_back(std::move(ep));
+  if (env) cfg.jwt.secret = env(std::string(kJwtSecretEnv)).value_or("");
+  return cfg;
+}
+
+}  // namespace wsrelay::config

@@ -1,0 +1,82 @@
+// config: the relay's JSON configuration file, parsed and fully validated.
+//
+// Owns: the config schema (keys, types, defaults, ranges), the error message
+// format "<source>: <key.path>: <message>", and the built-in default config.
+// Uses: cJSON for parsing, env_expand for "${VAR}" substitution in string
+// values, std::filesystem to resolve and check endpoint script files.
+//
+// Errors are returned, never thrown, and every error in a file is collected so
+// `wsrelay --check` can report them all in one run.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/env_expand.hpp"
+
+namespace wsrelay::config {
+
+struct Listener {
+  std::string host = "127.0.0.1";
+  int port = 8000;  // 0 = ephemeral
+};
+
+struct Heartbeat {
+  int interval_s = 25;  // ping interval told to clients
+  int timeout_s = 60;   // idle time after which a connection is closed
+};
+
+struct Jwt {
+  std::string secret;
+  int leeway_s = 0;
+  std::string audience;
+  std::string issuer;
+};
+
+struct Endpoint {
+  std::string path;            // "/ws", may contain "{name}" segments like "/api/v1/ws/{user_id}"
+  std::string script_path;     // absolute path; EMPTY means the built-in standard script
+  std::string script_name;     // as written in the config ("standard.lua"), or "<built-in standard.lua>"
+  std::string options_json;    // the endpoint's free-form "options" object re-printed as JSON, "{}" if absent
+  std::size_t max_message_size = 1048576;
+};
+
+struct Config {
+  std::vector<Listener> listeners;  // at least one
+  std::vector<Endpoint> endpoints;  // at least one
+  Heartbeat heartbeat;
+  Jwt jwt;
+  std::string log_level = "info";     // error|warn|info|debug
+  std::string source = "<built-in>";  // config file name used as the prefix of error messages
+  std::string base_dir;               // folder of the config file (for relative paths)
+};
+
+struct LoadResult {
+  std::optional<Config> config;     // set iff errors is empty
+  std::vector<std::string> errors;  // every error found, each "config.json: endpoints[0].script: expected a string"
+};
+
+// Name shown as script_name for endpoints without a "script" key.
+inline constexpr std::string_view kBuiltinScriptName = "<built-in standard.lua>";
+// Environment variable supplying jwt.secret when the config does not set it.
+inline constexpr std::string_view kJwtSecretEnv = "WSRELAY_JWT_SECRET";
+// Upper bound of endpoints[].max_message_size (64 MiB).
+inline constexpr std::size_t kMaxMessageSizeLimit = 64u * 1024u * 1024u;
+
+// Parses config text. source_name prefixes errors (use the file name as the
+// user gave it), base_dir resolves relative paths.
+LoadResult parse(std::string_view text, const std::string& source_name, const std::string& base_dir,
+                 const EnvLookup& env);
+
+// Reads and parses a file; read errors are also reported as LoadResult errors
+// ("x.json: cannot read: No such file or directory"). base_dir becomes the
+// absolute folder of `path`.
+LoadResult load_file(const std::string& path, const EnvLookup& env);
+
+// 127.0.0.1:8000, one endpoint "/ws" with the built-in script; jwt.secret from env.
+Config default_config(const EnvLookup& env);
+
+}  // namespace wsrelay::config

@@ -1,0 +1,31 @@
+// json: RAII ownership of cJSON trees and cJSON-printed strings.
+// Owns: nothing global; every cJSON* that leaves this unit is wrapped.
+// Uses: cJSON (Debian's libcjson).
+#pragma once
+
+#include <cjson/cJSON.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace wsrelay::json {
+
+struct CJsonDeleter {
+  void operator()(cJSON* node) const noexcept { cJSON_Delete(node); }
+};
+using JsonPtr = std::unique_ptr<cJSON, CJsonDeleter>;
+
+struct CJsonFreeDeleter {
+  void operator()(char* text) const noexcept { cJSON_free(text); }
+};
+using PrintedJson = std::unique_ptr<char, CJsonFreeDeleter>;
+
+// Parses text (not necessarily NUL-terminated). On failure returns null and,
+// if error_offset is given, the byte offset where parsing stopped.
+JsonPtr parse(std::string_view text, std::size_t* error_offset = nullptr);
+
+// Compact printing; empty string only if cJSON runs out of memory.
+std::string print(const cJSON* node);
+
+}  // namespace wsrelay::json

@@ -1,0 +1,261 @@
+#include "json/lua_json.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+namespace wsrelay::json {
+namespace {
+
+// Unique address used as the registry key of the array metatable.
+const char kArrayMetatableKey = 0;
+
+void push_json_at(lua_State* L, const cJSON* node, int depth) {
+  luaL_checkstack(L, 4, "JSON nested too deep");
+  if (depth > kMaxDepth) {
+    luaL_error(L, "JSON nested deeper than %d levels", kMaxDepth);
+  }
+  if (cJSON_IsObject(node)) {
+    int count = 0;
+    for (const cJSON* c = node->child; c != nullptr; c = c->next) ++count;
+    lua_createtable(L, 0, count);
+    for (const cJSON* c = node->child; c != nullptr; c = c->next) {
+      push_json_at(L, c, depth + 1);
+      lua_setfield(L, -2, c->string != nullptr ? c->string : "");
+    }
+  } else if (cJSON_IsArray(node)) {
+    int count = 0;
+    for (const cJSON* c = node->child; c != nullptr; c = c->next) ++count;
+    lua_createtable(L, count, 0);
+    lua_Integer i = 1;
+    for (const cJSON* c = node->child; c != nullptr; c = c->next) {
+      push_json_at(L, c, depth + 1);
+      lua_rawseti(L, -2, i++);
+    }
+    push_array_metatable(L);
+    lua_setmetatable(L, -2);
+  } else if (cJSON_IsString(node)) {
+    lua_pushstring(L, node->valuestring != nullptr ? node->valuestring : "");
+  } else if (cJSON_IsNumber(node)) {
+    const double d = node->valuedouble;
+    // Integral values within 2^53 are exact in a double: give Lua an integer so
+    // that ids and counters print back as 42, not 42.0.
+    if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) <= 9007199254740992.0) {
+      lua_pushinteger(L, static_cast<lua_Integer>(d));
+    } else {
+      lua_pushnumber(L, d);
+    }
+  } else if (cJSON_IsBool(node)) {
+    lua_pushboolean(L, cJSON_IsTrue(node));
+  } else {
+    push_null(L);
+  }
+}
+
+const char* kHex = "0123456789abcdef";
+
+struct Encoder {
+  lua_State* L;
+  std::string& out;
+  std::string& error;
+  // Filled only while unwinding from a failure, innermost first, so the
+  // success path builds no key paths.
+  std::vector<std::string> trail;
+
+  bool fail(const std::string& what) {
+    error = what;
+    return false;
+  }
+
+  std::string where() const {
+    std::string path;
+    for (auto it = trail.rbegin(); it != trail.rend(); ++it) {
+      if (!path.empty() && (*it)[0] != '[') path.push_back('.');
+      path += *it;
+    }
+    return path;
+  }
+
+  bool number(int index) {
+    if (lua_isinteger(L, index)) {
+      char buf[32];
+      auto r = std::to_chars(buf, buf + sizeof buf, static_cast<long long>(lua_tointeger(L, index)));
+      out.append(buf, r.ptr);
+      return true;
+    }
+    const double d = lua_tonumber(L, index);
+    if (!std::isfinite(d)) return fail("cannot encode NaN or infinity");
+    char buf[40];
+    auto r = std::to_chars(buf, buf + sizeof buf, d);  // shortest exact round trip
+    out.append(buf, r.ptr);
+    return true;
+  }
+
+  // An array is a table carrying the array metatable, or a non-empty table
+  // whose keys are exactly 1..n.
+  bool is_array(int index, lua_Integer& length) {
+    length = static_cast<lua_Integer>(lua_rawlen(L, index));
+    if (lua_getmetatable(L, index)) {
+      push_array_metatable(L);
+      const bool marked = lua_rawequal(L, -1, -2);
+      lua_pop(L, 2);
+      if (marked) return true;
+    }
+    if (length == 0) return false;
+    lua_Integer keys = 0;
+    lua_pushnil(L);
+    while (lua_next(L, index) != 0) {
+      lua_pop(L, 1);
+      if (!lua_isinteger(L, -1)) {
+        lua_pop(L, 1);
+        return false;
+      }
+      ++keys;
+    }
+    return keys == length;
+  }
+
+  bool value(int index, int depth) {
+    index = lua_absindex(L, index);
+    if (depth > kMaxDepth) return fail("nested deeper than 1000 levels (a cycle?)");
+    if (!lua_checkstack(L, 6)) return fail("out of stack");
+    switch (lua_type(L, index)) {
+      case LUA_TNIL: out.append("null"); return true;
+      case LUA_TBOOLEAN: out.append(lua_toboolean(L, index) ? "true" : "false"); return true;
+      case LUA_TNUMBER: return number(index);
+      case LUA_TSTRING: {
+        size_t len = 0;
+        const char* s = lua_tolstring(L, index, &len);
+        append_json_string(out, std::string_view(s, len));
+        return true;
+      }
+      case LUA_TLIGHTUSERDATA:
+        if (is_null(L, index)) {
+          out.append("null");
+          return true;
+        }
+        return fail("cannot encode a userdata");
+      case LUA_TTABLE: return table(index, depth);
+      default: return fail(std::string("cannot encode a ") + luaL_typename(L, index));
+    }
+  }
+
+  bool table(int index, int depth) {
+    lua_Integer length = 0;
+    if (is_array(index, length)) {
+      out.push_back('[');
+      for (lua_Integer i = 1; i <= length; ++i) {
+        if (i > 1) out.push_back(',');
+        lua_rawgeti(L, index, i);
+        const bool ok = value(-1, depth + 1);
+        lua_pop(L, 1);
+        if (!ok) {
+          trail.push_back("[" + std::to_string(i) + "]");
+          return false;
+        }
+      }
+      out.push_back(']');
+      return true;
+    }
+    out.push_back('{');
+    bool first = true;
+    // "type" first: it is what a reader of a frame looks for.
+    lua_getfield(L, index, "type");
+    const bool has_type = !lua_isnil(L, -1);
+    if (has_type) {
+      append_json_string(out, "type");
+      out.push_back(':');
+      const bool ok = value(-1, depth + 1);
+      if (!ok) {
+        trail.push_back("type");
+        lua_pop(L, 1);
+        return false;
+      }
+      first = false;
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, index) != 0) {
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        lua_pop(L, 2);
+        return fail("cannot encode a table mixing array and non-string keys");
+      }
+      size_t klen = 0;
+      const char* key = lua_tolstring(L, -2, &klen);
+      const std::string_view k(key, klen);
+      if (has_type && k == "type") {
+        lua_pop(L, 1);
+        continue;
+      }
+      if (!first) out.push_back(',');
+      first = false;
+      append_json_string(out, k);
+      out.push_back(':');
+      const bool ok = value(-1, depth + 1);
+      lua_pop(L, 1);
+      if (!ok) {
+        trail.emplace_back(k);
+        lua_pop(L, 1);
+        return false;
+      }
+    }
+    out.push_back('}');
+    return true;
+  }
+};
+
+}  // namespace
+
+void install_lua_json(lua_State* L) {
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "array");
+  lua_setfield(L, -2, "__name");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kArrayMetatableKey);
+}
+
+void push_array_metatable(lua_State* L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &kArrayMetatableKey); }
+
+void push_null(lua_State* L) { lua_pushlightuserdata(L, nullptr); }
+
+bool is_null(lua_State* L, int index) {
+  return lua_type(L, index) == LUA_TLIGHTUSERDATA && lua_touserdata(L, index) == nullptr;
+}
+
+void push_json(lua_State* L, const cJSON* node) { push_json_at(L, node, 0); }
+
+bool encode_lua(lua_State* L, int index, std::string& out, std::string& error) {
+  Encoder encoder{L, out, error, {}};
+  const int top = lua_gettop(L);
+  index = lua_absindex(L, index);
+  const bool ok = encoder.value(index, 0);
+  lua_settop(L, top);
+  if (!ok && !encoder.trail.empty()) error = "field '" + encoder.where() + "': " + error;
+  return ok;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': out.append("\\n"); break;
+      case '\r': out.append("\\r"); break;
+      case '\t': out.append("\\t"); break;
+      case '\b': out.append("\\b"); break;
+      case '\f': out.append("\\f"); break;
+      default:
+        if (c < 0x20) {
+          out.append("\\u00");
+          out.push_back(kHex[c >> 4]);
+          out.push_back(kHex[c & 0xf]);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+}  // namespace wsrelay::json

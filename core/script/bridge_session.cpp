@@ -1,0 +1,263 @@
+// bridge_session: the `session` value handlers receive.
+// One userdata per session per script state, created at open and invalidated
+// at close, so a script that keeps a reference gets "closed", never a dangling
+// pointer. User value 1 is the session's attrs table.
+#include "json/lua_json.hpp"
+#include "script/engine_internal.hpp"
+
+#include <string>
+
+namespace wsrelay::script {
+namespace {
+
+const char* const kSessionMeta = "wsrelay.session";
+
+struct Box {
+  session::Session* session;
+};
+
+Box* box_at(lua_State* L, int index) { return static_cast<Box*>(luaL_checkudata(L, index, kSessionMeta)); }
+
+std::string_view check_channel(lua_State* L, int index) {
+  size_t len = 0;
+  const char* name = luaL_checklstring(L, index, &len);
+  if (len == 0) luaL_argerror(L, index, "channel name must not be empty");
+  return {name, len};
+}
+
+pubsub::Hub& hub_of(lua_State* L) {
+  pubsub::Hub* hub = internal_of(L).engine->context().hub;
+  if (hub == nullptr) luaL_error(L, "no channel hub in this context");
+  return *hub;
+}
+
+// Operational failure convention: nil plus a reason.
+int closed_result(lua_State* L) {
+  lua_pushnil(L);
+  lua_pushliteral(L, "closed");
+  return 2;
+}
+
+int m_send(lua_State* L) {
+  Box* box = box_at(L, 1);
+  luaL_argexpected(L, lua_istable(L, 2) || lua_type(L, 2) == LUA_TSTRING, 2, "table or string");
+  session::FramePtr frame;
+  std::string error;
+  if (!to_frame(L, 2, frame, error)) return luaL_argerror(L, 2, error.c_str());
+  if (box->session == nullptr) return closed_result(L);
+  switch (box->session->send(frame)) {
+    case session::SendStatus::Queued: lua_pushboolean(L, 1); return 1;
+    case session::SendStatus::Overflow:
+      lua_pushnil(L);
+      lua_pushliteral(L, "queue full");
+      return 2;
+    case session::SendStatus::Closed: return closed_result(L);
+  }
+  return closed_result(L);
+}
+
+int m_close(lua_State* L) {
+  Box* box = box_at(L, 1);
+  const lua_Integer code = luaL_optinteger(L, 2, 1000);
+  const char* reason = luaL_optstring(L, 3, "");
+  // 1005, 1006 and 1015 must never be sent on the wire (RFC 6455 7.4.1).
+  luaL_argcheck(L, (code == 1000 || (code >= 1001 && code <= 1014 && code != 1005 && code != 1006)) ||
+                       (code >= 3000 && code <= 4999),
+                2, "not a close code a server may send");
+  luaL_argcheck(L, std::string_view(reason).size() <= 123, 3, "close reason longer than 123 bytes");
+  if (box->session == nullptr) return closed_result(L);
+  box->session->close(static_cast<int>(code), reason);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int m_subscribe(lua_State* L) {
+  Box* box = box_at(L, 1);
+  const std::string_view channel = check_channel(L, 2);
+  if (box->session == nullptr) return closed_result(L);
+  lua_pushboolean(L, hub_of(L).subscribe(channel, box->session));
+  return 1;
+}
+
+int m_unsubscribe(lua_State* L) {
+  Box* box = box_at(L, 1);
+  const std::string_view channel = check_channel(L, 2);
+  if (box->session == nullptr) return closed_result(L);
+  lua_pushboolean(L, hub_of(L).unsubscribe(channel, box->session));
+  return 1;
+}
+
+int m_is_subscribed(lua_State* L) {
+  Box* box = box_at(L, 1);
+  const std::string_view channel = check_channel(L, 2);
+  lua_pushboolean(L, box->session != nullptr && box->session->channels().contains(channel));
+  return 1;
+}
+
+int m_subscriptions(lua_State* L) {
+  Box* box = box_at(L, 1);
+  lua_newtable(L);
+  if (box->session != nullptr) {
+    lua_Integer i = 1;
+    for (const auto& channel : box->session->channels()) {
+      lua_pushlstring(L, channel.data(), channel.size());
+      lua_rawseti(L, -2, i++);
+    }
+  }
+  json::push_array_metatable(L);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+int session_index(lua_State* L) {
+  Box* box = box_at(L, 1);
+  const std::string_view key = luaL_checkstring(L, 2);
+  session::Session* s = box->session;
+  if (key == "closed") {
+    lua_pushboolean(L, s == nullptr);
+    return 1;
+  }
+  if (key == "attrs") {
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+  }
+  // Methods live in the metatable's "methods" table.
+  luaL_getmetafield(L, 1, "methods");
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+  lua_pop(L, 2);
+  if (key == "id") {
+    lua_getiuservalue(L, 1, 2);
+    return 1;
+  }
+  if (s == nullptr) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (key == "user") {
+    if (s->user()) lua_pushlstring(L, s->user()->data(), s->user()->size()); else lua_pushnil(L);
+  } else if (key == "endpoint") {
+    lua_pushlstring(L, s->info().endpoint.data(), s->info().endpoint.size());
+  } else if (key == "path") {
+    lua_pushlstring(L, s->info().path.data(), s->info().path.size());
+  } else if (key == "remote") {
+    lua_pushlstring(L, s->info().remote.data(), s->info().remote.size());
+  } else if (key == "params") {
+    lua_createtable(L, 0, static_cast<int>(s->info().params.size()));
+    for (const auto& [name, value] : s->info().params) {
+      lua_pushlstring(L, value.data(), value.size());
+      lua_setfield(L, -2, name.c_str());
+    }
+  } else {
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+int session_newindex(lua_State* L) {
+  Box* box = box_at(L, 1);
+  const std::string_view key = luaL_checkstring(L, 2);
+  if (key == "user") {
+    luaL_argexpected(L, lua_isnil(L, 3) || lua_type(L, 3) == LUA_TSTRING, 3, "string or nil");
+    if (box->session == nullptr) return 0;
+    if (lua_isnil(L, 3)) {
+      box->session->set_user(std::nullopt);
+    } else {
+      size_t len = 0;
+      const char* user = lua_tolstring(L, 3, &len);
+      box->session->set_user(std::string(user, len));
+    }
+    return 0;
+  }
+  return luaL_error(L, "session.%s is read-only (keep your own data in session.attrs)",
+                    std::string(key).c_str());
+}
+
+int session_tostring(lua_State* L) {
+  lua_getiuservalue(L, 1, 2);
+  lua_pushfstring(L, "session %s", lua_tostring(L, -1));
+  return 1;
+}
+
+}  // namespace
+
+void open_session_bridge(lua_State* L) {
+  luaL_newmetatable(L, kSessionMeta);
+  lua_pushcfunction(L, trampoline<session_index>);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, trampoline<session_newindex>);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, trampoline<session_tostring>);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, "session");
+  lua_setfield(L, -2, "__name");
+  const luaL_Reg methods[] = {
+      {"send", trampoline<m_send>},
+      {"close", trampoline<m_close>},
+      {"subscribe", trampoline<m_subscribe>},
+      {"unsubscribe", trampoline<m_unsubscribe>},
+      {"is_subscribed", trampoline<m_is_subscribed>},
+      {"subscriptions", trampoline<m_subscriptions>},
+      {nullptr, nullptr}};
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "methods");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");  // scripts cannot swap the session's behaviour
+  lua_pop(L, 1);
+}
+
+void push_session(lua_State* L, session::Session& s) {
+  if (s.script_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s.script_ref);
+    return;
+  }
+  auto* box = static_cast<Box*>(lua_newuserdatauv(L, sizeof(Box), 2));
+  box->session = &s;
+  luaL_setmetatable(L, kSessionMeta);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushlstring(L, s.id().data(), s.id().size());
+  lua_setiuservalue(L, -2, 2);
+  lua_pushvalue(L, -1);
+  s.script_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+session::Session* to_session(lua_State* L, int index) {
+  auto* box = static_cast<Box*>(luaL_testudata(L, index, kSessionMeta));
+  return box != nullptr ? box->session : nullptr;
+}
+
+session::Session* check_session(lua_State* L, int index) {
+  Box* box = box_at(L, index);
+  if (box->session == nullptr) luaL_argerror(L, index, "session is closed");
+  return box->session;
+}
+
+void release_session(lua_State* L, session::Session& s) {
+  if (s.script_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s.script_ref);
+  if (auto* box = static_cast<Box*>(luaL_testudata(L, -1, kSessionMeta))) box->session = nullptr;
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, s.script_ref);
+  s.script_ref = LUA_NOREF;
+}
+
+bool to_frame(lua_State* L, int index, session::FramePtr& frame, std::string& error) {
+  if (lua_type(L, index) == LUA_TSTRING) {
+    size_t len = 0;
+    const char* text = lua_tolstring(L, index, &len);
+    frame = session::Frame::text(std::string_view(text, len));
+    return true;
+  }
+  if (!lua_istable(L, index)) {
+    error = std::string("cannot send a ") + luaL_typename(L, index);
+    return false;
+  }
+  std::string text;
+  text.reserve(128);
+  if (!json::encode_lua(L, index, text, error)) return false;
+  frame = session::Frame::text(text);
+  return true;
+}
+
+}  // namespace wsrelay::script

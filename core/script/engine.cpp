@@ -1,0 +1,594 @@
+#include "script/engine.hpp"
+
+#include "json/json.hpp"
+#include "json/lua_json.hpp"
+#include "script/engine_internal.hpp"
+#include "util/log.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace wsrelay::script {
+using Internal = ScriptEngine::Internal;
+
+using session::Session;
+
+namespace {
+
+constexpr int kHookStep = 1000;
+
+void* limited_alloc(void* ud, void* ptr, std::size_t osize, std::size_t nsize) {
+  auto* in = static_cast<ScriptEngine::Internal*>(ud);
+  const std::size_t old = ptr != nullptr ? osize : 0;
+  if (nsize == 0) {
+    std::free(ptr);
+    in->memory_used -= old;
+    return nullptr;
+  }
+  // Refusing growth makes Lua raise "not enough memory" inside the call that
+  // asked, which the dispatcher reports as script_error; the state survives.
+  if (nsize > old && in->memory_used - old + nsize > in->memory_limit) return nullptr;
+  void* grown = std::realloc(ptr, nsize);
+  if (grown == nullptr) return nullptr;
+  in->memory_used = in->memory_used - old + nsize;
+  return grown;
+}
+
+void count_hook(lua_State* L, lua_Debug*) {
+  auto& in = internal_of(L);
+  if (!in.budget_exceeded) {
+    in.used += kHookStep;
+    if (in.used <= in.budget) return;
+    in.budget_exceeded = true;
+    // From now on every instruction raises, so a pcall in the script cannot
+    // swallow the timeout and carry on looping.
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  }
+  luaL_error(L, "script_timeout: instruction budget exceeded");
+}
+
+void begin_call(ScriptEngine::Internal& in) {
+  in.used = 0;
+  if (in.budget_exceeded) {
+    in.budget_exceeded = false;
+  }
+  lua_sethook(in.L, count_hook, LUA_MASKCOUNT, kHookStep);
+}
+
+int traceback_handler(lua_State* L) {
+  const char* message = lua_tostring(L, 1);
+  if (message == nullptr) message = luaL_tolstring(L, 1, nullptr);
+  luaL_traceback(L, L, message, 1);
+  return 1;
+}
+
+// Calls the function below nargs arguments with a traceback handler.
+// On failure leaves nothing and puts the message's first line in error and the
+// traceback in detail.
+bool protected_call(lua_State* L, int nargs, int nresults, std::string& error, std::string* detail = nullptr) {
+  const int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, traceback_handler);
+  lua_insert(L, base);
+  const int status = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  if (status == LUA_OK) return true;
+  const char* text = lua_tostring(L, -1);
+  std::string full = text != nullptr ? text : "error object is not a string";
+  if (status == LUA_ERRMEM) full = "not enough memory (script memory limit reached)";
+  lua_pop(L, 1);
+  const auto newline = full.find('\n');
+  error = full.substr(0, newline);
+  if (detail != nullptr) *detail = full;
+  return false;
+}
+
+// ---- sandbox ----------------------------------------------------------------
+
+int strict_newindex(lua_State* L) {
+  const char* key = lua_tostring(L, 2);
+  return luaL_error(L, "assignment to undeclared global '%s' (use local)", key != nullptr ? key : "?");
+}
+
+int safe_load(lua_State* L) {
+  size_t len = 0;
+  const char* chunk = luaL_checklstring(L, 1, &len);
+  const char* name = luaL_optstring(L, 2, "=(load)");
+  // Mode is always text: binary chunks can break the interpreter's invariants.
+  if (luaL_loadbufferx(L, chunk, len, name, "t") != LUA_OK) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (!lua_isnoneornil(L, 4)) {
+    lua_pushvalue(L, 4);
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, internal_of(L).env_ref);
+  }
+  lua_setupvalue(L, -2, 1);
+  return 1;
+}
+
+const char* const kSafeBaseFunctions[] = {
+    "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "rawequal", "rawget",
+    "rawlen", "rawset", "select", "tonumber", "tostring", "type", "setmetatable",
+    "getmetatable", "_VERSION"};
+const char* const kSafeLibraries[] = {"string", "table", "math", "utf8", "coroutine"};
+
+int setup_state(lua_State* L) {
+  luaL_requiref(L, "_G", luaopen_base, 1);
+  lua_pop(L, 1);
+  luaL_requiref(L, "string", luaopen_string, 1);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");  // dumps bytecode: no use to a router, a risk to load
+  lua_pop(L, 1);
+  luaL_requiref(L, "table", luaopen_table, 1);
+  lua_pop(L, 1);
+  luaL_requiref(L, "math", luaopen_math, 1);
+  lua_pop(L, 1);
+  luaL_requiref(L, "utf8", luaopen_utf8, 1);
+  lua_pop(L, 1);
+  luaL_requiref(L, "coroutine", luaopen_coroutine, 1);
+  lua_pop(L, 1);
+  json::install_lua_json(L);
+  open_session_bridge(L);
+
+  // The script's environment: an allowlist copied from the full globals.
+  lua_newtable(L);
+  const int env = lua_gettop(L);
+  lua_pushglobaltable(L);
+  const int globals = env + 1;
+  for (const char* name : kSafeBaseFunctions) {
+    lua_getfield(L, globals, name);
+    lua_setfield(L, env, name);
+  }
+  for (const char* name : kSafeLibraries) {
+    lua_getfield(L, globals, name);
+    lua_setfield(L, env, name);
+  }
+  lua_pop(L, 1);  // globals
+
+  // os: only the clock and calendar, nothing that touches the system.
+  luaL_requiref(L, "os", luaopen_os, 0);
+  lua_createtable(L, 0, 3);
+  for (const char* name : {"time", "clock", "date", "difftime"}) {
+    lua_getfield(L, -2, name);
+    lua_setfield(L, -2, name);
+  }
+  lua_setfield(L, env, "os");
+  lua_pop(L, 1);
+
+  lua_pushcfunction(L, trampoline<safe_load>);
+  lua_setfield(L, env, "load");
+  lua_pushvalue(L, env);
+  lua_setfield(L, env, "_G");
+
+  lua_newtable(L);  // relay
+  open_relay_core(L);
+  open_relay_pubsub(L);
+  open_relay_log(L);
+  open_relay_time(L);
+  open_relay_json(L);
+  open_relay_jwt(L);
+  lua_setfield(L, env, "relay");
+
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, strict_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_setmetatable(L, env);
+
+  lua_pushvalue(L, env);
+  internal_of(L).env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+std::string typename_at(lua_State* L, int index) { return luaL_typename(L, index); }
+
+}  // namespace
+
+ScriptEngine::Internal& internal_of(lua_State* L) {
+  return **static_cast<ScriptEngine::Internal**>(lua_getextraspace(L));
+}
+
+ScriptEngine::Internal::~Internal() {
+  if (L != nullptr) lua_close(L);
+}
+
+// ---- loading ----------------------------------------------------------------
+
+ScriptEngine::Loaded ScriptEngine::load(const ScriptSource& source, ScriptContext context, Limits limits) {
+  Loaded result;
+  std::unique_ptr<ScriptEngine> engine(new ScriptEngine());
+  engine->source_name_ = source.name;
+  engine->context_ = std::move(context);
+  engine->limits_ = limits;
+  engine->in_ = std::make_unique<Internal>();
+  Internal& in = *engine->in_;
+  in.engine = engine.get();
+  in.memory_limit = limits.memory_bytes;
+  in.budget = limits.instructions_per_call;
+  in.L = lua_newstate(limited_alloc, &in);
+  if (in.L == nullptr) {
+    result.error = source.name + ": cannot create a Lua state";
+    return result;
+  }
+  lua_State* L = in.L;
+  *static_cast<Internal**>(lua_getextraspace(L)) = &in;
+
+  std::string error;
+  lua_pushcfunction(L, setup_state);
+  if (!protected_call(L, 0, 0, error)) {
+    result.error = source.name + ": cannot set up the Lua state: " + error;
+    return result;
+  }
+
+  const std::string chunkname = "@" + source.name;
+  if (luaL_loadbufferx(L, source.code.data(), source.code.size(), chunkname.c_str(), "t") != LUA_OK) {
+    result.error = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return result;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, in.env_ref);
+  lua_setupvalue(L, -2, 1);
+  begin_call(in);
+  if (!protected_call(L, 0, 1, error)) {
+    result.error = error;
+    return result;
+  }
+  if (!lua_istable(L, -1)) {
+    result.error = source.name + ": the script must return a table of handlers (it returned " +
+                   typename_at(L, -1) + ")";
+    lua_pop(L, 1);
+    return result;
+  }
+  const int handlers = lua_gettop(L);
+  // Options that live beside the handlers; everything else must be a function.
+  lua_pushnil(L);
+  while (lua_next(L, handlers) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      result.error = source.name + ": the handler table has a non-string key";
+      lua_settop(L, handlers - 1);
+      return result;
+    }
+    const std::string key = lua_tostring(L, -2);
+    if (key == "json") {
+      if (!lua_isboolean(L, -1)) {
+        result.error = source.name + ": 'json' must be a boolean (got " + typename_at(L, -1) + ")";
+        lua_settop(L, handlers - 1);
+        return result;
+      }
+      in.json_mode = lua_toboolean(L, -1);
+    } else if (key == "type_field") {
+      if (lua_type(L, -1) != LUA_TSTRING) {
+        result.error = source.name + ": 'type_field' must be a string (got " + typename_at(L, -1) + ")";
+        lua_settop(L, handlers - 1);
+        return result;
+      }
+      in.type_field = lua_tostring(L, -1);
+    } else if (!lua_isfunction(L, -1)) {
+      result.error = source.name + ": handler '" + key + "' must be a function (got " +
+                     typename_at(L, -1) + ")";
+      lua_settop(L, handlers - 1);
+      return result;
+    }
+    lua_pop(L, 1);
+  }
+  if (!in.json_mode) {
+    lua_getfield(L, handlers, "on_text");
+    const bool has_on_text = lua_isfunction(L, -1);
+    lua_pop(L, 1);
+    if (!has_on_text) {
+      result.error = source.name + ": a script with json = false needs an on_text handler";
+      lua_settop(L, handlers - 1);
+      return result;
+    }
+  }
+  in.handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, 0);
+  result.engine = std::move(engine);
+  return result;
+}
+
+ScriptEngine::~ScriptEngine() = default;
+
+// ---- dispatch -------------------------------------------------------------
+
+namespace {
+
+struct Job {
+  ScriptEngine* engine = nullptr;
+  Session* session = nullptr;
+  std::string_view data;
+  bool binary = false;
+  json::JsonPtr root;             // decoded frame (JSON mode), or null
+  std::size_t parse_error_at = 0;
+  std::string error_code;         // set when an error reply is to be sent by C++
+  std::string error_message;
+  std::string_view handler_name;  // for logs
+  int close_code = 0;
+};
+
+bool push_handler(lua_State* L, const char* name) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, internal_of(L).handlers_ref);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  if (lua_isfunction(L, -1)) return true;
+  lua_pop(L, 1);
+  return false;
+}
+
+std::string default_error_json(const cJSON* root, std::string_view code, std::string_view message) {
+  std::string out = "{\"type\":\"error\"";
+  const cJSON* id = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "id") : nullptr;
+  if (id != nullptr) {
+    out += ",\"id\":";
+    out += json::print(id);
+  }
+  out += ",\"code\":";
+  json::append_json_string(out, code);
+  out += ",\"message\":";
+  json::append_json_string(out, message);
+  out += "}";
+  return out;
+}
+
+void count_error(Session& s, ScriptEngine& engine) {
+  if (engine.context().stats != nullptr) ++engine.context().stats->errors_sent;
+  (void)s;
+}
+
+// Sends the value on top of the stack (table or string) to the session; pops it.
+// Returns false (and logs) if it cannot be encoded.
+bool send_value(lua_State* L, Session& s, std::string_view what, const std::string& script) {
+  session::FramePtr frame;
+  std::string error;
+  if (!to_frame(L, -1, frame, error)) {
+    lua_pop(L, 1);
+    log::error(script + ": " + std::string(what) + " returned a reply that cannot be sent: " + error, s.id());
+    return false;
+  }
+  lua_pop(L, 1);
+  s.send(frame);
+  return true;
+}
+
+// Emits an error reply from inside a protected context. msg_index is the
+// decoded message (0 if none).
+void emit_error(lua_State* L, Job& job, std::string_view code, std::string_view message, int msg_index) {
+  Internal& in = internal_of(L);
+  Session& s = *job.session;
+  count_error(s, *in.engine);
+  if (!in.budget_exceeded && push_handler(L, "on_error")) {
+    push_session(L, s);
+    lua_pushlstring(L, code.data(), code.size());
+    lua_pushlstring(L, message.data(), message.size());
+    if (msg_index != 0) lua_pushvalue(L, msg_index); else lua_pushnil(L);
+    std::string error;
+    if (protected_call(L, 4, 1, error)) {
+      if (lua_istable(L, -1) || lua_type(L, -1) == LUA_TSTRING) {
+        if (send_value(L, s, "on_error", in.engine->name())) return;
+      } else {
+        lua_pop(L, 1);
+        return;  // the script chose to send nothing
+      }
+    } else {
+      log::error(error, s.id());
+    }
+  }
+  s.send_text(default_error_json(job.root.get(), code, message));
+}
+
+// Handles a handler's results (3 values on top of the stack): a reply, or nil
+// plus an error code and message.
+void handle_results(lua_State* L, Job& job, int msg_index) {
+  const int r1 = lua_gettop(L) - 2;
+  Session& s = *job.session;
+  if (lua_istable(L, r1) || lua_type(L, r1) == LUA_TSTRING) {
+    lua_pushvalue(L, r1);
+    if (!send_value(L, s, "handler '" + std::string(job.handler_name) + "'", internal_of(L).engine->name())) {
+      if (internal_of(L).engine->context().stats != nullptr) ++internal_of(L).engine->context().stats->script_errors;
+      emit_error(L, job, codes::kScriptError, "the handler's reply could not be encoded", msg_index);
+    }
+  } else if (!lua_toboolean(L, r1) && lua_type(L, r1 + 1) == LUA_TSTRING) {
+    const std::string code = lua_tostring(L, r1 + 1);
+    const std::string message = lua_type(L, r1 + 2) == LUA_TSTRING ? lua_tostring(L, r1 + 2) : code;
+    emit_error(L, job, code, message, msg_index);
+  }
+  lua_settop(L, r1 - 1);
+}
+
+// Calls the handler already pushed, with the session and arg below... Stack on
+// entry: fn, session, arg.
+void call_handler(lua_State* L, Job& job, int msg_index) {
+  Internal& in = internal_of(L);
+  std::string error, detail;
+  if (protected_call(L, 2, 3, error, &detail)) {
+    handle_results(L, job, msg_index);
+    return;
+  }
+  const bool timeout = in.budget_exceeded;
+  if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
+  log::error(in.engine->name() + ": handler '" + std::string(job.handler_name) + "' failed: " + error,
+             job.session->id());
+  if (detail.size() > error.size()) log::debug(detail, job.session->id());
+  if (timeout) {
+    emit_error(L, job, codes::kScriptTimeout, "the handler ran past its instruction budget", msg_index);
+  } else {
+    emit_error(L, job, codes::kScriptError, "the handler '" + std::string(job.handler_name) + "' failed", msg_index);
+  }
+}
+
+int dispatch_entry(lua_State* L) {
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  Internal& in = internal_of(L);
+  Session& s = *job.session;
+
+  auto as_text = [&](const char* missing_code, const std::string& missing_message) {
+    if (push_handler(L, "on_text")) {
+      job.handler_name = "on_text";
+      push_session(L, s);
+      lua_pushlstring(L, job.data.data(), job.data.size());
+      call_handler(L, job, 0);
+    } else {
+      emit_error(L, job, missing_code, missing_message, 0);
+    }
+  };
+
+  if (job.binary) {
+    if (push_handler(L, "on_binary")) {
+      job.handler_name = "on_binary";
+      push_session(L, s);
+      lua_pushlstring(L, job.data.data(), job.data.size());
+      call_handler(L, job, 0);
+    } else {
+      emit_error(L, job, codes::kBadRequest, "binary frames are not accepted on this endpoint", 0);
+    }
+    return 0;
+  }
+  if (!in.json_mode) {
+    as_text(codes::kBadRequest.data(), "text frames are not accepted");
+    return 0;
+  }
+  if (job.root == nullptr) {
+    as_text(codes::kBadJson.data(), "invalid JSON at byte " + std::to_string(job.parse_error_at) +
+                                        " (or nested deeper than 1000 levels)");
+    return 0;
+  }
+  if (!cJSON_IsObject(job.root.get())) {
+    as_text(codes::kBadRequest.data(), "a message must be a JSON object");
+    return 0;
+  }
+  const cJSON* type = cJSON_GetObjectItemCaseSensitive(job.root.get(), in.type_field.c_str());
+  std::string type_name;
+  bool found = false;
+  if (cJSON_IsString(type) && type->valuestring != nullptr) {
+    type_name = type->valuestring;
+    // on_* names are lifecycle hooks, never message types.
+    found = type_name.rfind("on_", 0) != 0 && push_handler(L, type_name.c_str());
+  }
+  if (!found && push_handler(L, "on_message")) {
+    found = true;
+    type_name = "on_message";
+  }
+  if (!found) {
+    if (type == nullptr) {
+      emit_error(L, job, codes::kBadRequest, "missing field '" + in.type_field + "'", 0);
+    } else if (!cJSON_IsString(type)) {
+      emit_error(L, job, codes::kBadRequest, "field '" + in.type_field + "' must be a string", 0);
+    } else {
+      emit_error(L, job, codes::kUnknownType, "unknown message type '" + type_name + "'", 0);
+    }
+    return 0;
+  }
+  job.handler_name = type_name;
+  // Stack: job, fn. Keep the decoded message below the call so that an error
+  // reply after a failed handler can still see it: job, msg, fn, session, msg.
+  json::push_json(L, job.root.get());
+  lua_insert(L, -2);
+  const int msg_index = lua_gettop(L) - 1;
+  push_session(L, s);
+  lua_pushvalue(L, msg_index);
+  call_handler(L, job, msg_index);
+  return 0;
+}
+
+int open_entry(lua_State* L) {
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  push_session(L, *job.session);  // creates the session's userdata
+  lua_pop(L, 1);
+  if (push_handler(L, "on_open")) {
+    job.handler_name = "on_open";
+    push_session(L, *job.session);
+    lua_pushnil(L);
+    call_handler(L, job, 0);
+  }
+  return 0;
+}
+
+int close_entry(lua_State* L) {
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  if (push_handler(L, "on_close")) {
+    push_session(L, *job.session);
+    lua_pushinteger(L, job.close_code);
+    lua_pushlstring(L, job.error_message.data(), job.error_message.size());
+    std::string error;
+    if (!protected_call(L, 3, 0, error)) {
+      Internal& in = internal_of(L);
+      if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
+      log::error(in.engine->name() + ": handler 'on_close' failed: " + error, job.session->id());
+    }
+  }
+  return 0;
+}
+
+int error_entry(lua_State* L) {
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  emit_error(L, job, job.error_code, job.error_message, 0);
+  return 0;
+}
+
+}  // namespace
+
+namespace {
+void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
+  lua_State* L = in.L;
+  const ScriptContext& context_ = in.engine->context();
+  const std::string& source_name_ = in.engine->name();
+  begin_call(in);
+  lua_pushcfunction(L, entry);
+  lua_pushlightuserdata(L, &job);
+  std::string error;
+  if (!protected_call(L, 1, 0, error)) {
+    // Only reached when the error path itself failed (memory exhausted, or the
+    // instruction budget tripping in on_error): answer without Lua.
+    const bool timeout = in.budget_exceeded;
+    if (context_.stats != nullptr) ++context_.stats->script_errors;
+    log::error(source_name_ + ": " + error, job.session->id());
+    if (entry != close_entry) {
+      job.session->send_text(default_error_json(
+          job.root.get(), timeout ? codes::kScriptTimeout : codes::kScriptError,
+          timeout ? "the handler ran past its instruction budget" : "the script failed"));
+    }
+  }
+  lua_settop(L, 0);
+  // Leave no budget-trip hook armed between calls.
+  lua_sethook(L, nullptr, 0, 0);
+}
+}  // namespace
+
+void ScriptEngine::on_open(Session& s) {
+  Job job;
+  job.engine = this;
+  job.session = &s;
+  run_job(*in_, job, open_entry);
+}
+
+void ScriptEngine::on_message(Session& s, std::string_view data, bool binary) {
+  Job job;
+  job.engine = this;
+  job.session = &s;
+  job.data = data;
+  job.binary = binary;
+  if (!binary && in_->json_mode) job.root = json::parse(data, &job.parse_error_at);
+  run_job(*in_, job, dispatch_entry);
+}
+
+void ScriptEngine::on_close(Session& s, int code, std::string_view reason) {
+  Job job;
+  job.engine = this;
+  job.session = &s;
+  job.error_message = std::string(reason);
+  job.close_code = code;
+  run_job(*in_, job, close_entry);
+  release_session(in_->L, s);
+}
+
+void ScriptEngine::send_error(Session& s, std::string_view code, std::string_view message) {
+  Job job;
+  job.engine = this;
+  job.session = &s;
+  job.error_code = std::string(code);
+  job.error_message = std::string(message);
+  run_job(*in_, job, error_entry);
+}
+
+}  // namespace wsrelay::script

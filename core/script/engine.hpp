@@ -1,0 +1,92 @@
+// engine: one endpoint's Lua script — its state, sandbox, handlers and limits —
+// and the routing of each session's messages through it.
+// Owns: the lua_State (one per endpoint script), the handler table, each
+// session's Lua userdata and attribute table.
+// Uses: Hub/Broker (publish), Registry (address sessions), Stats, JWT options.
+// Never includes lws: the protocol calls in with complete messages and the
+// engine answers by queueing frames on the Session.
+#pragma once
+
+#include "auth/jwt.hpp"
+#include "pubsub/hub.hpp"
+#include "session/registry.hpp"
+#include "session/session.hpp"
+#include "session/stats.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+struct lua_State;
+
+namespace wsrelay::script {
+
+// What a script can reach of the server. Pointers are not owned and outlive
+// the engine.
+struct ScriptContext {
+  pubsub::Hub* hub = nullptr;
+  session::Registry* registry = nullptr;
+  session::Stats* stats = nullptr;
+  auth::JwtOptions jwt;
+  int heartbeat_interval_s = 25;
+  int heartbeat_timeout_s = 60;
+  std::size_t max_message_size = 1048576;
+  std::string endpoint;            // the endpoint's configured path
+  std::string options_json = "{}"; // the endpoint's "options", given to the script as relay.options
+};
+
+struct Limits {
+  std::uint64_t instructions_per_call = 20'000'000;  // count hook budget per top-level call
+  std::size_t memory_bytes = 64u << 20;             // allocator cap for the whole state
+};
+
+struct ScriptSource {
+  std::string name;  // shown in errors and tracebacks: "standard.lua"
+  std::string code;
+};
+
+// Error codes of the standard protocol that the engine itself produces.
+namespace codes {
+inline constexpr std::string_view kBadJson = "bad_json";
+inline constexpr std::string_view kBadRequest = "bad_request";
+inline constexpr std::string_view kUnknownType = "unknown_type";
+inline constexpr std::string_view kTooLarge = "too_large";
+inline constexpr std::string_view kScriptError = "script_error";
+inline constexpr std::string_view kScriptTimeout = "script_timeout";
+}  // namespace codes
+
+class ScriptEngine {
+ public:
+  struct Loaded {
+    std::unique_ptr<ScriptEngine> engine;  // null on failure
+    std::string error;                     // "chat.lua:12: unexpected symbol near 'x'"
+  };
+  static Loaded load(const ScriptSource& source, ScriptContext context, Limits limits = {});
+  ~ScriptEngine();
+  ScriptEngine(const ScriptEngine&) = delete;
+  ScriptEngine& operator=(const ScriptEngine&) = delete;
+
+  void on_open(session::Session& s);
+  void on_close(session::Session& s, int code, std::string_view reason);
+  void on_message(session::Session& s, std::string_view data, bool binary);
+  // Sends an error through the script's on_error (or the default shape).
+  void send_error(session::Session& s, std::string_view code, std::string_view message);
+
+  const std::string& name() const { return source_name_; }
+  const ScriptContext& context() const { return context_; }
+
+  // Internal to the script unit (bridges and the dispatcher).
+  struct Internal;
+
+ private:
+  ScriptEngine() = default;
+
+  std::string source_name_;
+  ScriptContext context_;
+  Limits limits_;
+  std::unique_ptr<Internal> in_;
+};
+
+}  // namespace wsrelay::script

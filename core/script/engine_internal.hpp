@@ -1,0 +1,64 @@
+// engine_internal: what the engine's translation units share — the per-state
+// record reachable from any lua_CFunction, the exception trampoline, and the
+// session userdata helpers. Not part of the engine's interface.
+#pragma once
+
+#include "script/engine.hpp"
+
+#include <lua.hpp>
+
+#include <exception>
+#include <string>
+
+namespace wsrelay::script {
+
+struct ScriptEngine::Internal {
+  ScriptEngine* engine = nullptr;
+  lua_State* L = nullptr;
+  std::size_t memory_used = 0;
+  std::size_t memory_limit = 0;
+  std::uint64_t budget = 0;         // instructions allowed per top-level call
+  std::uint64_t used = 0;           // instructions counted in this call
+  bool budget_exceeded = false;
+  int handlers_ref = LUA_NOREF;     // the table the script returned
+  int env_ref = LUA_NOREF;          // the script's _ENV
+  bool json_mode = true;            // false: every text frame goes to on_text
+  std::string type_field = "type";  // the field whose value picks the handler
+
+  ~Internal();
+};
+
+// The per-state record, stored in the state's extra space.
+ScriptEngine::Internal& internal_of(lua_State* L);
+
+// Every C function reachable from Lua goes through this: a C++ exception
+// becomes a Lua error instead of unwinding through the interpreter.
+template <lua_CFunction F>
+int trampoline(lua_State* L) {
+  try {
+    return F(L);
+  } catch (const std::exception& e) {
+    return luaL_error(L, "%s", e.what());
+  }
+}
+
+// Session userdata.
+void open_session_bridge(lua_State* L);
+void push_session(lua_State* L, session::Session& s);  // the session's one userdata
+session::Session* check_session(lua_State* L, int index);  // raises on wrong type / closed
+session::Session* to_session(lua_State* L, int index);     // nullptr if not an open session
+void release_session(lua_State* L, session::Session& s);   // invalidates the userdata
+
+// Turns the value at index (table → JSON, string → as is) into a frame.
+// Returns false with a reason if the value cannot be sent.
+bool to_frame(lua_State* L, int index, session::FramePtr& frame, std::string& error);
+
+// The relay table, area by area; each adds its functions to the table on top.
+void open_relay_core(lua_State* L);    // send, session, stats, config, options
+void open_relay_pubsub(lua_State* L);  // publish, subscribers, next_seq, channels
+void open_relay_log(lua_State* L);     // log
+void open_relay_time(lua_State* L);    // now, time
+void open_relay_json(lua_State* L);    // json.encode/decode/array, null
+void open_relay_jwt(lua_State* L);     // jwt.verify, jwt.enabled
+
+}  // namespace wsrelay::script

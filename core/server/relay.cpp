@@ -1,0 +1,82 @@
+#include "server/relay.hpp"
+
+#include <fstream>
+#include <sstream>
+
+extern const unsigned char wsrelay_embedded_standard_script[];
+extern const std::size_t wsrelay_embedded_standard_script_size;
+
+namespace wsrelay::server {
+
+std::string builtin_standard_script() {
+  return std::string(reinterpret_cast<const char*>(wsrelay_embedded_standard_script),
+                     wsrelay_embedded_standard_script_size);
+}
+
+namespace {
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  out = buffer.str();
+  return !in.bad();
+}
+
+}  // namespace
+
+std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<std::string>& errors) {
+  std::unique_ptr<Relay> relay(new Relay());
+  relay->config_ = config;
+  const std::size_t errors_before = errors.size();
+  for (std::size_t i = 0; i < config.endpoints.size(); ++i) {
+    const config::Endpoint& ep = config.endpoints[i];
+    script::ScriptSource source;
+    if (ep.script_path.empty()) {
+      source.name = "standard.lua";
+      source.code = builtin_standard_script();
+    } else {
+      source.name = ep.script_name;
+      if (!read_file(ep.script_path, source.code)) {
+        errors.push_back(config.source + ": endpoints[" + std::to_string(i) + "].script: cannot read " +
+                         ep.script_path);
+        continue;
+      }
+    }
+    script::ScriptContext context;
+    context.hub = &relay->hub_;
+    context.registry = &relay->registry_;
+    context.stats = &relay->stats_;
+    context.jwt.secret = config.jwt.secret;
+    context.jwt.leeway_s = config.jwt.leeway_s;
+    context.jwt.audience = config.jwt.audience;
+    context.jwt.issuer = config.jwt.issuer;
+    context.heartbeat_interval_s = config.heartbeat.interval_s;
+    context.heartbeat_timeout_s = config.heartbeat.timeout_s;
+    context.max_message_size = ep.max_message_size;
+    context.endpoint = ep.path;
+    context.options_json = ep.options_json.empty() ? "{}" : ep.options_json;
+    auto loaded = script::ScriptEngine::load(source, std::move(context));
+    if (!loaded.engine) {
+      errors.push_back(loaded.error);
+      continue;
+    }
+    relay->endpoints_.push_back(std::make_unique<EndpointRuntime>(
+        EndpointRuntime{ep, PathPattern(ep.path), std::move(loaded.engine), 0}));
+  }
+  if (errors.size() != errors_before) return nullptr;
+  return relay;
+}
+
+EndpointRuntime* Relay::match(std::string_view path, PathPattern::Params& params) {
+  for (auto& ep : endpoints_) {
+    if (!ep->pattern.has_placeholders() && ep->pattern.text() == path) return ep.get();
+  }
+  for (auto& ep : endpoints_) {
+    if (ep->pattern.has_placeholders() && ep->pattern.match(path, params)) return ep.get();
+  }
+  return nullptr;
+}
+
+}  // namespace wsrelay::server

@@ -1,0 +1,55 @@
+// relay: everything the server serves, without lws — the endpoints with their
+// loaded scripts, the channel hub, the open sessions and the counters.
+// Owns: Hub, Registry, Stats, one ScriptEngine per endpoint.
+// Uses: config (what to load), script (the engines).
+// The lws protocol (plugins/protocol_wsrelay) drives it; tests can too.
+#pragma once
+
+#include "config/config.hpp"
+#include "pubsub/hub.hpp"
+#include "script/engine.hpp"
+#include "server/path_pattern.hpp"
+#include "session/registry.hpp"
+#include "session/stats.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace wsrelay::server {
+
+struct EndpointRuntime {
+  config::Endpoint config;
+  PathPattern pattern;
+  std::unique_ptr<script::ScriptEngine> engine;
+  std::uint64_t connections = 0;  // open sessions on this endpoint
+};
+
+// The source of the built-in standard script (compiled into the library).
+std::string builtin_standard_script();
+
+class Relay {
+ public:
+  // Loads every endpoint's script. On failure returns null and appends one
+  // error per script that failed ("standard.lua:12: ..." / "x.json: endpoints[0].script: ...").
+  static std::unique_ptr<Relay> create(const config::Config& config, std::vector<std::string>& errors);
+
+  // Exact paths win over patterns; patterns are tried in config order.
+  EndpointRuntime* match(std::string_view path, PathPattern::Params& params);
+
+  pubsub::Hub& hub() { return hub_; }
+  session::Registry& registry() { return registry_; }
+  session::Stats& stats() { return stats_; }
+  const config::Config& config() const { return config_; }
+  std::vector<std::unique_ptr<EndpointRuntime>>& endpoints() { return endpoints_; }
+
+ private:
+  Relay() = default;
+  config::Config config_;
+  pubsub::Hub hub_;
+  session::Registry registry_;
+  session::Stats stats_;
+  std::vector<std::unique_ptr<EndpointRuntime>> endpoints_;
+};
+
+}  // namespace wsrelay::server

@@ -1,0 +1,115 @@
+#include "server/server.hpp"
+
+#include "protocol_wsrelay/protocol_wsrelay.hpp"
+#include "util/log.hpp"
+
+#include <libwebsockets.h>
+
+#include <cstring>
+
+namespace wsrelay::server {
+
+struct Server::Policy {
+  lws_retry_bo_t retry{};
+  lws_protocols protocols[2]{};
+};
+
+void Server::ContextDeleter::operator()(lws_context* c) const { lws_context_destroy(c); }
+
+namespace {
+
+void lws_log_line(int level, const char* line) {
+  std::string text(line);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  text = "lws: " + text;
+  if (level & LLL_ERR) {
+    log::error(text);
+  } else if (level & LLL_WARN) {
+    log::warn(text);
+  } else {
+    log::debug(text);
+  }
+}
+
+// lws takes an interface name or an address; "all interfaces" is null.
+const char* iface_for(const std::string& host) {
+  if (host.empty() || host == "0.0.0.0" || host == "*" || host == "::") return nullptr;
+  return host.c_str();
+}
+
+}  // namespace
+
+void install_lws_logging() {
+  int levels = LLL_ERR | LLL_WARN;
+  if (log::enabled(log::Level::Debug)) levels |= LLL_NOTICE;
+  lws_set_log_level(levels, lws_log_line);
+}
+
+std::unique_ptr<Server> Server::create(const config::Config& config, std::vector<std::string>& errors) {
+  std::unique_ptr<Server> server(new Server());
+  server->relay_ = Relay::create(config, errors);
+  if (!server->relay_) return nullptr;
+
+  install_lws_logging();
+  server->policy_ = std::make_unique<Policy>();
+  Policy& policy = *server->policy_;
+  // lws pings a connection idle for `interval` and hangs up one that has shown
+  // no sign of life (data or pong) for `timeout`.
+  policy.retry.secs_since_valid_ping = static_cast<uint16_t>(config.heartbeat.interval_s);
+  policy.retry.secs_since_valid_hangup = static_cast<uint16_t>(config.heartbeat.timeout_s);
+  policy.protocols[0] = plugin::wsrelay_protocol();
+  policy.protocols[1] = lws_protocols{};
+
+  lws_context_creation_info info;
+  std::memset(&info, 0, sizeof info);
+  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  info.user = server->relay_.get();
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  lws_context* context = lws_create_context(&info);
+  if (context == nullptr) {
+    errors.push_back("cannot create the libwebsockets context");
+    return nullptr;
+  }
+  server->context_.reset(context);
+
+  for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+    const config::Listener& listener = config.listeners[i];
+    lws_context_creation_info vinfo;
+    std::memset(&vinfo, 0, sizeof vinfo);
+    vinfo.port = listener.port;
+    vinfo.iface = iface_for(listener.host);
+    vinfo.protocols = policy.protocols;
+    vinfo.retry_and_idle_policy = &policy.retry;
+    const std::string vhost_name = "wsrelay-" + std::to_string(i);
+    vinfo.vhost_name = vhost_name.c_str();
+    vinfo.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    lws_vhost* vhost = lws_create_vhost(context, &vinfo);
+    if (vhost == nullptr) {
+      errors.push_back("cannot listen on " + listener.host + ":" + std::to_string(listener.port) +
+                       " (address in use or not available)");
+      return nullptr;
+    }
+    server->ports_.push_back(lws_get_vhost_listen_port(vhost));
+  }
+  return server;
+}
+
+Server::~Server() {
+  // Closing every connection runs the protocol's CLOSED callbacks, which
+  // still need the Relay: the context goes first.
+  context_.reset();
+}
+
+int Server::run() {
+  while (!stopping_.load()) {
+    if (lws_service(context_.get(), 0) < 0) break;
+  }
+  return 0;
+}
+
+void Server::stop() {
+  stopping_.store(true);
+  if (context_) lws_cancel_service(context_.get());
+}
+
+}  // namespace wsrelay::server

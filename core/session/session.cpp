@@ -1,0 +1,66 @@
+#include "session/session.hpp"
+
+#include <openssl/rand.h>
+
+#include <random>
+
+namespace wsrelay::session {
+
+Session::Session(std::string id, SessionInfo info, Transport* transport, Stats* stats,
+                 std::size_t max_queue_bytes)
+    : id_(std::move(id)),
+      info_(std::move(info)),
+      transport_(transport),
+      stats_(stats),
+      max_queue_bytes_(max_queue_bytes) {}
+
+SendStatus Session::send(const FramePtr& frame) {
+  if (transport_ == nullptr || closing()) return SendStatus::Closed;
+  if (queued_bytes_ + frame->size() > max_queue_bytes_ && !queue_.empty()) {
+    // A reader this far behind would grow memory without bound: let it go and
+    // keep serving everyone else. 1008 (policy) with a reason saying why.
+    if (stats_ != nullptr) ++stats_->slow_consumer_closes;
+    close(1008, "slow consumer: outbound queue full");
+    return SendStatus::Overflow;
+  }
+  const bool was_empty = queue_.empty();
+  queue_.push_back(frame);
+  queued_bytes_ += frame->size();
+  ++messages_out;
+  if (stats_ != nullptr) {
+    ++stats_->messages_out;
+    stats_->bytes_out += frame->size();
+  }
+  if (was_empty) transport_->request_write();
+  return SendStatus::Queued;
+}
+
+void Session::close(int code, std::string reason) {
+  if (closing()) return;
+  close_code_ = code;
+  close_reason_ = std::move(reason);
+  if (transport_ != nullptr) transport_->request_write();
+}
+
+void Session::pop_front() {
+  queued_bytes_ -= queue_.front()->size();
+  queue_.pop_front();
+}
+
+std::string new_session_id() {
+  unsigned char bytes[8];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) {
+    // The CSPRNG failing is near impossible; fall back rather than refuse service.
+    std::random_device rd;
+    for (auto& b : bytes) b = static_cast<unsigned char>(rd());
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string id(16, '0');
+  for (int i = 0; i < 8; ++i) {
+    id[2 * i] = hex[bytes[i] >> 4];
+    id[2 * i + 1] = hex[bytes[i] & 0xf];
+  }
+  return id;
+}
+
+}  // namespace wsrelay::session

@@ -1,0 +1,93 @@
+// session: one client connection's state, independent of lws.
+// Owns: identity (id, user), the outbound queue, close intent, the script's
+// handle for this session. Uses: Transport (implemented by the lws protocol)
+// to ask for a write or a close; Stats for counters.
+// Writes happen only when lws says the socket is writable, one frame per
+// callback: send() queues and asks; the protocol drains.
+#pragma once
+
+#include "pubsub/subscriber.hpp"
+#include "session/frame.hpp"
+#include "session/stats.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace wsrelay::session {
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual void request_write() = 0;
+};
+
+enum class SendStatus { Queued, Closed, Overflow };
+
+struct SessionInfo {
+  std::string endpoint;                                      // the endpoint's configured path
+  std::string path;                                          // the path the client asked for
+  std::string remote;                                        // peer address
+  std::vector<std::pair<std::string, std::string>> params;   // captures of {name} segments
+};
+
+class Session final : public pubsub::Subscriber {
+ public:
+  Session(std::string id, SessionInfo info, Transport* transport, Stats* stats,
+          std::size_t max_queue_bytes);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const std::string& id() const { return id_; }
+  const SessionInfo& info() const { return info_; }
+
+  const std::optional<std::string>& user() const { return user_; }
+  void set_user(std::optional<std::string> user) { user_ = std::move(user); }
+
+  SendStatus send(const FramePtr& frame);
+  SendStatus send_text(std::string_view text) { return send(Frame::text(text)); }
+  void deliver(const FramePtr& frame) override { send(frame); }
+
+  // Close after everything queued so far has been written.
+  void close(int code, std::string reason);
+  bool closing() const { return close_code_ != 0; }
+  int close_code() const { return close_code_; }
+  const std::string& close_reason() const { return close_reason_; }
+
+  // Writer side (the protocol's WRITEABLE callback).
+  bool has_pending() const { return !queue_.empty(); }
+  const FramePtr& front() const { return queue_.front(); }
+  void pop_front();
+  std::size_t queued_bytes() const { return queued_bytes_; }
+
+  // Marks the transport gone: later sends are refused instead of queued.
+  void detach() { transport_ = nullptr; }
+  bool attached() const { return transport_ != nullptr; }
+
+  // Opaque slot for the script engine (a Lua registry reference).
+  int script_ref = -2;
+
+  std::uint64_t messages_in = 0;
+  std::uint64_t messages_out = 0;
+
+ private:
+  std::string id_;
+  SessionInfo info_;
+  Transport* transport_;
+  Stats* stats_;
+  std::size_t max_queue_bytes_;
+  std::optional<std::string> user_;
+  std::deque<FramePtr> queue_;
+  std::size_t queued_bytes_ = 0;
+  int close_code_ = 0;
+  std::string close_reason_;
+};
+
+// 16 lowercase hex characters from the OpenSSL CSPRNG: session ids are handed
+// to scripts and may address sessions, so they must not be guessable.
+std::string new_session_id();
+
+}  // namespace wsrelay::session

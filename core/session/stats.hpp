@@ -1,0 +1,23 @@
+// stats: process-wide counters shown by /status (and later /metrics).
+// Plain integers: every writer runs on the one lws service thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace wsrelay::session {
+
+struct Stats {
+  std::uint64_t connections = 0;        // open WebSocket sessions now
+  std::uint64_t connections_total = 0;  // accepted since start
+  std::uint64_t messages_in = 0;        // complete messages received
+  std::uint64_t messages_out = 0;       // messages queued to clients
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t errors_sent = 0;        // error replies (any code)
+  std::uint64_t script_errors = 0;      // handler failures (script_error)
+  std::uint64_t slow_consumer_closes = 0;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+}  // namespace wsrelay::session

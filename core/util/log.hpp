@@ -1,0 +1,31 @@
+// log: the relay's one logger. Lines go to stderr as
+//   2026-11-21T23:40:01.123Z INFO  [s=3f2a9c01d4e5b6a7] open /ws from 127.0.0.1
+// Owns: the global level threshold. Uses: nothing else of the relay.
+// Single-threaded by design (the lws loop), but each line is written with one
+// write() so lines from tests running servers in threads never interleave.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace wsrelay::log {
+
+enum class Level { Debug = 0, Info = 1, Warn = 2, Error = 3 };
+
+std::optional<Level> parse_level(std::string_view name);
+std::string_view level_name(Level level);
+
+void set_level(Level level);
+Level level();
+bool enabled(Level level);
+
+// session may be empty; it is shown as [s=<id>] when given.
+void write(Level level, std::string_view session, std::string_view message);
+
+inline void debug(std::string_view m, std::string_view s = {}) { if (enabled(Level::Debug)) write(Level::Debug, s, m); }
+inline void info(std::string_view m, std::string_view s = {}) { if (enabled(Level::Info)) write(Level::Info, s, m); }
+inline void warn(std::string_view m, std::string_view s = {}) { if (enabled(Level::Warn)) write(Level::Warn, s, m); }
+inline void error(std::string_view m, std::string_view s = {}) { if (enabled(Level::Error)) write(Level::Error, s, m); }
+
+}  // namespace wsrelay::log

@@ -1,0 +1,299 @@
+#include "protocol_wsrelay/protocol_wsrelay.hpp"
+
+#include "http/routes.hpp"
+#include "server/relay.hpp"
+#include "session/session.hpp"
+#include "util/log.hpp"
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+namespace wsrelay::plugin {
+namespace {
+
+static_assert(LWS_PRE <= session::kFrameHeadroom, "Frame headroom must cover LWS_PRE");
+
+struct Connection final : session::Transport {
+  lws* wsi = nullptr;
+  server::Relay* relay = nullptr;
+  server::EndpointRuntime* endpoint = nullptr;
+  std::unique_ptr<session::Session> session;
+  std::string rx;                // the message being reassembled
+  bool rx_binary = false;
+  bool discarding = false;       // rest of an oversized message
+  int peer_close_code = 0;
+  std::string peer_close_reason;
+
+  void request_write() override { lws_callback_on_writable(wsi); }
+};
+
+struct HttpReply {
+  int status = 200;
+  std::string body;  // LWS_PRE bytes of headroom, then the body
+  bool head_only = false;
+};
+
+struct PerSession {
+  Connection* connection;
+  HttpReply* http;
+};
+
+server::Relay* relay_of(lws* wsi) {
+  return static_cast<server::Relay*>(lws_context_user(lws_get_context(wsi)));
+}
+
+std::string header(lws* wsi, lws_token_indexes token) {
+  const int len = lws_hdr_total_length(wsi, token);
+  if (len <= 0) return {};
+  std::string value(static_cast<std::size_t>(len) + 1, '\0');
+  if (lws_hdr_copy(wsi, value.data(), len + 1, token) < 0) return {};
+  value.resize(static_cast<std::size_t>(len));
+  return value;
+}
+
+std::string peer_address(lws* wsi) {
+  char name[64] = {0};
+  lws_get_peer_simple(wsi, name, sizeof name);
+  std::string address = name;
+  // IPv4 clients arrive on the dual-stack socket as ::ffff:a.b.c.d.
+  if (address.rfind("::ffff:", 0) == 0 && address.find('.') != std::string::npos) address.erase(0, 7);
+  return address;
+}
+
+int on_http(lws* wsi, PerSession* pss, const char* uri) {
+  server::Relay* relay = relay_of(wsi);
+  const bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+  const bool is_head = !is_get && lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
+  const char* method = is_get ? "GET" : is_head ? "HEAD" : "OTHER";
+  const http::Response response = http::handle(*relay, method, uri != nullptr ? uri : "");
+
+  unsigned char buffer[LWS_PRE + 512];
+  unsigned char* start = buffer + LWS_PRE;
+  unsigned char* p = start;
+  unsigned char* end = buffer + sizeof buffer - 1;
+  if (lws_add_http_common_headers(wsi, static_cast<unsigned int>(response.status),
+                                  response.content_type.c_str(), response.body.size(), &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                   reinterpret_cast<const unsigned char*>("no-store"), 8, &p, end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end)) {
+    return 1;
+  }
+  auto* reply = new HttpReply();
+  reply->status = response.status;
+  reply->head_only = is_head;
+  reply->body.assign(LWS_PRE, '\0');
+  reply->body += response.body;
+  pss->http = reply;
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
+int on_http_writeable(lws* wsi, PerSession* pss) {
+  HttpReply* reply = pss->http;
+  if (reply == nullptr) return 0;
+  pss->http = nullptr;
+  std::unique_ptr<HttpReply> owned(reply);
+  const std::size_t size = reply->body.size() - LWS_PRE;
+  if (!reply->head_only && size > 0) {
+    auto* payload = reinterpret_cast<unsigned char*>(reply->body.data()) + LWS_PRE;
+    if (lws_write(wsi, payload, size, LWS_WRITE_HTTP_FINAL) != static_cast<int>(size)) return 1;
+  }
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+int on_confirm_upgrade(lws* wsi) {
+  server::Relay* relay = relay_of(wsi);
+  const std::string path = header(wsi, WSI_TOKEN_GET_URI);
+  server::PathPattern::Params params;
+  if (relay->match(path, params) != nullptr) return 0;
+  log::info("refused WebSocket upgrade for unknown path " + path + " from " + peer_address(wsi));
+  lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint at this path");
+  return 1;
+}
+
+int on_established(lws* wsi, PerSession* pss) {
+  server::Relay* relay = relay_of(wsi);
+  session::SessionInfo info;
+  info.path = header(wsi, WSI_TOKEN_GET_URI);
+  server::EndpointRuntime* endpoint = relay->match(info.path, info.params);
+  if (endpoint == nullptr) return -1;
+  info.endpoint = endpoint->config.path;
+  info.remote = peer_address(wsi);
+
+  auto* conn = new Connection();
+  conn->wsi = wsi;
+  conn->relay = relay;
+  conn->endpoint = endpoint;
+  // Queue bound: generous for bursts, small enough that a stalled reader
+  // cannot hold much memory. Configurable per endpoint in the hardening work.
+  const std::size_t max_queue = std::max<std::size_t>(4u << 20, 4 * endpoint->config.max_message_size);
+  conn->session = std::make_unique<session::Session>(session::new_session_id(), std::move(info), conn,
+                                                     &relay->stats(), max_queue);
+  pss->connection = conn;
+  session::Session& s = *conn->session;
+  relay->registry().add(&s);
+  ++endpoint->connections;
+  ++relay->stats().connections;
+  ++relay->stats().connections_total;
+  log::info("open " + s.info().path + " from " + s.info().remote, s.id());
+  endpoint->engine->on_open(s);
+  return 0;
+}
+
+int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
+  Connection* conn = pss->connection;
+  if (conn == nullptr) return -1;
+  session::Session& s = *conn->session;
+  server::Relay* relay = conn->relay;
+  relay->stats().bytes_in += len;
+  if (lws_is_first_fragment(wsi)) {
+    conn->rx.clear();
+    conn->rx_binary = lws_frame_is_binary(wsi) != 0;
+  }
+  const bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+  if (conn->discarding || s.closing()) {
+    return 0;
+  }
+  const std::size_t limit = conn->endpoint->config.max_message_size;
+  if (conn->rx.size() + len + lws_remaining_packet_payload(wsi) > limit) {
+    // The one error that ends the connection: the client is told why, then
+    // 1009 closes it. Reading stops so an oversized stream costs nothing more.
+    conn->discarding = true;
+    conn->rx.clear();
+    conn->rx.shrink_to_fit();
+    log::warn("message larger than " + std::to_string(limit) + " bytes; closing with 1009", s.id());
+    conn->endpoint->engine->send_error(
+        s, script::codes::kTooLarge, "message larger than " + std::to_string(limit) + " bytes");
+    s.close(LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+    lws_rx_flow_control(wsi, 0);
+    return 0;
+  }
+  conn->rx.append(static_cast<const char*>(in), len);
+  if (!final) return 0;
+  ++relay->stats().messages_in;
+  ++s.messages_in;
+  conn->endpoint->engine->on_message(s, conn->rx, conn->rx_binary);
+  conn->rx.clear();
+  return 0;
+}
+
+int on_writeable(lws* wsi, PerSession* pss) {
+  Connection* conn = pss->connection;
+  if (conn == nullptr) return -1;
+  session::Session& s = *conn->session;
+  if (s.has_pending()) {
+    const session::FramePtr frame = s.front();
+    s.pop_front();
+    const auto mode = frame->is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+    const int written = lws_write(wsi, frame->writable_payload(), frame->size(), mode);
+    if (written < static_cast<int>(frame->size())) {
+      log::warn("write failed; dropping connection", s.id());
+      return -1;
+    }
+    if (s.has_pending() || s.closing()) lws_callback_on_writable(wsi);
+    return 0;
+  }
+  if (s.closing()) {
+    const std::string& reason = s.close_reason();
+    lws_close_reason(wsi, static_cast<lws_close_status>(s.close_code()),
+                     reinterpret_cast<unsigned char*>(const_cast<char*>(reason.data())), reason.size());
+    return -1;
+  }
+  return 0;
+}
+
+void on_peer_close(PerSession* pss, const void* in, std::size_t len) {
+  Connection* conn = pss->connection;
+  if (conn == nullptr) return;
+  const auto* bytes = static_cast<const unsigned char*>(in);
+  if (len >= 2) {
+    conn->peer_close_code = (bytes[0] << 8) | bytes[1];
+    conn->peer_close_reason.assign(reinterpret_cast<const char*>(bytes) + 2, len - 2);
+  } else {
+    conn->peer_close_code = 1005;
+  }
+}
+
+void on_closed(PerSession* pss) {
+  std::unique_ptr<Connection> conn(pss->connection);
+  pss->connection = nullptr;
+  if (!conn) return;
+  session::Session& s = *conn->session;
+  server::Relay* relay = conn->relay;
+  int code = 1006;
+  std::string reason;
+  if (conn->peer_close_code != 0) {
+    code = conn->peer_close_code;
+    reason = conn->peer_close_reason;
+  } else if (s.closing()) {
+    code = s.close_code();
+    reason = s.close_reason();
+  }
+  // Sends to a closing session are refused from here on, including anything
+  // the on_close hook publishes to channels this session is still in.
+  s.detach();
+  conn->endpoint->engine->on_close(s, code, reason);
+  relay->hub().unsubscribe_all(&s);
+  relay->registry().remove(&s);
+  --conn->endpoint->connections;
+  --relay->stats().connections;
+  log::info("close code=" + std::to_string(code) + (reason.empty() ? "" : " reason=\"" + reason + "\"") +
+                " in=" + std::to_string(s.messages_in) + " out=" + std::to_string(s.messages_out),
+            s.id());
+}
+
+int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len) {
+  auto* pss = static_cast<PerSession*>(user);
+  switch (reason) {
+    case LWS_CALLBACK_HTTP:
+      return on_http(wsi, pss, static_cast<const char*>(in));
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+      return on_http_writeable(wsi, pss);
+    case LWS_CALLBACK_CLOSED_HTTP:
+      if (pss != nullptr) {
+        delete pss->http;
+        pss->http = nullptr;
+      }
+      return 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+      return on_confirm_upgrade(wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+      return on_established(wsi, pss);
+    case LWS_CALLBACK_RECEIVE:
+      return on_receive(wsi, pss, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+      return on_writeable(wsi, pss);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      on_peer_close(pss, in, len);
+      return 0;
+    case LWS_CALLBACK_CLOSED:
+      on_closed(pss);
+      return 0;
+    default:
+      return lws_callback_http_dummy(wsi, reason, user, in, len);
+  }
+}
+
+// No exception may unwind into lws (C): anything escaping a handler is a bug,
+// logged, and costs only the connection it happened on.
+int guarded_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len) {
+  try {
+    return callback(wsi, reason, user, in, len);
+  } catch (const std::exception& e) {
+    log::error(std::string("internal error in protocol callback: ") + e.what());
+  } catch (...) {
+    log::error("internal error in protocol callback");
+  }
+  return -1;
+}
+
+const lws_protocols kProtocol = {
+    kProtocolName, guarded_callback, sizeof(PerSession), 0, 0, nullptr, 0,
+};
+
+}  // namespace
+
+const lws_protocols& wsrelay_protocol() { return kProtocol; }
+
+}  // namespace wsrelay::plugin

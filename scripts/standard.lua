@@ -1,0 +1,135 @@
+-- standard.lua: the wsrelay.v1 protocol (docs/protocol.md).
+--
+-- JSON text frames with a "type"; replies echo the request's "id".
+-- Copy this file, change it, and point an endpoint's "script" at the copy:
+-- no rebuild needed. docs/lua-api.md lists everything `relay` offers.
+
+local PROTOCOL = "wsrelay.v1"
+local MAX_CHANNEL = 128
+
+-- A failed check is answered with an error reply: return nil, code, message.
+local function need_string(msg, field)
+  local v = msg[field]
+  if type(v) ~= "string" or v == "" then
+    return nil, "bad_request", "field '" .. field .. "' must be a non-empty string"
+  end
+  return v
+end
+
+local function need_channel(msg)
+  local channel, code, message = need_string(msg, "channel")
+  if not channel then return nil, code, message end
+  if #channel > MAX_CHANNEL then
+    return nil, "bad_request", "channel name longer than " .. MAX_CHANNEL .. " bytes"
+  end
+  return channel
+end
+
+local function need_auth(session)
+  if session.user == nil then
+    return nil, "unauthorized", "authenticate first"
+  end
+  return true
+end
+
+local handlers = {}
+
+function handlers.on_open(session)
+  return {
+    type = "welcome",
+    session = session.id,
+    protocol = PROTOCOL,
+    heartbeat = relay.config.heartbeat_interval,
+  }
+end
+
+function handlers.auth(session, msg)
+  local token, code, message = need_string(msg, "token")
+  if not token then return nil, code, message end
+  local user
+  if relay.jwt.enabled() then
+    local claims, reason = relay.jwt.verify(token)
+    if not claims then return nil, "unauthorized", "invalid token: " .. reason end
+    if type(claims.sub) ~= "string" or claims.sub == "" then
+      return nil, "unauthorized", "invalid token: no subject"
+    end
+    user = claims.sub
+  else
+    -- Development mode (no WSRELAY_JWT_SECRET): the token is the user name.
+    user = token
+  end
+  session.user = user
+  return { type = "auth.ok", id = msg.id, user = user }
+end
+
+function handlers.subscribe(session, msg)
+  local ok, code, message = need_auth(session)
+  if not ok then return nil, code, message end
+  local channel
+  channel, code, message = need_channel(msg)
+  if not channel then return nil, code, message end
+  session:subscribe(channel)
+  return { type = "subscribe.ok", id = msg.id, channel = channel }
+end
+
+function handlers.unsubscribe(session, msg)
+  local ok, code, message = need_auth(session)
+  if not ok then return nil, code, message end
+  local channel
+  channel, code, message = need_channel(msg)
+  if not channel then return nil, code, message end
+  session:unsubscribe(channel)
+  return { type = "unsubscribe.ok", id = msg.id, channel = channel }
+end
+
+function handlers.chat(session, msg)
+  local ok, code, message = need_auth(session)
+  if not ok then return nil, code, message end
+  local channel
+  channel, code, message = need_channel(msg)
+  if not channel then return nil, code, message end
+  if msg.data == nil then
+    return nil, "bad_request", "field 'data' is required"
+  end
+  local seq = relay.next_seq(channel)
+  relay.publish(channel, {
+    type = "chat",
+    channel = channel,
+    from = session.user,
+    data = msg.data,
+    seq = seq,
+    ts = relay.now(),
+  })
+  return { type = "chat.ok", id = msg.id, seq = seq }
+end
+
+function handlers.typing(session, msg)
+  local ok, code, message = need_auth(session)
+  if not ok then return nil, code, message end
+  local channel
+  channel, code, message = need_channel(msg)
+  if not channel then return nil, code, message end
+  if type(msg.typing) ~= "boolean" then
+    return nil, "bad_request", "field 'typing' must be a boolean"
+  end
+  relay.publish(channel, {
+    type = "typing",
+    channel = channel,
+    from = session.user,
+    typing = msg.typing,
+  }, { exclude = session })
+end
+
+function handlers.heartbeat(session, msg)
+  return { type = "heartbeat", id = msg.id, ts = relay.now() }
+end
+
+-- Every error, from the core (bad_json, too_large, ...) or from a handler
+-- above, leaves in this one shape.
+function handlers.on_error(session, code, message, msg)
+  local id
+  if type(msg) == "table" then id = msg.id end
+  return { type = "error", id = id, code = code, message = message }
+end
+
+return handlers
