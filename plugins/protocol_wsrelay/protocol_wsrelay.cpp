@@ -147,6 +147,9 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
   session::Session& s = *conn->session;
   server::Relay* relay = conn->relay;
   relay->stats().bytes_in += len;
+  // Any data is a sign of life, not only pongs: a client that sends its own
+  // heartbeats but whose stack does not answer pings must not be hung up.
+  lws_validity_confirmed(wsi);
   if (lws_is_first_fragment(wsi)) {
     conn->rx.clear();
     conn->rx_binary = lws_frame_is_binary(wsi) != 0;
