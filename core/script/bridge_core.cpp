@@ -32,10 +32,16 @@ int relay_send(lua_State* L) {
     lua_pushliteral(L, "no such session");
     return 2;
   }
-  if (target->send(frame) != session::SendStatus::Queued) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "closed");
-    return 2;
+  switch (target->send(frame)) {
+    case session::SendStatus::Queued: break;
+    case session::SendStatus::Overflow:
+      lua_pushnil(L);
+      lua_pushliteral(L, "queue full");
+      return 2;
+    case session::SendStatus::Closed:
+      lua_pushnil(L);
+      lua_pushliteral(L, "closed");
+      return 2;
   }
   lua_pushboolean(L, 1);
   return 1;

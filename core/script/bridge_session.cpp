@@ -114,7 +114,7 @@ int session_index(lua_State* L) {
   const std::string_view key = luaL_checkstring(L, 2);
   session::Session* s = box->session;
   if (key == "closed") {
-    lua_pushboolean(L, s == nullptr);
+    lua_pushboolean(L, s == nullptr || !s->attached());
     return 1;
   }
   if (key == "attrs") {

@@ -231,9 +231,13 @@ ScriptEngine::Loaded ScriptEngine::load(const ScriptSource& source, ScriptContex
   lua_setupvalue(L, -2, 1);
   begin_call(in);
   if (!protected_call(L, 0, 1, error)) {
-    result.error = error;
+    lua_sethook(L, nullptr, 0, 0);
+    // Errors raised with a position already start with "name:line:"; others
+    // (the instruction budget, memory) get the script's name in front.
+    result.error = error.rfind(source.name + ":", 0) == 0 ? error : source.name + ": " + error;
     return result;
   }
+  lua_sethook(L, nullptr, 0, 0);
   if (!lua_istable(L, -1)) {
     result.error = source.name + ": the script must return a table of handlers (it returned " +
                    typename_at(L, -1) + ")";
@@ -470,12 +474,15 @@ int dispatch_entry(lua_State* L) {
     type_name = "on_message";
   }
   if (!found) {
+    // The decoded message goes to on_error too, so the reply can echo its id.
+    json::push_json(L, job.root.get());
+    const int msg = lua_gettop(L);
     if (type == nullptr) {
-      emit_error(L, job, codes::kBadRequest, "missing field '" + in.type_field + "'", 0);
+      emit_error(L, job, codes::kBadRequest, "missing field '" + in.type_field + "'", msg);
     } else if (!cJSON_IsString(type)) {
-      emit_error(L, job, codes::kBadRequest, "field '" + in.type_field + "' must be a string", 0);
+      emit_error(L, job, codes::kBadRequest, "field '" + in.type_field + "' must be a string", msg);
     } else {
-      emit_error(L, job, codes::kUnknownType, "unknown message type '" + type_name + "'", 0);
+      emit_error(L, job, codes::kUnknownType, "unknown message type '" + type_name + "'", msg);
     }
     return 0;
   }

@@ -5,13 +5,16 @@
 
 #include <libwebsockets.h>
 
+#include <chrono>
 #include <cstring>
 
 namespace wsrelay::server {
 
 struct Server::Policy {
+  lws_sorted_usec_list_t drain_tick{};  // first member: the tick finds its Policy from it
   lws_retry_bo_t retry{};
-  lws_protocols protocols[2]{};
+  lws_protocols protocols[2]{};  // first member: the tick finds its Policy from it
+  lws_context* context = nullptr;
 };
 
 void Server::ContextDeleter::operator()(lws_context* c) const { lws_context_destroy(c); }
@@ -62,7 +65,7 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
 
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
   info.user = server->relay_.get();
   info.port = CONTEXT_PORT_NO_LISTEN;
   lws_context* context = lws_create_context(&info);
@@ -71,6 +74,7 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     return nullptr;
   }
   server->context_.reset(context);
+  policy.context = context;
 
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     const config::Listener& listener = config.listeners[i];
@@ -100,9 +104,31 @@ Server::~Server() {
   context_.reset();
 }
 
+namespace {
+// Wakes the service loop while draining so the deadline is checked even when
+// no socket has anything to say.
+void drain_tick(lws_sorted_usec_list_t* sul) {
+  lws_context* context = reinterpret_cast<Server::Policy*>(sul)->context;
+  lws_sul_schedule(context, 0, sul, drain_tick, 50 * LWS_US_PER_MS);
+}
+}  // namespace
+
 int Server::run() {
   while (!stopping_.load()) {
-    if (lws_service(context_.get(), 0) < 0) break;
+    if (lws_service(context_.get(), 0) < 0) return 0;
+  }
+  // Graceful stop: every client is told 1001 after what is already queued for
+  // it, then the loop runs until they are gone or the drain time is up.
+  const std::size_t open = relay_->registry().size();
+  if (open > 0) {
+    log::info("closing " + std::to_string(open) + " connection(s) with 1001");
+    relay_->registry().for_each([](session::Session& s) { s.close(1001, "server shutting down"); });
+    lws_sul_schedule(context_.get(), 0, &policy_->drain_tick, drain_tick, 50 * LWS_US_PER_MS);
+    const auto deadline = std::chrono::steady_clock::now() + drain_timeout_;
+    while (relay_->registry().size() > 0 && std::chrono::steady_clock::now() < deadline) {
+      if (lws_service(context_.get(), 0) < 0) break;
+    }
+    lws_sul_cancel(&policy_->drain_tick);
   }
   return 0;
 }

@@ -8,6 +8,7 @@
 #include "server/relay.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,9 @@ class Server {
   const std::vector<int>& ports() const { return ports_; }
   Relay& relay() { return *relay_; }
 
+ // lws-side state (keepalive policy, protocol table, drain timer); defined in server.cpp.
+  struct Policy;
+
  private:
   Server() = default;
   struct ContextDeleter {
@@ -43,7 +47,7 @@ class Server {
   std::unique_ptr<lws_context, ContextDeleter> context_;  // declared after relay_: destroyed first
   std::vector<int> ports_;
   std::atomic<bool> stopping_{false};
-  struct Policy;
+  std::chrono::milliseconds drain_timeout_{3000};
   std::unique_ptr<Policy> policy_;
 };
 

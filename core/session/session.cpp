@@ -20,6 +20,10 @@ SendStatus Session::send(const FramePtr& frame) {
     // A reader this far behind would grow memory without bound: let it go and
     // keep serving everyone else. 1008 (policy) with a reason saying why.
     if (stats_ != nullptr) ++stats_->slow_consumer_closes;
+    // The close must not wait behind megabytes the reader is not reading:
+    // drop what is queued so the 1008 goes out next.
+    queue_.clear();
+    queued_bytes_ = 0;
     close(1008, "slow consumer: outbound queue full");
     return SendStatus::Overflow;
   }
