@@ -148,7 +148,9 @@ int main(int argc, char** argv) {
       endpoints += " " + ep.path + " (" +
                    (ep.script_path.empty() ? std::string("built-in standard.lua") : ep.script_name) + ")";
     }
-    wsrelay::log::info("listening on ws://" + listener.host + ":" + std::to_string(port) + " endpoints:" + endpoints);
+    const bool ipv6 = listener.host.find(':') != std::string::npos;
+    const std::string host = ipv6 ? "[" + listener.host + "]" : listener.host;
+    wsrelay::log::info("listening on ws://" + host + ":" + std::to_string(port) + " endpoints:" + endpoints);
   }
   g_server = server.get();
   struct sigaction sa;

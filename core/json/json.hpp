@@ -22,8 +22,10 @@ struct CJsonFreeDeleter {
 using PrintedJson = std::unique_ptr<char, CJsonFreeDeleter>;
 
 // Parses text (not necessarily NUL-terminated). On failure returns null and,
-// if error_offset is given, the byte offset where parsing stopped.
-JsonPtr parse(std::string_view text, std::size_t* error_offset = nullptr);
+// if error_offset is given, the byte offset where parsing stopped. Strings
+// containing \u0000 are refused: cJSON cannot hold them without truncation.
+// reason, if given, gets a sentence for the client ("invalid JSON at byte 12").
+JsonPtr parse(std::string_view text, std::size_t* error_offset = nullptr, std::string* reason = nullptr);
 
 // Compact printing; empty string only if cJSON runs out of memory.
 std::string print(const cJSON* node);

@@ -118,7 +118,11 @@ struct Encoder {
 
   bool value(int index, int depth) {
     index = lua_absindex(L, index);
-    if (depth > kMaxDepth) return fail("nested deeper than 1000 levels (a cycle?)");
+    // depth counts enclosing tables: a value at depth kMaxDepth would be the
+    // 1001st level, which the decoder (cJSON) refuses, so refuse it here too.
+    if (depth >= kMaxDepth && lua_type(L, index) == LUA_TTABLE) {
+      return fail("nested deeper than 1000 levels (a cycle?)");
+    }
     if (!lua_checkstack(L, 6)) return fail("out of stack");
     switch (lua_type(L, index)) {
       case LUA_TNIL: out.append("null"); return true;

@@ -38,12 +38,19 @@ void count_hook(lua_State* L, lua_Debug*) {
   auto& in = internal_of(L);
   if (!in.budget_exceeded) {
     in.used += kHookStep;
-    if (in.used <= in.budget) return;
+    if (in.used <= in.budget) {
+      // A coroutine may still carry the every-instruction hook of an earlier,
+      // timed-out call: give it the normal step again.
+      lua_sethook(L, count_hook, LUA_MASKCOUNT, kHookStep);
+      return;
+    }
     in.budget_exceeded = true;
-    // From now on every instruction raises, so a pcall in the script cannot
-    // swallow the timeout and carry on looping.
-    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
   }
+  // From now on every instruction of this thread (and of the main thread, if
+  // this is a coroutine) raises, so no pcall can swallow the timeout and carry
+  // on looping.
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  if (L != in.L) lua_sethook(in.L, count_hook, LUA_MASKCOUNT, 1);
   luaL_error(L, "script_timeout: instruction budget exceeded");
 }
 
@@ -83,6 +90,22 @@ bool protected_call(lua_State* L, int nargs, int nresults, std::string& error, s
 }
 
 // ---- sandbox ----------------------------------------------------------------
+
+// Finalizers run with hooks off, outside the instruction budget, at whatever
+// moment the collector picks: a looping __gc would hang the server.
+int safe_setmetatable(lua_State* L) {
+  if (lua_istable(L, 2)) {
+    if (lua_getfield(L, 2, "__gc") != LUA_TNIL) {
+      return luaL_argerror(L, 2, "__gc metamethods are not allowed in relay scripts");
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 2, 1);
+  return 1;
+}
 
 int strict_newindex(lua_State* L) {
   const char* key = lua_tostring(L, 2);
@@ -159,6 +182,9 @@ int setup_state(lua_State* L) {
 
   lua_pushcfunction(L, trampoline<safe_load>);
   lua_setfield(L, env, "load");
+  lua_getfield(L, env, "setmetatable");
+  lua_pushcclosure(L, safe_setmetatable, 1);
+  lua_setfield(L, env, "setmetatable");
   lua_pushvalue(L, env);
   lua_setfield(L, env, "_G");
 
@@ -305,6 +331,7 @@ struct Job {
   bool binary = false;
   json::JsonPtr root;             // decoded frame (JSON mode), or null
   std::size_t parse_error_at = 0;
+  std::string parse_error;
   std::string error_code;         // set when an error reply is to be sent by C++
   std::string error_message;
   std::string_view handler_name;  // for logs
@@ -453,8 +480,7 @@ int dispatch_entry(lua_State* L) {
     return 0;
   }
   if (job.root == nullptr) {
-    as_text(codes::kBadJson.data(), "invalid JSON at byte " + std::to_string(job.parse_error_at) +
-                                        " (or nested deeper than 1000 levels)");
+    as_text(codes::kBadJson.data(), job.parse_error);
     return 0;
   }
   if (!cJSON_IsObject(job.root.get())) {
@@ -575,7 +601,7 @@ void ScriptEngine::on_message(Session& s, std::string_view data, bool binary) {
   job.session = &s;
   job.data = data;
   job.binary = binary;
-  if (!binary && in_->json_mode) job.root = json::parse(data, &job.parse_error_at);
+  if (!binary && in_->json_mode) job.root = json::parse(data, &job.parse_error_at, &job.parse_error);
   run_job(*in_, job, dispatch_entry);
 }
 

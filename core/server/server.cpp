@@ -5,7 +5,12 @@
 
 #include <libwebsockets.h>
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+
 #include <chrono>
+#include <optional>
 #include <cstring>
 
 namespace wsrelay::server {
@@ -34,10 +39,45 @@ void lws_log_line(int level, const char* line) {
   }
 }
 
-// lws takes an interface name or an address; "all interfaces" is null.
-const char* iface_for(const std::string& host) {
-  if (host.empty() || host == "0.0.0.0" || host == "*" || host == "::") return nullptr;
-  return host.c_str();
+// What to hand lws as the vhost's "iface". lws 4.1 binds an IPv6 socket and
+// reads iface as an interface name or an IPv6 address: given "127.0.0.1" it
+// silently binds every interface. So names are resolved here and IPv4
+// addresses passed in their IPv4-mapped form (::ffff:a.b.c.d), which binds
+// exactly that address. Empty optional: all interfaces.
+bool bind_address_for(const std::string& host, std::optional<std::string>& iface, std::string& error) {
+  if (host.empty() || host == "0.0.0.0" || host == "*" || host == "::") {
+    iface.reset();
+    return true;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (rc != 0 || found == nullptr) {
+    error = "cannot resolve listen host '" + host + "': " + gai_strerror(rc);
+    return false;
+  }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owned(found, freeaddrinfo);
+  // Prefer IPv4 for names like "localhost" that resolve both ways: it is what
+  // clients typing 127.0.0.1 expect.
+  const addrinfo* pick = found;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  }
+  char text[INET6_ADDRSTRLEN] = {0};
+  if (pick->ai_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr, text, sizeof text);
+    iface = std::string("::ffff:") + text;
+  } else {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr, text, sizeof text);
+    iface = std::string(text);
+  }
+  return true;
 }
 
 }  // namespace
@@ -81,7 +121,13 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     lws_context_creation_info vinfo;
     std::memset(&vinfo, 0, sizeof vinfo);
     vinfo.port = listener.port;
-    vinfo.iface = iface_for(listener.host);
+    std::optional<std::string> iface;
+    std::string resolve_error;
+    if (!bind_address_for(listener.host, iface, resolve_error)) {
+      errors.push_back(resolve_error);
+      return nullptr;
+    }
+    vinfo.iface = iface ? iface->c_str() : nullptr;
     vinfo.protocols = policy.protocols;
     vinfo.retry_and_idle_policy = &policy.retry;
     const std::string vhost_name = "wsrelay-" + std::to_string(i);
@@ -93,7 +139,13 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
                        " (address in use or not available)");
       return nullptr;
     }
-    server->ports_.push_back(lws_get_vhost_listen_port(vhost));
+    const int port = lws_get_vhost_listen_port(vhost);
+    if (port <= 0) {
+      errors.push_back("cannot listen on " + listener.host + ":" + std::to_string(listener.port) +
+                       " (address not available on this machine?)");
+      return nullptr;
+    }
+    server->ports_.push_back(port);
   }
   return server;
 }

@@ -30,8 +30,11 @@ struct Connection final : session::Transport {
 
 struct HttpReply {
   int status = 200;
+  std::string content_type;
   std::string body;  // LWS_PRE bytes of headroom, then the body
   bool head_only = false;
+  bool awaiting_body = false;  // headers wait until the request body is read
+  std::size_t body_bytes = 0;
 };
 
 struct PerSession {
@@ -61,6 +64,23 @@ std::string peer_address(lws* wsi) {
   return address;
 }
 
+// Status line and headers; the body follows from HTTP_WRITEABLE.
+int write_http_headers(lws* wsi, const HttpReply& reply) {
+  unsigned char buffer[LWS_PRE + 512];
+  unsigned char* start = buffer + LWS_PRE;
+  unsigned char* p = start;
+  unsigned char* end = buffer + sizeof buffer - 1;
+  if (lws_add_http_common_headers(wsi, static_cast<unsigned int>(reply.status), reply.content_type.c_str(),
+                                  reply.body.size() - LWS_PRE, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                   reinterpret_cast<const unsigned char*>("no-store"), 8, &p, end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end)) {
+    return 1;
+  }
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
 int on_http(lws* wsi, PerSession* pss, const char* uri) {
   server::Relay* relay = relay_of(wsi);
   const bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
@@ -68,30 +88,41 @@ int on_http(lws* wsi, PerSession* pss, const char* uri) {
   const char* method = is_get ? "GET" : is_head ? "HEAD" : "OTHER";
   const http::Response response = http::handle(*relay, method, uri != nullptr ? uri : "");
 
-  unsigned char buffer[LWS_PRE + 512];
-  unsigned char* start = buffer + LWS_PRE;
-  unsigned char* p = start;
-  unsigned char* end = buffer + sizeof buffer - 1;
-  if (lws_add_http_common_headers(wsi, static_cast<unsigned int>(response.status),
-                                  response.content_type.c_str(), response.body.size(), &p, end) ||
-      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                   reinterpret_cast<const unsigned char*>("no-store"), 8, &p, end) ||
-      lws_finalize_write_http_header(wsi, start, &p, end)) {
-    return 1;
-  }
   auto* reply = new HttpReply();
   reply->status = response.status;
+  reply->content_type = response.content_type;
   reply->head_only = is_head;
   reply->body.assign(LWS_PRE, '\0');
   reply->body += response.body;
   pss->http = reply;
-  lws_callback_on_writable(wsi);
-  return 0;
+  // A request with a body (POST, PUT...) is answered once lws has read the
+  // body; answering earlier leaves lws waiting for it and the reply unsent.
+  const std::string length = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  // (lws reports completion for an empty POST body but not for an empty PUT
+  // body, so an empty body is answered at once.)
+  if (!is_get && !is_head && !length.empty() && length != "0") {
+    reply->awaiting_body = true;
+    return 0;
+  }
+  return write_http_headers(wsi, *reply);
+}
+
+int on_http_body(PerSession* pss, std::size_t len) {
+  if (pss == nullptr || pss->http == nullptr) return -1;
+  pss->http->body_bytes += len;
+  // Nothing we serve takes a body: read and drop it, within reason.
+  return pss->http->body_bytes > (1u << 20) ? -1 : 0;
+}
+
+int on_http_body_complete(lws* wsi, PerSession* pss) {
+  if (pss == nullptr || pss->http == nullptr || !pss->http->awaiting_body) return 0;
+  pss->http->awaiting_body = false;
+  return write_http_headers(wsi, *pss->http);
 }
 
 int on_http_writeable(lws* wsi, PerSession* pss) {
   HttpReply* reply = pss->http;
-  if (reply == nullptr) return 0;
+  if (reply == nullptr || reply->awaiting_body) return 0;
   pss->http = nullptr;
   std::unique_ptr<HttpReply> owned(reply);
   const std::size_t size = reply->body.size() - LWS_PRE;
@@ -251,6 +282,10 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
   switch (reason) {
     case LWS_CALLBACK_HTTP:
       return on_http(wsi, pss, static_cast<const char*>(in));
+    case LWS_CALLBACK_HTTP_BODY:
+      return on_http_body(pss, len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+      return on_http_body_complete(wsi, pss);
     case LWS_CALLBACK_HTTP_WRITEABLE:
       return on_http_writeable(wsi, pss);
     case LWS_CALLBACK_CLOSED_HTTP:

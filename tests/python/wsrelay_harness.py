@@ -288,7 +288,10 @@ def _decode_proc_addr(hex_addr, family):
         return str(ipaddress.IPv4Address(raw[::-1]))
     # /proc/net/tcp6 prints the address as four host-order 32-bit words.
     words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
-    return str(ipaddress.IPv6Address(b"".join(words)))
+    address = ipaddress.IPv6Address(b"".join(words))
+    if address.ipv4_mapped is not None:
+        return "::ffff:%s" % address.ipv4_mapped  # an IPv4 address bound on the dual-stack socket
+    return str(address)
 
 
 def listening_sockets(pid):

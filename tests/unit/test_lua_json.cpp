@@ -295,12 +295,11 @@ TEST_CASE("json: nesting depth — 1000 levels accepted, 1001 refused", "[json]"
   CHECK_THAT(j.encode_error(with_n(1001)), Catch::EndsWith("nested deeper than 1000 levels (a cycle?)"));
 }
 
-// BUG (core/json/lua_json.cpp, Encoder::value): the depth check counts the
-// value inside the innermost table, not the tables. 1001 nested tables whose
-// innermost one is empty pass (the innermost table sits at depth 1000), so
-// encode_lua produces JSON that json::parse (cJSON, 1000 levels) refuses —
-// kMaxDepth promises the same limit "either way".
-TEST_CASE("json: 1001 nested tables with an empty innermost table are refused too", "[json][!shouldfail]") {
+// Regression: the depth check once counted the value inside the innermost
+// table, so 1001 nested tables with an empty innermost one were encoded into
+// JSON that json::parse (cJSON, 1000 levels) refuses. The limit is the same
+// both ways.
+TEST_CASE("json: 1001 nested tables with an empty innermost table are refused too", "[json]") {
   LuaJson j;
   const LuaJson::Encoded e = j.encode_lua("local t = {}; for i = 1, 1000 do t = {t} end; return t");
   INFO("encoded " << e.text.size() << " bytes; cJSON parses it: " << (json::parse(e.text) != nullptr));

