@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <initializer_list>
@@ -448,7 +449,7 @@ class Loader {
     ep.script_name = std::string(kBuiltinScriptName);
     ep.options_json = "{}";
     bool path_ok = false;
-    check_keys(obj, path, {"path", "script", "max_message_size", "options"});
+    check_keys(obj, path, {"path", "script", "max_message_size", "options", "upstream"});
 
     const std::string route_path = child_path(path, "path");
     if (const cJSON* v = member(obj, "path")) {
@@ -496,7 +497,159 @@ class Loader {
         }
       }
     }
+    if (const cJSON* v = member(obj, "upstream")) ep.upstream = read_upstream(v, child_path(path, "upstream"));
     return {std::move(ep), path_ok};
+  }
+
+  // --- upstream -----------------------------------------------------------
+
+  // ws[s]://host[:port][/path][?query]
+  bool parse_ws_url(const std::string& url, Upstream& up, const std::string& path) {
+    std::string_view rest = url;
+    if (rest.rfind("wss://", 0) == 0) {
+      up.tls = true;
+      rest.remove_prefix(6);
+    } else if (rest.rfind("ws://", 0) == 0) {
+      up.tls = false;
+      rest.remove_prefix(5);
+    } else {
+      error(path, "expected a ws:// or wss:// URL");
+      return false;
+    }
+    const std::size_t slash = rest.find_first_of("/?");
+    std::string_view authority = rest.substr(0, slash);
+    std::string target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+    if (!target.empty() && target[0] == '?') target = "/" + target;
+    if (authority.empty() || authority.find('@') != std::string_view::npos) {
+      error(path, "expected a host in the URL (and no user info)");
+      return false;
+    }
+    int port = up.tls ? 443 : 80;
+    std::string_view host = authority;
+    if (!authority.empty() && authority.front() == '[') {
+      const std::size_t close = authority.find(']');
+      if (close == std::string_view::npos) {
+        error(path, "unterminated [IPv6] host in the URL");
+        return false;
+      }
+      host = authority.substr(1, close - 1);
+      authority.remove_prefix(close + 1);
+      if (!authority.empty() && authority.front() != ':') {
+        error(path, "unexpected characters after the [IPv6] host");
+        return false;
+      }
+    } else if (const std::size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
+      host = authority.substr(0, colon);
+      authority.remove_prefix(colon);
+    } else {
+      authority = {};
+    }
+    if (!authority.empty()) {  // ":port"
+      const std::string digits(authority.substr(1));
+      char* end = nullptr;
+      const long value = std::strtol(digits.c_str(), &end, 10);
+      if (digits.empty() || *end != '\0' || value < 1 || value > 65535) {
+        error(path, "invalid port in the URL");
+        return false;
+      }
+      port = static_cast<int>(value);
+    }
+    if (host.empty()) {
+      error(path, "expected a host in the URL");
+      return false;
+    }
+    up.host = std::string(host);
+    up.port = port;
+    up.path = target;
+    return true;
+  }
+
+  std::optional<Upstream> read_upstream(const cJSON* obj, const std::string& path) {
+    if (!cJSON_IsObject(obj)) {
+      error(path, "expected an object");
+      return std::nullopt;
+    }
+    const std::size_t before = errors_.size();
+    Upstream up;
+    check_keys(obj, path, {"url", "headers", "connect", "tls_insecure", "queue_limit", "on_close", "retries",
+                           "backoff_ms", "backoff_max_ms"});
+    const std::string url_path = child_path(path, "url");
+    if (const cJSON* v = member(obj, "url")) {
+      if (auto s = get_string(v, url_path)) {
+        up.url = *s;
+        parse_ws_url(*s, up, url_path);
+      }
+    } else {
+      error(url_path, "required key is missing");
+    }
+    if (const cJSON* v = member(obj, "headers")) {
+      const std::string headers_path = child_path(path, "headers");
+      if (!cJSON_IsObject(v)) {
+        error(headers_path, "expected an object of header names to string values");
+      } else {
+        for (const cJSON* h = v->child; h != nullptr; h = h->next) {
+          const std::string name = h->string != nullptr ? h->string : "";
+          const std::string header_path = child_path(headers_path, name);
+          const bool token = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+          });
+          if (!token) {
+            error(header_path, "not a valid header name");
+            continue;
+          }
+          if (auto value = get_string(h, header_path)) {
+            if (value->find_first_of("\r\n") != std::string::npos) {
+              error(header_path, "header values must not contain line breaks");
+              continue;
+            }
+            up.headers.emplace_back(name, std::move(*value));
+          }
+        }
+      }
+    }
+    if (const cJSON* v = member(obj, "connect")) {
+      const std::string connect_path = child_path(path, "connect");
+      if (auto s = get_string(v, connect_path)) {
+        if (*s == "open") {
+          up.connect_on_open = true;
+        } else if (*s == "lazy") {
+          up.connect_on_open = false;
+        } else {
+          error(connect_path, "expected \"open\" or \"lazy\" (got " + quote(*s) + ")");
+        }
+      }
+    }
+    if (const cJSON* v = member(obj, "tls_insecure")) {
+      if (!cJSON_IsBool(v)) {
+        error(child_path(path, "tls_insecure"), "expected a boolean");
+      } else {
+        up.tls_insecure = cJSON_IsTrue(v);
+      }
+    }
+    if (const cJSON* v = member(obj, "on_close")) {
+      const std::string on_close_path = child_path(path, "on_close");
+      if (auto s = get_string(v, on_close_path)) {
+        if (*s == "close_client" || *s == "reconnect" || *s == "keep") {
+          up.on_close = *s;
+        } else {
+          error(on_close_path, "expected \"close_client\", \"reconnect\" or \"keep\" (got " + quote(*s) + ")");
+        }
+      }
+    }
+    if (const cJSON* v = member(obj, "queue_limit")) {
+      if (auto n = get_integer(v, child_path(path, "queue_limit"), 1, 100000)) up.queue_limit = static_cast<std::size_t>(*n);
+    }
+    if (const cJSON* v = member(obj, "retries")) {
+      if (auto n = get_integer(v, child_path(path, "retries"), 0, 1000)) up.retries = static_cast<int>(*n);
+    }
+    if (const cJSON* v = member(obj, "backoff_ms")) {
+      if (auto n = get_integer(v, child_path(path, "backoff_ms"), 10, 600000)) up.backoff_ms = static_cast<int>(*n);
+    }
+    if (const cJSON* v = member(obj, "backoff_max_ms")) {
+      if (auto n = get_integer(v, child_path(path, "backoff_max_ms"), 10, 3600000)) up.backoff_max_ms = static_cast<int>(*n);
+    }
+    if (errors_.size() != before) return std::nullopt;
+    return up;
   }
 
   void read_endpoints(const cJSON* item, Config& cfg) {

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "config/env_expand.hpp"
@@ -36,12 +37,32 @@ struct Jwt {
   std::string issuer;
 };
 
+// An upstream WebSocket each session of the endpoint may own (one per
+// client, never shared). Header values may hold secrets: they are never
+// logged and never reach a client.
+struct Upstream {
+  std::string url;                 // as configured (after ${ENV} expansion)
+  bool tls = false;                // wss://
+  std::string host;
+  int port = 0;
+  std::string path = "/";          // path and query
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool connect_on_open = true;     // "connect": "open" (default) or "lazy" (on first send)
+  bool tls_insecure = false;       // accept self-signed certificates: for tests only
+  std::size_t queue_limit = 256;   // messages held while connecting; beyond: upstream_busy
+  std::string on_close = "close_client";  // "close_client" | "reconnect" | "keep"
+  int retries = 5;                 // reconnect attempts before giving up (on_close = reconnect)
+  int backoff_ms = 500;            // first reconnect delay, doubled each attempt
+  int backoff_max_ms = 8000;
+};
+
 struct Endpoint {
   std::string path;            // "/ws", may contain "{name}" segments like "/api/v1/ws/{user_id}"
   std::string script_path;     // absolute path; EMPTY means the built-in standard script
   std::string script_name;     // as written in the config ("standard.lua"), or "<built-in standard.lua>"
   std::string options_json;    // the endpoint's free-form "options" object re-printed as JSON, "{}" if absent
   std::size_t max_message_size = 1048576;
+  std::optional<Upstream> upstream;
 };
 
 struct Config {

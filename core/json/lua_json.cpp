@@ -10,6 +10,7 @@ namespace {
 
 // Unique address used as the registry key of the array metatable.
 const char kArrayMetatableKey = 0;
+const char kRawMetatableKey = 0;
 
 void push_json_at(lua_State* L, const cJSON* node, int depth) {
   luaL_checkstack(L, 4, "JSON nested too deep");
@@ -146,6 +147,23 @@ struct Encoder {
   }
 
   bool table(int index, int depth) {
+    if (lua_getmetatable(L, index)) {
+      push_raw_metatable(L);
+      const bool raw = lua_rawequal(L, -1, -2);
+      lua_pop(L, 2);
+      if (raw) {
+        lua_rawgeti(L, index, 1);
+        size_t len = 0;
+        const char* text = lua_tolstring(L, -1, &len);
+        if (text == nullptr) {
+          lua_pop(L, 1);
+          return fail("relay.json.raw value lost its text");
+        }
+        out.append(text, len);
+        lua_pop(L, 1);
+        return true;
+      }
+    }
     lua_Integer length = 0;
     if (is_array(index, length)) {
       out.push_back('[');
@@ -216,9 +234,17 @@ void install_lua_json(lua_State* L) {
   lua_pushliteral(L, "array");
   lua_setfield(L, -2, "__name");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &kArrayMetatableKey);
+  lua_createtable(L, 0, 2);
+  lua_pushliteral(L, "raw json");
+  lua_setfield(L, -2, "__name");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");  // keep scripts from swapping the marker
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kRawMetatableKey);
 }
 
 void push_array_metatable(lua_State* L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &kArrayMetatableKey); }
+
+void push_raw_metatable(lua_State* L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &kRawMetatableKey); }
 
 void push_null(lua_State* L) { lua_pushlightuserdata(L, nullptr); }
 

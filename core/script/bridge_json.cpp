@@ -44,12 +44,30 @@ int json_array(lua_State* L) {
   return 1;
 }
 
+// relay.json.raw(text): embeds text (already JSON) verbatim when encoded. The
+// text is checked once here so a bad value cannot corrupt every frame it is
+// put in.
+int json_raw(lua_State* L) {
+  size_t len = 0;
+  const char* text = luaL_checklstring(L, 1, &len);
+  if (json::parse(std::string_view(text, len)) == nullptr) {
+    return luaL_argerror(L, 1, "not valid JSON");
+  }
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  json::push_raw_metatable(L);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
 }  // namespace
 
 void open_relay_json(lua_State* L) {
   const luaL_Reg functions[] = {{"encode", trampoline<json_encode>},
                                 {"decode", trampoline<json_decode>},
                                 {"array", trampoline<json_array>},
+                                {"raw", trampoline<json_raw>},
                                 {nullptr, nullptr}};
   luaL_newlib(L, functions);
   json::push_null(L);

@@ -109,6 +109,60 @@ int m_subscriptions(lua_State* L) {
   return 1;
 }
 
+// session:upstream_send(message) -> true | nil, "upstream_busy" | "no upstream" | "closed"
+int m_upstream_send(lua_State* L) {
+  Box* box = box_at(L, 1);
+  luaL_argexpected(L, lua_istable(L, 2) || lua_type(L, 2) == LUA_TSTRING, 2, "table or string");
+  session::FramePtr frame;
+  std::string error;
+  if (!to_frame(L, 2, frame, error)) return luaL_argerror(L, 2, error.c_str());
+  if (box->session == nullptr || !box->session->attached()) return closed_result(L);
+  if (box->session->upstream == nullptr) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "no upstream");
+    return 2;
+  }
+  switch (box->session->upstream->upstream_send(frame->payload(), false)) {
+    case session::UpstreamSend::Sent: lua_pushboolean(L, 1); return 1;
+    case session::UpstreamSend::Busy:
+      lua_pushnil(L);
+      lua_pushliteral(L, "upstream_busy");
+      return 2;
+    case session::UpstreamSend::NotConfigured:
+      lua_pushnil(L);
+      lua_pushliteral(L, "no upstream");
+      return 2;
+    case session::UpstreamSend::Closed: break;
+  }
+  lua_pushnil(L);
+  lua_pushliteral(L, "upstream closed");
+  return 2;
+}
+
+int m_upstream_close(lua_State* L) {
+  Box* box = box_at(L, 1);
+  const lua_Integer code = luaL_optinteger(L, 2, 1000);
+  const char* reason = luaL_optstring(L, 3, "");
+  luaL_argcheck(L, code == 1000 || (code >= 3000 && code <= 4999), 2, "expected 1000 or 3000..4999");
+  if (box->session == nullptr || box->session->upstream == nullptr) return closed_result(L);
+  box->session->upstream->upstream_close(static_cast<int>(code), reason);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int m_upstream_connect(lua_State* L) {
+  Box* box = box_at(L, 1);
+  if (box->session == nullptr || !box->session->attached()) return closed_result(L);
+  if (box->session->upstream == nullptr) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "no upstream");
+    return 2;
+  }
+  box->session->upstream->upstream_connect();
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 int session_index(lua_State* L) {
   Box* box = box_at(L, 1);
   const std::string_view key = luaL_checkstring(L, 2);
@@ -142,6 +196,13 @@ int session_index(lua_State* L) {
     lua_pushlstring(L, s->info().path.data(), s->info().path.size());
   } else if (key == "remote") {
     lua_pushlstring(L, s->info().remote.data(), s->info().remote.size());
+  } else if (key == "upstream") {
+    if (s->upstream == nullptr) {
+      lua_pushnil(L);
+    } else {
+      const std::string_view state = s->upstream->upstream_state();
+      lua_pushlstring(L, state.data(), state.size());
+    }
   } else if (key == "params") {
     lua_createtable(L, 0, static_cast<int>(s->info().params.size()));
     for (const auto& [name, value] : s->info().params) {
@@ -198,6 +259,9 @@ void open_session_bridge(lua_State* L) {
       {"unsubscribe", trampoline<m_unsubscribe>},
       {"is_subscribed", trampoline<m_is_subscribed>},
       {"subscriptions", trampoline<m_subscriptions>},
+      {"upstream_send", trampoline<m_upstream_send>},
+      {"upstream_close", trampoline<m_upstream_close>},
+      {"upstream_connect", trampoline<m_upstream_connect>},
       {nullptr, nullptr}};
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "methods");

@@ -312,6 +312,9 @@ ScriptEngine::Loaded ScriptEngine::load(const ScriptSource& source, ScriptContex
       return result;
     }
   }
+  lua_getfield(L, handlers, "on_upstream");
+  in.has_on_upstream = lua_isfunction(L, -1);
+  lua_pop(L, 1);
   in.handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, 0);
   result.engine = std::move(engine);
@@ -388,6 +391,10 @@ void emit_error(lua_State* L, Job& job, std::string_view code, std::string_view 
   Internal& in = internal_of(L);
   Session& s = *job.session;
   count_error(s, *in.engine);
+  // One line per error reply, so an operator can see why a client is unhappy.
+  if (log::enabled(log::Level::Info)) {
+    log::info("error " + std::string(code) + ": " + std::string(message), s.id());
+  }
   if (!in.budget_exceeded && push_handler(L, "on_error")) {
     push_session(L, s);
     lua_pushlstring(L, code.data(), code.size());
@@ -429,10 +436,10 @@ void handle_results(lua_State* L, Job& job, int msg_index) {
 
 // Calls the handler already pushed, with the session and arg below... Stack on
 // entry: fn, session, arg.
-void call_handler(lua_State* L, Job& job, int msg_index) {
+void call_handler(lua_State* L, Job& job, int msg_index, int nargs = 2) {
   Internal& in = internal_of(L);
   std::string error, detail;
-  if (protected_call(L, 2, 3, error, &detail)) {
+  if (protected_call(L, nargs, 3, error, &detail)) {
     handle_results(L, job, msg_index);
     return;
   }
@@ -553,6 +560,43 @@ int close_entry(lua_State* L) {
   return 0;
 }
 
+int upstream_open_entry(lua_State* L) {
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  if (push_handler(L, "on_upstream_open")) {
+    job.handler_name = "on_upstream_open";
+    push_session(L, *job.session);
+    lua_pushnil(L);
+    call_handler(L, job, 0);
+  }
+  return 0;
+}
+
+int upstream_message_entry(lua_State* L) {
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  if (!push_handler(L, "on_upstream")) return 0;
+  job.handler_name = "on_upstream";
+  push_session(L, *job.session);
+  if (job.root != nullptr) {
+    json::push_json(L, job.root.get());
+  } else {
+    lua_pushlstring(L, job.data.data(), job.data.size());
+  }
+  lua_pushlstring(L, job.data.data(), job.data.size());
+  call_handler(L, job, 0, 3);
+  return 0;
+}
+
+int upstream_close_entry(lua_State* L) {
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  if (!push_handler(L, "on_upstream_close")) return 0;
+  job.handler_name = "on_upstream_close";
+  push_session(L, *job.session);
+  lua_pushinteger(L, job.close_code);
+  lua_pushlstring(L, job.error_message.data(), job.error_message.size());
+  call_handler(L, job, 0, 3);
+  return 0;
+}
+
 int error_entry(lua_State* L) {
   Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
   emit_error(L, job, job.error_code, job.error_message, 0);
@@ -613,6 +657,36 @@ void ScriptEngine::on_close(Session& s, int code, std::string_view reason) {
   job.close_code = code;
   run_job(*in_, job, close_entry);
   release_session(in_->L, s);
+}
+
+void ScriptEngine::on_upstream_open(Session& s) {
+  Job job;
+  job.engine = this;
+  job.session = &s;
+  run_job(*in_, job, upstream_open_entry);
+}
+
+void ScriptEngine::on_upstream_message(Session& s, std::string_view data, bool binary) {
+  if (!in_->has_on_upstream) {
+    s.send(binary ? session::Frame::binary(data) : session::Frame::text(data));
+    return;
+  }
+  Job job;
+  job.engine = this;
+  job.session = &s;
+  job.data = data;
+  job.binary = binary;
+  if (!binary) job.root = json::parse(data);
+  run_job(*in_, job, upstream_message_entry);
+}
+
+void ScriptEngine::on_upstream_close(Session& s, int code, std::string_view reason) {
+  Job job;
+  job.engine = this;
+  job.session = &s;
+  job.close_code = code;
+  job.error_message = std::string(reason);
+  run_job(*in_, job, upstream_close_entry);
 }
 
 void ScriptEngine::send_error(Session& s, std::string_view code, std::string_view message) {

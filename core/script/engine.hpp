@@ -55,6 +55,8 @@ inline constexpr std::string_view kUnknownType = "unknown_type";
 inline constexpr std::string_view kTooLarge = "too_large";
 inline constexpr std::string_view kScriptError = "script_error";
 inline constexpr std::string_view kScriptTimeout = "script_timeout";
+inline constexpr std::string_view kUpstreamBusy = "upstream_busy";
+inline constexpr std::string_view kUpstreamUnavailable = "upstream_unavailable";
 }  // namespace codes
 
 class ScriptEngine {
@@ -73,6 +75,12 @@ class ScriptEngine {
   void on_message(session::Session& s, std::string_view data, bool binary);
   // Sends an error through the script's on_error (or the default shape).
   void send_error(session::Session& s, std::string_view code, std::string_view message);
+
+  // Upstream events of a session's link. Without an on_upstream hook a frame
+  // is forwarded to the client byte for byte, without entering Lua.
+  void on_upstream_open(session::Session& s);
+  void on_upstream_message(session::Session& s, std::string_view data, bool binary);
+  void on_upstream_close(session::Session& s, int code, std::string_view reason);
 
   const std::string& name() const { return source_name_; }
   const ScriptContext& context() const { return context_; }

@@ -24,6 +24,7 @@ struct ScriptEngine::Internal {
   int env_ref = LUA_NOREF;          // the script's _ENV
   bool json_mode = true;            // false: every text frame goes to on_text
   std::string type_field = "type";  // the field whose value picks the handler
+  bool has_on_upstream = false;     // cached: the forwarding fast path skips Lua
 
   ~Internal();
 };

@@ -1,6 +1,7 @@
 #include "server/server.hpp"
 
 #include "protocol_wsrelay/protocol_wsrelay.hpp"
+#include "upstream/upstream_client.hpp"
 #include "util/log.hpp"
 
 #include <libwebsockets.h>
@@ -8,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <optional>
@@ -18,13 +20,15 @@ namespace wsrelay::server {
 struct Server::Policy {
   lws_sorted_usec_list_t drain_tick{};  // first member: the tick finds its Policy from it
   lws_retry_bo_t retry{};
-  lws_protocols protocols[2]{};  // first member: the tick finds its Policy from it
+  lws_protocols protocols[3]{};  // first member: the tick finds its Policy from it
   lws_context* context = nullptr;
 };
 
 void Server::ContextDeleter::operator()(lws_context* c) const { lws_context_destroy(c); }
 
 namespace {
+
+constexpr const char* kSystemCaBundle = "/etc/ssl/certs/ca-certificates.crt";
 
 void lws_log_line(int level, const char* line) {
   std::string text(line);
@@ -90,6 +94,12 @@ void install_lws_logging() {
 
 std::unique_ptr<Server> Server::create(const config::Config& config, std::vector<std::string>& errors) {
   std::unique_ptr<Server> server(new Server());
+  // Secrets never appear in a log line, whoever writes it.
+  log::add_secret(config.jwt.secret);
+  for (const auto& ep : config.endpoints) {
+    if (!ep.upstream) continue;
+    for (const auto& header : ep.upstream->headers) log::add_secret(header.second);
+  }
   server->relay_ = Relay::create(config, errors);
   if (!server->relay_) return nullptr;
 
@@ -101,11 +111,13 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
   policy.retry.secs_since_valid_ping = static_cast<uint16_t>(config.heartbeat.interval_s);
   policy.retry.secs_since_valid_hangup = static_cast<uint16_t>(config.heartbeat.timeout_s);
   policy.protocols[0] = plugin::wsrelay_protocol();
-  policy.protocols[1] = lws_protocols{};
+  policy.protocols[1] = upstream::UpstreamClient::protocol();
+  policy.protocols[2] = lws_protocols{};
 
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
+  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                 LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.user = server->relay_.get();
   info.port = CONTEXT_PORT_NO_LISTEN;
   lws_context* context = lws_create_context(&info);
@@ -132,7 +144,10 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     vinfo.retry_and_idle_policy = &policy.retry;
     const std::string vhost_name = "wsrelay-" + std::to_string(i);
     vinfo.vhost_name = vhost_name.c_str();
-    vinfo.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    vinfo.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    // Upstream wss:// links verify against the system CAs (Debian's bundle;
+    // lws's compiled-in default folder does not exist here).
+    if (access(kSystemCaBundle, R_OK) == 0) vinfo.client_ssl_ca_filepath = kSystemCaBundle;
     lws_vhost* vhost = lws_create_vhost(context, &vinfo);
     if (vhost == nullptr) {
       errors.push_back("cannot listen on " + listener.host + ":" + std::to_string(listener.port) +

@@ -9,6 +9,7 @@
 #include "pubsub/subscriber.hpp"
 #include "session/frame.hpp"
 #include "session/stats.hpp"
+#include "session/upstream_port.hpp"
 
 #include <cstdint>
 #include <deque>
@@ -69,6 +70,9 @@ class Session final : public pubsub::Subscriber {
 
   // Opaque slot for the script engine (a Lua registry reference).
   int script_ref = -2;
+
+  // The session's upstream link, if its endpoint has one (owned by the protocol).
+  UpstreamPort* upstream = nullptr;
 
   std::uint64_t messages_in = 0;
   std::uint64_t messages_out = 0;

@@ -17,6 +17,11 @@ struct Stats {
   std::uint64_t errors_sent = 0;        // error replies (any code)
   std::uint64_t script_errors = 0;      // handler failures (script_error)
   std::uint64_t slow_consumer_closes = 0;
+  std::uint64_t upstream_links = 0;          // upstream links open or connecting now
+  std::uint64_t upstream_connects = 0;       // connection attempts since start
+  std::uint64_t upstream_failures = 0;       // attempts that failed or links that dropped
+  std::uint64_t upstream_messages_in = 0;    // messages received from upstreams
+  std::uint64_t upstream_messages_out = 0;   // messages sent to upstreams
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 

@@ -6,10 +6,37 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <string>
+#include <vector>
 
 namespace wsrelay::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::Info)};
+// Written at start-up, before the loop runs; read on every line.
+std::vector<std::string>& secrets() {
+  static std::vector<std::string> values;
+  return values;
+}
+
+void redact(std::string& line) {
+  for (const std::string& secret : secrets()) {
+    for (std::size_t at = line.find(secret); at != std::string::npos; at = line.find(secret, at)) {
+      line.replace(at, secret.size(), "[redacted]");
+      at += 10;
+    }
+  }
+}
+}  // namespace
+
+void add_secret(std::string_view secret) {
+  if (secret.size() < 6) return;
+  // "Bearer sk-..." also hides the bare key.
+  for (std::string_view prefix : {"Bearer ", "Basic ", "bearer "}) {
+    if (secret.rfind(prefix, 0) == 0 && secret.size() - prefix.size() >= 6) {
+      secrets().emplace_back(secret.substr(prefix.size()));
+    }
+  }
+  secrets().emplace_back(secret);
 }
 
 std::optional<Level> parse_level(std::string_view name) {
@@ -49,6 +76,7 @@ void write(Level level, std::string_view session, std::string_view message) {
   line.append(stamp).append(" ").append(level_name(level)).append(" ");
   if (!session.empty()) line.append("[s=").append(session).append("] ");
   for (char c : message) line.push_back(c == '\n' ? ' ' : c);  // one event, one line
+  if (!secrets().empty()) redact(line);
   line.push_back('\n');
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;

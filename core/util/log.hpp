@@ -20,6 +20,11 @@ void set_level(Level level);
 Level level();
 bool enabled(Level level);
 
+// Registers a value (an API key, a header with a key in it) that must never
+// appear in a log line: write() replaces it with [redacted]. Values shorter
+// than 6 bytes are ignored (they would redact ordinary words).
+void add_secret(std::string_view secret);
+
 // session may be empty; it is shown as [s=<id>] when given.
 void write(Level level, std::string_view session, std::string_view message);
 

@@ -3,6 +3,7 @@
 #include "http/routes.hpp"
 #include "server/relay.hpp"
 #include "session/session.hpp"
+#include "upstream/upstream_client.hpp"
 #include "util/log.hpp"
 
 #include <cstring>
@@ -14,8 +15,9 @@ namespace {
 
 static_assert(LWS_PRE <= session::kFrameHeadroom, "Frame headroom must cover LWS_PRE");
 
-struct Connection final : session::Transport {
+struct Connection final : session::Transport, upstream::UpstreamEvents {
   lws* wsi = nullptr;
+  upstream::UpstreamClient* upstream = nullptr;  // owned; detach() to let go
   server::Relay* relay = nullptr;
   server::EndpointRuntime* endpoint = nullptr;
   std::unique_ptr<session::Session> session;
@@ -26,6 +28,20 @@ struct Connection final : session::Transport {
   std::string peer_close_reason;
 
   void request_write() override { lws_callback_on_writable(wsi); }
+
+  void upstream_opened() override { endpoint->engine->on_upstream_open(*session); }
+  void upstream_message(std::string_view data, bool binary) override {
+    endpoint->engine->on_upstream_message(*session, data, binary);
+  }
+  void upstream_closed(int code, const std::string& reason, bool failed, bool will_retry) override {
+    // The script sees it first (and may tell its client in its own dialect),
+    // then the endpoint's policy applies.
+    endpoint->engine->on_upstream_close(*session, code, reason);
+    if (!will_retry && endpoint->config.upstream->on_close == "close_client") {
+      // 1014 (bad gateway) when the upstream failed, 1000 when it closed cleanly.
+      session->close(failed ? 1014 : 1000, failed ? "upstream unavailable" : "upstream closed");
+    }
+  }
 };
 
 struct HttpReply {
@@ -168,7 +184,15 @@ int on_established(lws* wsi, PerSession* pss) {
   ++relay->stats().connections;
   ++relay->stats().connections_total;
   log::info("open " + s.info().path + " from " + s.info().remote, s.id());
+  if (endpoint->config.upstream) {
+    conn->upstream = new upstream::UpstreamClient(lws_get_context(wsi), lws_get_vhost(wsi), *endpoint->config.upstream,
+                                                  conn, &relay->stats(), s.id());
+    s.upstream = conn->upstream;
+  }
   endpoint->engine->on_open(s);
+  if (conn->upstream != nullptr && endpoint->config.upstream->connect_on_open && !s.closing()) {
+    conn->upstream->upstream_connect();
+  }
   return 0;
 }
 
@@ -267,6 +291,12 @@ void on_closed(PerSession* pss) {
   // Sends to a closing session are refused from here on, including anything
   // the on_close hook publishes to channels this session is still in.
   s.detach();
+  // One upstream per client: the client gone, its upstream goes too.
+  if (conn->upstream != nullptr) {
+    s.upstream = nullptr;
+    conn->upstream->detach();
+    conn->upstream = nullptr;
+  }
   conn->endpoint->engine->on_close(s, code, reason);
   relay->hub().unsubscribe_all(&s);
   relay->registry().remove(&s);
