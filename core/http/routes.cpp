@@ -33,6 +33,11 @@ std::string status_json(server::Relay& relay) {
   field(out, "errors_sent", stats.errors_sent);
   field(out, "script_errors", stats.script_errors);
   field(out, "slow_consumer_closes", stats.slow_consumer_closes);
+  field(out, "upstream_links", stats.upstream_links);
+  field(out, "upstream_connects", stats.upstream_connects);
+  field(out, "upstream_failures", stats.upstream_failures);
+  field(out, "upstream_messages_in", stats.upstream_messages_in);
+  field(out, "upstream_messages_out", stats.upstream_messages_out);
   out += "\"endpoints\":[";
   bool first = true;
   for (const auto& ep : relay.endpoints()) {
@@ -48,7 +53,20 @@ std::string status_json(server::Relay& relay) {
   return out;
 }
 
-Response handle(server::Relay& relay, std::string_view method, std::string_view path) {
+bool is_script_route(server::Relay& relay, std::string_view method, std::string_view path) {
+  for (const auto& ep : relay.endpoints()) {
+    if (ep->engine->has_http_route(method, path)) return true;
+  }
+  return false;
+}
+
+Response handle(server::Relay& relay, const Request& request) {
+  const std::string_view method = request.method;
+  const std::string_view path = request.path;
+  // Script routes first: a dialect may answer its own paths (and methods).
+  for (const auto& ep : relay.endpoints()) {
+    if (ep->engine->has_http_route(method, path)) return ep->engine->handle_http(request);
+  }
   Response r;
   if (method != "GET" && method != "HEAD") {
     r.status = 405;

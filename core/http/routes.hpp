@@ -1,6 +1,9 @@
-// routes: the relay's own HTTP answers on every listener — GET /healthz and
-// GET /status. lws-free: the protocol writes whatever this returns.
+// routes: the HTTP answers on every listener — the relay's own GET /healthz
+// and GET /status, then the routes scripts declare in their `http` table.
+// lws-free: the protocol writes whatever this returns.
 #pragma once
+
+#include "http/request.hpp"
 
 #include <string>
 #include <string_view>
@@ -11,13 +14,11 @@ class Relay;
 
 namespace wsrelay::http {
 
-struct Response {
-  int status = 404;
-  std::string content_type = "text/plain; charset=utf-8";
-  std::string body;
-};
+Response handle(server::Relay& relay, const Request& request);
 
-Response handle(server::Relay& relay, std::string_view method, std::string_view path);
+// Whether a script route would take this request (so the protocol knows to
+// read a request body first).
+bool is_script_route(server::Relay& relay, std::string_view method, std::string_view path);
 
 // /status body: counters, channels, endpoints.
 std::string status_json(server::Relay& relay);

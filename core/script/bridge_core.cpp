@@ -59,6 +59,31 @@ int relay_session(lua_State* L) {
   return 1;
 }
 
+// relay.sessions() -> array of this endpoint's open sessions (for status routes).
+int relay_sessions(lua_State* L) {
+  lua_newtable(L);
+  if (ctx(L).registry == nullptr) return 1;
+  lua_Integer i = 1;
+  ctx(L).registry->for_each([&](session::Session& s) {
+    if (s.info().endpoint != ctx(L).endpoint || s.script_ref == LUA_NOREF || !s.attached()) return;
+    push_session(L, s);
+    lua_rawseti(L, -2, i++);
+  });
+  return 1;
+}
+
+// relay.secure_compare(a, b): constant-time string equality, for tokens.
+int relay_secure_compare(lua_State* L) {
+  size_t la = 0, lb = 0;
+  const char* a = luaL_checklstring(L, 1, &la);
+  const char* b = luaL_checklstring(L, 2, &lb);
+  unsigned char diff = la == lb ? 0 : 1;
+  const size_t n = la < lb ? la : lb;
+  for (size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  lua_pushboolean(L, diff == 0 && la > 0);
+  return 1;
+}
+
 int relay_stats(lua_State* L) {
   lua_createtable(L, 0, 8);
   if (const session::Stats* stats = ctx(L).stats) {
@@ -71,6 +96,8 @@ int relay_stats(lua_State* L) {
     const auto up = std::chrono::steady_clock::now() - stats->started;
     lua_pushinteger(L, std::chrono::duration_cast<std::chrono::seconds>(up).count());
     lua_setfield(L, -2, "uptime_s");
+    lua_pushinteger(L, static_cast<lua_Integer>(stats->upstream_links));
+    lua_setfield(L, -2, "upstream_links");
   }
   if (const pubsub::Hub* hub = ctx(L).hub) {
     lua_pushinteger(L, static_cast<lua_Integer>(hub->channel_count()));
@@ -85,6 +112,8 @@ void open_relay_core(lua_State* L) {
   const luaL_Reg functions[] = {{"send", trampoline<relay_send>},
                                 {"session", trampoline<relay_session>},
                                 {"stats", trampoline<relay_stats>},
+                                {"sessions", trampoline<relay_sessions>},
+                                {"secure_compare", trampoline<relay_secure_compare>},
                                 {nullptr, nullptr}};
   luaL_setfuncs(L, functions, 0);
 

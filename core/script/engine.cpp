@@ -209,6 +209,42 @@ int setup_state(lua_State* L) {
 
 std::string typename_at(lua_State* L, int index) { return luaL_typename(L, index); }
 
+// The script's `http` table: { ["GET /path/{name}"] = function(req) ... end }.
+bool read_routes(lua_State* L, int table, ScriptEngine::Internal& in, std::string& error) {
+  if (!lua_istable(L, table)) {
+    error = "'http' must be a table of routes (got " + typename_at(L, table) + ")";
+    return false;
+  }
+  static const char* const kMethods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
+  lua_pushnil(L);
+  while (lua_next(L, table) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 2);
+      error = "'http' keys must be strings like \"GET /path\"";
+      return false;
+    }
+    const std::string key = lua_tostring(L, -2);
+    const std::size_t space = key.find(' ');
+    const std::string method = key.substr(0, space);
+    const std::string path = space == std::string::npos ? "" : key.substr(space + 1);
+    bool known = false;
+    for (const char* m : kMethods) known = known || method == m;
+    if (!known || path.empty() || path[0] != '/' || path.find_first_of(" ?#") != std::string::npos) {
+      lua_pop(L, 2);
+      error = "http route '" + key + "' must look like \"GET /path\" (methods: GET POST PUT DELETE PATCH HEAD OPTIONS)";
+      return false;
+    }
+    if (!lua_isfunction(L, -1)) {
+      error = "http route '" + key + "' must be a function (got " + typename_at(L, -1) + ")";
+      lua_pop(L, 2);
+      return false;
+    }
+    in.routes.push_back({method, server::PathPattern(path), key});
+    lua_pop(L, 1);
+  }
+  return true;
+}
+
 }  // namespace
 
 ScriptEngine::Internal& internal_of(lua_State* L) {
@@ -287,6 +323,13 @@ ScriptEngine::Loaded ScriptEngine::load(const ScriptSource& source, ScriptContex
         return result;
       }
       in.json_mode = lua_toboolean(L, -1);
+    } else if (key == "http") {
+      std::string error;
+      if (!read_routes(L, lua_gettop(L), in, error)) {
+        result.error = source.name + ": " + error;
+        lua_settop(L, handlers - 1);
+        return result;
+      }
     } else if (key == "type_field") {
       if (lua_type(L, -1) != LUA_TSTRING) {
         result.error = source.name + ": 'type_field' must be a string (got " + typename_at(L, -1) + ")";
@@ -687,6 +730,142 @@ void ScriptEngine::on_upstream_close(Session& s, int code, std::string_view reas
   job.close_code = code;
   job.error_message = std::string(reason);
   run_job(*in_, job, upstream_close_entry);
+}
+
+namespace {
+
+struct HttpJob {
+  const http::Request* request = nullptr;
+  const std::string* key = nullptr;
+  server::PathPattern::Params params;
+  http::Response response;
+};
+
+int http_entry(lua_State* L) {
+  HttpJob& job = *static_cast<HttpJob*>(lua_touserdata(L, 1));
+  const http::Request& req = *job.request;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, internal_of(L).handlers_ref);
+  lua_getfield(L, -1, "http");
+  lua_getfield(L, -1, job.key->c_str());
+  lua_createtable(L, 0, 8);
+  lua_pushlstring(L, req.method.data(), req.method.size());
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, req.path.data(), req.path.size());
+  lua_setfield(L, -2, "path");
+  lua_pushlstring(L, req.query.data(), req.query.size());
+  lua_setfield(L, -2, "query");
+  lua_pushlstring(L, req.body.data(), req.body.size());
+  lua_setfield(L, -2, "body");
+  lua_pushlstring(L, req.remote.data(), req.remote.size());
+  lua_setfield(L, -2, "remote");
+  lua_createtable(L, 0, static_cast<int>(req.headers.size()));
+  for (const auto& [name, value] : req.headers) {
+    lua_pushlstring(L, value.data(), value.size());
+    lua_setfield(L, -2, name.c_str());
+  }
+  lua_setfield(L, -2, "headers");
+  lua_createtable(L, 0, static_cast<int>(job.params.size()));
+  for (const auto& [name, value] : job.params) {
+    lua_pushlstring(L, value.data(), value.size());
+    lua_setfield(L, -2, name.c_str());
+  }
+  lua_setfield(L, -2, "params");
+  std::string error;
+  if (!protected_call(L, 1, 1, error)) {
+    Internal& in = internal_of(L);
+    if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
+    log::error(in.engine->name() + ": http route '" + *job.key + "' failed: " + error);
+    job.response.status = 500;
+    job.response.content_type = "application/json";
+    job.response.body = in.budget_exceeded ? R"({"error":"script_timeout"})" : R"({"error":"script_error"})";
+    return 0;
+  }
+  // A string is a 200 text body; a table says status, json or body, headers.
+  job.response.status = 200;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    job.response.body = lua_tostring(L, -1);
+    return 0;
+  }
+  if (!lua_istable(L, -1)) {
+    job.response.status = 204;
+    return 0;
+  }
+  const int r = lua_gettop(L);
+  lua_getfield(L, r, "status");
+  if (lua_isinteger(L, -1)) {
+    const lua_Integer status = lua_tointeger(L, -1);
+    job.response.status = status >= 100 && status <= 599 ? static_cast<int>(status) : 500;
+  }
+  lua_getfield(L, r, "json");
+  if (!lua_isnil(L, -1)) {
+    std::string encode_error;
+    job.response.content_type = "application/json";
+    if (!json::encode_lua(L, -1, job.response.body, encode_error)) {
+      log::error(internal_of(L).engine->name() + ": http route '" + *job.key + "': " + encode_error);
+      job.response.status = 500;
+      job.response.body = R"({"error":"script_error"})";
+      return 0;
+    }
+  } else {
+    lua_getfield(L, r, "body");
+    if (lua_type(L, -1) == LUA_TSTRING) job.response.body = lua_tostring(L, -1);
+  }
+  lua_settop(L, r);
+  lua_getfield(L, r, "content_type");
+  if (lua_type(L, -1) == LUA_TSTRING) job.response.content_type = lua_tostring(L, -1);
+  lua_getfield(L, r, "headers");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+        std::string value = lua_tostring(L, -1);
+        // A header value with a line break would let a script split the response.
+        if (value.find_first_of("\r\n") == std::string::npos) {
+          job.response.headers.emplace_back(lua_tostring(L, -2), std::move(value));
+        }
+      }
+      lua_pop(L, 1);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool ScriptEngine::has_http_route(std::string_view method, std::string_view path) const {
+  server::PathPattern::Params params;
+  for (const auto& route : in_->routes) {
+    if ((method == "*" || route.method == method || (method == "HEAD" && route.method == "GET")) &&
+        route.pattern.match(path, params)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+http::Response ScriptEngine::handle_http(const http::Request& request) {
+  HttpJob job;
+  job.request = &request;
+  for (const auto& route : in_->routes) {
+    if ((route.method == request.method || (request.method == "HEAD" && route.method == "GET")) &&
+        route.pattern.match(request.path, job.params)) {
+      job.key = &route.key;
+      break;
+    }
+  }
+  if (job.key == nullptr) return job.response;  // 404
+  lua_State* L = in_->L;
+  begin_call(*in_);
+  lua_pushcfunction(L, http_entry);
+  lua_pushlightuserdata(L, &job);
+  std::string error;
+  if (!protected_call(L, 1, 0, error)) {
+    log::error(source_name_ + ": http route failed: " + error);
+    job.response = http::Response{500, "application/json", R"({"error":"script_error"})", {}};
+  }
+  lua_settop(L, 0);
+  lua_sethook(L, nullptr, 0, 0);
+  return job.response;
 }
 
 void ScriptEngine::send_error(Session& s, std::string_view code, std::string_view message) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "auth/jwt.hpp"
+#include "http/request.hpp"
 #include "pubsub/hub.hpp"
 #include "session/registry.hpp"
 #include "session/session.hpp"
@@ -81,6 +82,11 @@ class ScriptEngine {
   void on_upstream_open(session::Session& s);
   void on_upstream_message(session::Session& s, std::string_view data, bool binary);
   void on_upstream_close(session::Session& s, int code, std::string_view reason);
+
+  // Routes the script declared in its `http` table ("GET /path" = function).
+  // method "*" asks whether any method is routed for the path.
+  bool has_http_route(std::string_view method, std::string_view path) const;
+  http::Response handle_http(const http::Request& request);
 
   const std::string& name() const { return source_name_; }
   const ScriptContext& context() const { return context_; }

@@ -4,11 +4,13 @@
 #pragma once
 
 #include "script/engine.hpp"
+#include "server/path_pattern.hpp"
 
 #include <lua.hpp>
 
 #include <exception>
 #include <string>
+#include <vector>
 
 namespace wsrelay::script {
 
@@ -25,6 +27,12 @@ struct ScriptEngine::Internal {
   bool json_mode = true;            // false: every text frame goes to on_text
   std::string type_field = "type";  // the field whose value picks the handler
   bool has_on_upstream = false;     // cached: the forwarding fast path skips Lua
+  struct Route {
+    std::string method;
+    server::PathPattern pattern;
+    std::string key;                // "GET /path" as written, to find the function
+  };
+  std::vector<Route> routes;
 
   ~Internal();
 };

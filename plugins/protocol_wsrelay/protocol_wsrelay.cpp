@@ -9,6 +9,8 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace wsrelay::plugin {
 namespace {
@@ -45,12 +47,13 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
 };
 
 struct HttpReply {
+  http::Request request;
   int status = 200;
   std::string content_type;
+  std::vector<std::pair<std::string, std::string>> extra_headers;
   std::string body;  // LWS_PRE bytes of headroom, then the body
   bool head_only = false;
   bool awaiting_body = false;  // headers wait until the request body is read
-  std::size_t body_bytes = 0;
 };
 
 struct PerSession {
@@ -82,57 +85,93 @@ std::string peer_address(lws* wsi) {
 
 // Status line and headers; the body follows from HTTP_WRITEABLE.
 int write_http_headers(lws* wsi, const HttpReply& reply) {
-  unsigned char buffer[LWS_PRE + 512];
+  unsigned char buffer[LWS_PRE + 2048];
   unsigned char* start = buffer + LWS_PRE;
   unsigned char* p = start;
   unsigned char* end = buffer + sizeof buffer - 1;
   if (lws_add_http_common_headers(wsi, static_cast<unsigned int>(reply.status), reply.content_type.c_str(),
                                   reply.body.size() - LWS_PRE, &p, end) ||
       lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                   reinterpret_cast<const unsigned char*>("no-store"), 8, &p, end) ||
-      lws_finalize_write_http_header(wsi, start, &p, end)) {
+                                   reinterpret_cast<const unsigned char*>("no-store"), 8, &p, end)) {
     return 1;
   }
+  for (const auto& [name, value] : reply.extra_headers) {
+    const std::string field = name + ":";
+    if (lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>(field.c_str()),
+                                    reinterpret_cast<const unsigned char*>(value.data()),
+                                    static_cast<int>(value.size()), &p, end)) {
+      return 1;
+    }
+  }
+  if (lws_finalize_write_http_header(wsi, start, &p, end)) return 1;
   lws_callback_on_writable(wsi);
   return 0;
 }
 
-int on_http(lws* wsi, PerSession* pss, const char* uri) {
-  server::Relay* relay = relay_of(wsi);
-  const bool is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
-  const bool is_head = !is_get && lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
-  const char* method = is_get ? "GET" : is_head ? "HEAD" : "OTHER";
-  const http::Response response = http::handle(*relay, method, uri != nullptr ? uri : "");
+std::string method_of(lws* wsi) {
+  static const std::pair<lws_token_indexes, const char*> kMethods[] = {
+      {WSI_TOKEN_GET_URI, "GET"},       {WSI_TOKEN_POST_URI, "POST"},     {WSI_TOKEN_HEAD_URI, "HEAD"},
+      {WSI_TOKEN_PUT_URI, "PUT"},       {WSI_TOKEN_DELETE_URI, "DELETE"}, {WSI_TOKEN_PATCH_URI, "PATCH"},
+      {WSI_TOKEN_OPTIONS_URI, "OPTIONS"}};
+  for (const auto& [token, name] : kMethods) {
+    if (lws_hdr_total_length(wsi, token) > 0) return name;
+  }
+  return "OTHER";
+}
 
+void respond(lws* wsi, PerSession* pss) {
+  HttpReply& reply = *pss->http;
+  const http::Response response = http::handle(*relay_of(wsi), reply.request);
+  reply.status = response.status;
+  reply.content_type = response.content_type;
+  reply.extra_headers = response.headers;
+  reply.body.assign(LWS_PRE, '\0');
+  reply.body += response.body;
+}
+
+int on_http(lws* wsi, PerSession* pss, const char* uri) {
   auto* reply = new HttpReply();
-  reply->status = response.status;
-  reply->content_type = response.content_type;
-  reply->head_only = is_head;
-  reply->body.assign(LWS_PRE, '\0');
-  reply->body += response.body;
   pss->http = reply;
+  http::Request& req = reply->request;
+  req.method = method_of(wsi);
+  req.path = uri != nullptr ? uri : "";
+  req.query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+  req.remote = peer_address(wsi);
+  static const std::pair<lws_token_indexes, const char*> kHeaders[] = {
+      {WSI_TOKEN_HTTP_AUTHORIZATION, "authorization"}, {WSI_TOKEN_HTTP_CONTENT_TYPE, "content-type"},
+      {WSI_TOKEN_ORIGIN, "origin"},                    {WSI_TOKEN_HTTP_USER_AGENT, "user-agent"},
+      {WSI_TOKEN_HOST, "host"},                        {WSI_TOKEN_X_FORWARDED_FOR, "x-forwarded-for"}};
+  for (const auto& [token, name] : kHeaders) {
+    std::string value = header(wsi, token);
+    if (!value.empty()) req.headers.emplace_back(name, std::move(value));
+  }
+  reply->head_only = req.method == "HEAD";
   // A request with a body (POST, PUT...) is answered once lws has read the
   // body; answering earlier leaves lws waiting for it and the reply unsent.
-  const std::string length = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
   // (lws reports completion for an empty POST body but not for an empty PUT
   // body, so an empty body is answered at once.)
-  if (!is_get && !is_head && !length.empty() && length != "0") {
+  const std::string length = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  if (req.method != "GET" && req.method != "HEAD" && !length.empty() && length != "0") {
     reply->awaiting_body = true;
     return 0;
   }
+  respond(wsi, pss);
   return write_http_headers(wsi, *reply);
 }
 
-int on_http_body(PerSession* pss, std::size_t len) {
+int on_http_body(PerSession* pss, const void* in, std::size_t len) {
   if (pss == nullptr || pss->http == nullptr) return -1;
-  pss->http->body_bytes += len;
-  // Nothing we serve takes a body: read and drop it, within reason.
-  return pss->http->body_bytes > (1u << 20) ? -1 : 0;
+  std::string& body = pss->http->request.body;
+  // Script routes take small JSON bodies; a megabyte is plenty.
+  if (body.size() + len > (1u << 20)) return -1;
+  body.append(static_cast<const char*>(in), len);
+  return 0;
 }
 
 int on_http_body_complete(lws* wsi, PerSession* pss) {
   if (pss == nullptr || pss->http == nullptr || !pss->http->awaiting_body) return 0;
   pss->http->awaiting_body = false;
+  respond(wsi, pss);
   return write_http_headers(wsi, *pss->http);
 }
 
@@ -313,7 +352,7 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
     case LWS_CALLBACK_HTTP:
       return on_http(wsi, pss, static_cast<const char*>(in));
     case LWS_CALLBACK_HTTP_BODY:
-      return on_http_body(pss, len);
+      return on_http_body(pss, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
       return on_http_body_complete(wsi, pss);
     case LWS_CALLBACK_HTTP_WRITEABLE:
