@@ -49,6 +49,10 @@ void on_signal(int) {
   if (g_server != nullptr) g_server->stop();
 }
 
+void on_sighup(int) {
+  if (g_server != nullptr) g_server->request_reload();
+}
+
 int usage_error(const std::string& message) {
   std::fprintf(stderr, "wsrelay: %s\n\n%s", message.c_str(), kUsage);
   return 2;
@@ -158,6 +162,10 @@ int main(int argc, char** argv) {
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  struct sigaction hup;
+  std::memset(&hup, 0, sizeof hup);
+  hup.sa_handler = on_sighup;
+  sigaction(SIGHUP, &hup, nullptr);
   const int rc = server->run();
   wsrelay::log::info("shutting down");
   g_server = nullptr;

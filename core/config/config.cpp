@@ -166,10 +166,17 @@ class Loader {
       error("", "expected a JSON object at the top level");
       return cfg;
     }
-    check_keys(root, "", {"listen", "heartbeat", "log_level", "jwt", "endpoints"});
+    check_keys(root, "", {"listen", "heartbeat", "log_level", "jwt", "endpoints", "watch_scripts"});
     read_listeners(member(root, "listen"), cfg);
     read_heartbeat(member(root, "heartbeat"), cfg);
     read_log_level(member(root, "log_level"), cfg);
+    if (const cJSON* v = member(root, "watch_scripts")) {
+      if (!cJSON_IsBool(v)) {
+        error("watch_scripts", "expected a boolean");
+      } else {
+        cfg.watch_scripts = cJSON_IsTrue(v);
+      }
+    }
     read_jwt(member(root, "jwt"), cfg);
     read_endpoints(member(root, "endpoints"), cfg);
     return cfg;

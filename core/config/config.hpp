@@ -71,6 +71,7 @@ struct Config {
   Heartbeat heartbeat;
   Jwt jwt;
   std::string log_level = "info";     // error|warn|info|debug
+  bool watch_scripts = false;         // reload a script when its file changes (inotify)
   std::string source = "<built-in>";  // config file name used as the prefix of error messages
   std::string base_dir;               // folder of the config file (for relative paths)
 };

@@ -155,6 +155,12 @@ int setup_state(lua_State* L) {
   json::install_lua_json(L);
   open_session_bridge(L);
 
+  return 0;
+}
+
+// A fresh environment for one version of the script: an allowlist copied
+// from the full globals, the relay table, strict globals. Left on the stack.
+int make_env(lua_State* L) {
   // The script's environment: an allowlist copied from the full globals.
   lua_newtable(L);
   const int env = lua_gettop(L);
@@ -202,15 +208,13 @@ int setup_state(lua_State* L) {
   lua_setfield(L, -2, "__newindex");
   lua_setmetatable(L, env);
 
-  lua_pushvalue(L, env);
-  internal_of(L).env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return 0;
+  return 1;
 }
 
 std::string typename_at(lua_State* L, int index) { return luaL_typename(L, index); }
 
 // The script's `http` table: { ["GET /path/{name}"] = function(req) ... end }.
-bool read_routes(lua_State* L, int table, ScriptEngine::Internal& in, std::string& error) {
+bool read_routes(lua_State* L, int table, std::vector<ScriptEngine::Internal::Route>& routes, std::string& error) {
   if (!lua_istable(L, table)) {
     error = "'http' must be a table of routes (got " + typename_at(L, table) + ")";
     return false;
@@ -239,7 +243,7 @@ bool read_routes(lua_State* L, int table, ScriptEngine::Internal& in, std::strin
       lua_pop(L, 2);
       return false;
     }
-    in.routes.push_back({method, server::PathPattern(path), key});
+    routes.push_back({method, server::PathPattern(path), key});
     lua_pop(L, 1);
   }
   return true;
@@ -283,86 +287,121 @@ ScriptEngine::Loaded ScriptEngine::load(const ScriptSource& source, ScriptContex
     return result;
   }
 
+  if (!compile(in, source, result.error)) return result;
+  result.engine = std::move(engine);
+  return result;
+}
+
+// Runs one version of the script in a fresh _ENV and, only if it loads and
+// its handler table is valid, makes it the current one. The state, and with
+// it every session's userdata and attrs, stays: that is what lets a reload
+// keep connections, users, attributes, subscriptions and upstreams.
+bool ScriptEngine::compile(Internal& in, const ScriptSource& source, std::string& error_out) {
+  lua_State* L = in.L;
+  std::string error;
+  lua_pushcfunction(L, make_env);
+  if (!protected_call(L, 0, 1, error)) {
+    error_out = source.name + ": cannot set up the script environment: " + error;
+    return false;
+  }
+  const int env = lua_gettop(L);
+  auto fail = [&](std::string message) {
+    error_out = std::move(message);
+    lua_settop(L, env - 1);
+    return false;
+  };
   const std::string chunkname = "@" + source.name;
   if (luaL_loadbufferx(L, source.code.data(), source.code.size(), chunkname.c_str(), "t") != LUA_OK) {
-    result.error = lua_tostring(L, -1);
-    lua_pop(L, 1);
-    return result;
+    return fail(lua_tostring(L, -1));
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, in.env_ref);
+  lua_pushvalue(L, env);
   lua_setupvalue(L, -2, 1);
+  // load() inside the chunk defaults to the environment being built.
+  const int previous_env_ref = in.env_ref;
+  lua_pushvalue(L, env);
+  in.env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   begin_call(in);
-  if (!protected_call(L, 0, 1, error)) {
-    lua_sethook(L, nullptr, 0, 0);
+  const bool ran = protected_call(L, 0, 1, error);
+  lua_sethook(L, nullptr, 0, 0);
+  auto restore_env = [&] {
+    luaL_unref(L, LUA_REGISTRYINDEX, in.env_ref);
+    in.env_ref = previous_env_ref;
+  };
+  if (!ran) {
+    restore_env();
     // Errors raised with a position already start with "name:line:"; others
     // (the instruction budget, memory) get the script's name in front.
-    result.error = error.rfind(source.name + ":", 0) == 0 ? error : source.name + ": " + error;
-    return result;
+    return fail(error.rfind(source.name + ":", 0) == 0 ? error : source.name + ": " + error);
   }
-  lua_sethook(L, nullptr, 0, 0);
   if (!lua_istable(L, -1)) {
-    result.error = source.name + ": the script must return a table of handlers (it returned " +
-                   typename_at(L, -1) + ")";
-    lua_pop(L, 1);
-    return result;
+    restore_env();
+    return fail(source.name + ": the script must return a table of handlers (it returned " +
+                typename_at(L, -1) + ")");
   }
   const int handlers = lua_gettop(L);
+  bool json_mode = true;
+  std::string type_field = "type";
+  std::vector<Internal::Route> routes;
   // Options that live beside the handlers; everything else must be a function.
   lua_pushnil(L);
   while (lua_next(L, handlers) != 0) {
     if (lua_type(L, -2) != LUA_TSTRING) {
-      result.error = source.name + ": the handler table has a non-string key";
-      lua_settop(L, handlers - 1);
-      return result;
+      restore_env();
+      return fail(source.name + ": the handler table has a non-string key");
     }
     const std::string key = lua_tostring(L, -2);
     if (key == "json") {
       if (!lua_isboolean(L, -1)) {
-        result.error = source.name + ": 'json' must be a boolean (got " + typename_at(L, -1) + ")";
-        lua_settop(L, handlers - 1);
-        return result;
+        restore_env();
+        return fail(source.name + ": 'json' must be a boolean (got " + typename_at(L, -1) + ")");
       }
-      in.json_mode = lua_toboolean(L, -1);
+      json_mode = lua_toboolean(L, -1);
     } else if (key == "http") {
-      std::string error;
-      if (!read_routes(L, lua_gettop(L), in, error)) {
-        result.error = source.name + ": " + error;
-        lua_settop(L, handlers - 1);
-        return result;
+      if (!read_routes(L, lua_gettop(L), routes, error)) {
+        restore_env();
+        return fail(source.name + ": " + error);
       }
     } else if (key == "type_field") {
       if (lua_type(L, -1) != LUA_TSTRING) {
-        result.error = source.name + ": 'type_field' must be a string (got " + typename_at(L, -1) + ")";
-        lua_settop(L, handlers - 1);
-        return result;
+        restore_env();
+        return fail(source.name + ": 'type_field' must be a string (got " + typename_at(L, -1) + ")");
       }
-      in.type_field = lua_tostring(L, -1);
+      type_field = lua_tostring(L, -1);
     } else if (!lua_isfunction(L, -1)) {
-      result.error = source.name + ": handler '" + key + "' must be a function (got " +
-                     typename_at(L, -1) + ")";
-      lua_settop(L, handlers - 1);
-      return result;
+      restore_env();
+      return fail(source.name + ": handler '" + key + "' must be a function (got " + typename_at(L, -1) + ")");
     }
     lua_pop(L, 1);
   }
-  if (!in.json_mode) {
-    lua_getfield(L, handlers, "on_text");
-    const bool has_on_text = lua_isfunction(L, -1);
-    lua_pop(L, 1);
-    if (!has_on_text) {
-      result.error = source.name + ": a script with json = false needs an on_text handler";
-      lua_settop(L, handlers - 1);
-      return result;
-    }
-  }
+  lua_getfield(L, handlers, "on_text");
+  const bool has_on_text = lua_isfunction(L, -1);
   lua_getfield(L, handlers, "on_upstream");
-  in.has_on_upstream = lua_isfunction(L, -1);
-  lua_pop(L, 1);
-  in.handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_settop(L, 0);
-  result.engine = std::move(engine);
-  return result;
+  const bool has_on_upstream = lua_isfunction(L, -1);
+  lua_pop(L, 2);
+  if (!json_mode && !has_on_text) {
+    restore_env();
+    return fail(source.name + ": a script with json = false needs an on_text handler");
+  }
+  // Commit: the new version replaces the old in one step.
+  if (previous_env_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, previous_env_ref);
+  if (in.handlers_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, in.handlers_ref);
+  in.handlers_ref = luaL_ref(L, LUA_REGISTRYINDEX);  // pops the handler table
+  in.json_mode = json_mode;
+  in.type_field = std::move(type_field);
+  in.has_on_upstream = has_on_upstream;
+  in.routes = std::move(routes);
+  lua_settop(L, env - 1);
+  return true;
 }
+
+std::string ScriptEngine::reload(const ScriptSource& source) {
+  std::string error;
+  if (!compile(*in_, source, error)) return error;
+  source_name_ = source.name;
+  return {};
+}
+
+
 
 ScriptEngine::~ScriptEngine() = default;
 

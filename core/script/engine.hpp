@@ -69,6 +69,11 @@ class ScriptEngine {
   static Loaded load(const ScriptSource& source, ScriptContext context, Limits limits = {});
   ~ScriptEngine();
   ScriptEngine(const ScriptEngine&) = delete;
+
+  // Replaces the handlers with a new version of the script, keeping every
+  // session (user, attrs, subscriptions, upstream). On failure the old
+  // version keeps running and the error ("chat.lua:12: ...") is returned.
+  std::string reload(const ScriptSource& source);
   ScriptEngine& operator=(const ScriptEngine&) = delete;
 
   void on_open(session::Session& s);
@@ -96,6 +101,7 @@ class ScriptEngine {
 
  private:
   ScriptEngine() = default;
+  static bool compile(Internal& in, const ScriptSource& source, std::string& error);
 
   std::string source_name_;
   ScriptContext context_;

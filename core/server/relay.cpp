@@ -1,5 +1,7 @@
 #include "server/relay.hpp"
 
+#include "util/log.hpp"
+
 #include <fstream>
 #include <sstream>
 
@@ -67,6 +69,27 @@ std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<s
   }
   if (errors.size() != errors_before) return nullptr;
   return relay;
+}
+
+int Relay::reload_scripts() {
+  int failures = 0;
+  for (auto& ep : endpoints_) {
+    if (ep->config.script_path.empty()) continue;  // the built-in script cannot change
+    script::ScriptSource source{ep->config.script_name, {}};
+    if (!read_file(ep->config.script_path, source.code)) {
+      log::error("reload: cannot read " + ep->config.script_path + "; keeping the running version");
+      ++failures;
+      continue;
+    }
+    const std::string error = ep->engine->reload(source);
+    if (error.empty()) {
+      log::info("reloaded " + source.name + " for " + ep->config.path);
+    } else {
+      log::error("reload failed, keeping the running version: " + error);
+      ++failures;
+    }
+  }
+  return failures;
 }
 
 EndpointRuntime* Relay::match(std::string_view path, PathPattern::Params& params) {

@@ -34,6 +34,11 @@ class Relay {
   // error per script that failed ("standard.lua:12: ..." / "x.json: endpoints[0].script: ...").
   static std::unique_ptr<Relay> create(const config::Config& config, std::vector<std::string>& errors);
 
+  // Re-reads every endpoint's script file and swaps it in, keeping sessions.
+  // A script that fails to load keeps its previous version (logged with
+  // file:line). Returns the number of scripts that failed.
+  int reload_scripts();
+
   // Exact paths win over patterns; patterns are tried in config order.
   EndpointRuntime* match(std::string_view path, PathPattern::Params& params);
 

@@ -9,9 +9,11 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <cstring>
 
@@ -19,10 +21,23 @@ namespace wsrelay::server {
 
 struct Server::Policy {
   lws_sorted_usec_list_t drain_tick{};  // first member: the tick finds its Policy from it
+  struct WatchTimer {
+    lws_sorted_usec_list_t sul;  // first member: the tick finds its Server from it
+    Server* server;
+  } watch_timer{{}, nullptr};
   lws_retry_bo_t retry{};
   lws_protocols protocols[3]{};  // first member: the tick finds its Policy from it
   lws_context* context = nullptr;
 };
+
+namespace {
+constexpr lws_usec_t kWatchInterval = 250 * LWS_US_PER_MS;
+
+void watch_tick(lws_sorted_usec_list_t* sul) {
+  Server* server = reinterpret_cast<Server::Policy::WatchTimer*>(sul)->server;
+  server->poll_script_watch();
+}
+}  // namespace
 
 void Server::ContextDeleter::operator()(lws_context* c) const { lws_context_destroy(c); }
 
@@ -162,13 +177,65 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     }
     server->ports_.push_back(port);
   }
+  if (config.watch_scripts) {
+    server->inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (server->inotify_fd_ < 0) {
+      log::warn("watch_scripts: inotify is not available; reload with SIGHUP instead");
+    } else {
+      for (const auto& ep : config.endpoints) {
+        if (ep.script_path.empty()) continue;
+        const std::filesystem::path script(ep.script_path);
+        inotify_add_watch(server->inotify_fd_, script.parent_path().c_str(),
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+        server->watched_names_.push_back(script.filename().string());
+      }
+      policy.watch_timer.server = server.get();
+      lws_sul_schedule(context, 0, &policy.watch_timer.sul, watch_tick, kWatchInterval);
+    }
+  }
   return server;
+}
+
+void Server::poll_script_watch() {
+  check_script_changes();
+  lws_sul_schedule(context_.get(), 0, &policy_->watch_timer.sul, watch_tick, kWatchInterval);
+}
+
+// Editors save by writing in place or by writing a temp file and renaming it
+// over the script, so the folder is watched, not the file.
+void Server::check_script_changes() {
+  if (inotify_fd_ < 0) return;
+  alignas(inotify_event) char buffer[4096];
+  bool changed = false;
+  for (;;) {
+    const ssize_t n = read(inotify_fd_, buffer, sizeof buffer);
+    if (n <= 0) break;
+    for (ssize_t at = 0; at < n;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+      if (event->len > 0) {
+        const std::string name = event->name;
+        for (const auto& watched : watched_names_) changed = changed || watched == name;
+      }
+      at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+    }
+  }
+  if (changed) {
+    log::info("a script file changed; reloading");
+    relay_->reload_scripts();
+  }
+}
+
+void Server::request_reload() {
+  reload_requested_.store(true);
+  if (context_) lws_cancel_service(context_.get());
 }
 
 Server::~Server() {
   // Closing every connection runs the protocol's CLOSED callbacks, which
   // still need the Relay: the context goes first.
+  if (policy_) lws_sul_cancel(&policy_->watch_timer.sul);
   context_.reset();
+  if (inotify_fd_ >= 0) close(inotify_fd_);
 }
 
 namespace {
@@ -183,6 +250,10 @@ void drain_tick(lws_sorted_usec_list_t* sul) {
 int Server::run() {
   while (!stopping_.load()) {
     if (lws_service(context_.get(), 0) < 0) return 0;
+    if (reload_requested_.exchange(false)) {
+      log::info("SIGHUP: reloading scripts");
+      relay_->reload_scripts();
+    }
   }
   // Graceful stop: every client is told 1001 after what is already queued for
   // it, then the loop runs until they are gone or the drain time is up.

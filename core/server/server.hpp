@@ -30,6 +30,10 @@ class Server {
   int run();
   // Safe from any thread and from a signal handler.
   void stop();
+  // Reload every script at the next turn of the loop (SIGHUP). Same safety.
+  void request_reload();
+  // The watch timer's turn: reload if a watched script changed, re-arm.
+  void poll_script_watch();
 
   // The bound ports, in listener order (resolves port 0 to the chosen one).
   const std::vector<int>& ports() const { return ports_; }
@@ -47,6 +51,10 @@ class Server {
   std::unique_ptr<lws_context, ContextDeleter> context_;  // declared after relay_: destroyed first
   std::vector<int> ports_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> reload_requested_{false};
+  int inotify_fd_ = -1;
+  std::vector<std::string> watched_names_;  // script file names watched for changes
+  void check_script_changes();
   std::chrono::milliseconds drain_timeout_{3000};
   std::unique_ptr<Policy> policy_;
 };
