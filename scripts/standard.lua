@@ -25,11 +25,12 @@ local function need_channel(msg)
   return channel
 end
 
-local function need_auth(session)
+-- Every channel operation needs an authenticated session and a valid channel.
+local function authed_channel(session, msg)
   if session.user == nil then
     return nil, "unauthorized", "authenticate first"
   end
-  return true
+  return need_channel(msg)
 end
 
 local handlers = {}
@@ -63,30 +64,21 @@ function handlers.auth(session, msg)
 end
 
 function handlers.subscribe(session, msg)
-  local ok, code, message = need_auth(session)
-  if not ok then return nil, code, message end
-  local channel
-  channel, code, message = need_channel(msg)
+  local channel, code, message = authed_channel(session, msg)
   if not channel then return nil, code, message end
   session:subscribe(channel)
   return { type = "subscribe.ok", id = msg.id, channel = channel }
 end
 
 function handlers.unsubscribe(session, msg)
-  local ok, code, message = need_auth(session)
-  if not ok then return nil, code, message end
-  local channel
-  channel, code, message = need_channel(msg)
+  local channel, code, message = authed_channel(session, msg)
   if not channel then return nil, code, message end
   session:unsubscribe(channel)
   return { type = "unsubscribe.ok", id = msg.id, channel = channel }
 end
 
 function handlers.chat(session, msg)
-  local ok, code, message = need_auth(session)
-  if not ok then return nil, code, message end
-  local channel
-  channel, code, message = need_channel(msg)
+  local channel, code, message = authed_channel(session, msg)
   if not channel then return nil, code, message end
   if msg.data == nil then
     return nil, "bad_request", "field 'data' is required"
@@ -104,10 +96,7 @@ function handlers.chat(session, msg)
 end
 
 function handlers.typing(session, msg)
-  local ok, code, message = need_auth(session)
-  if not ok then return nil, code, message end
-  local channel
-  channel, code, message = need_channel(msg)
+  local channel, code, message = authed_channel(session, msg)
   if not channel then return nil, code, message end
   if type(msg.typing) ~= "boolean" then
     return nil, "bad_request", "field 'typing' must be a boolean"
