@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "wsrelay: not started\n");
     return 1;
   }
-  if (cfg.jwt.secret.empty()) {
+  if (cfg.jwt.secret.empty() && wsrelay::server::uses_jwt(cfg)) {
     wsrelay::log::warn("WSRELAY_JWT_SECRET is not set: development mode, auth tokens are taken as user names");
   }
   for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {

@@ -421,6 +421,8 @@ struct Job {
   std::string error_message;
   std::string_view handler_name;  // for logs
   int close_code = 0;
+  bool upstream_failed = false;
+  bool upstream_retrying = false;
 };
 
 bool push_handler(lua_State* L, const char* name) {
@@ -675,7 +677,12 @@ int upstream_close_entry(lua_State* L) {
   push_session(L, *job.session);
   lua_pushinteger(L, job.close_code);
   lua_pushlstring(L, job.error_message.data(), job.error_message.size());
-  call_handler(L, job, 0, 3);
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, job.upstream_failed);
+  lua_setfield(L, -2, "failed");
+  lua_pushboolean(L, job.upstream_retrying);
+  lua_setfield(L, -2, "retrying");
+  call_handler(L, job, 0, 4);
   return 0;
 }
 
@@ -762,8 +769,11 @@ void ScriptEngine::on_upstream_message(Session& s, std::string_view data, bool b
   run_job(*in_, job, upstream_message_entry);
 }
 
-void ScriptEngine::on_upstream_close(Session& s, int code, std::string_view reason) {
+void ScriptEngine::on_upstream_close(Session& s, int code, std::string_view reason, bool failed,
+                                     bool retrying) {
   Job job;
+  job.upstream_failed = failed;
+  job.upstream_retrying = retrying;
   job.engine = this;
   job.session = &s;
   job.close_code = code;

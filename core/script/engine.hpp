@@ -86,7 +86,10 @@ class ScriptEngine {
   // is forwarded to the client byte for byte, without entering Lua.
   void on_upstream_open(session::Session& s);
   void on_upstream_message(session::Session& s, std::string_view data, bool binary);
-  void on_upstream_close(session::Session& s, int code, std::string_view reason);
+  // failed: the link never opened or dropped without a close frame;
+  // retrying: a reconnect is scheduled. Both reach the hook as its 4th argument.
+  void on_upstream_close(session::Session& s, int code, std::string_view reason, bool failed = false,
+                         bool retrying = false);
 
   // Routes the script declared in its `http` table ("GET /path" = function).
   // method "*" asks whether any method is routed for the path.

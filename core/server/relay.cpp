@@ -28,6 +28,19 @@ bool read_file(const std::string& path, std::string& out) {
 
 }  // namespace
 
+bool uses_jwt(const config::Config& config) {
+  for (const auto& ep : config.endpoints) {
+    std::string code;
+    if (ep.script_path.empty()) {
+      code = builtin_standard_script();
+    } else if (!read_file(ep.script_path, code)) {
+      continue;
+    }
+    if (code.find("jwt") != std::string::npos) return true;
+  }
+  return false;
+}
+
 std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<std::string>& errors) {
   std::unique_ptr<Relay> relay(new Relay());
   relay->config_ = config;

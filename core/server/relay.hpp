@@ -28,6 +28,10 @@ struct EndpointRuntime {
 // The source of the built-in standard script (compiled into the library).
 std::string builtin_standard_script();
 
+// Whether any endpoint's script authenticates with relay.jwt (so that running
+// without a secret deserves the development-mode warning).
+bool uses_jwt(const config::Config& config);
+
 class Relay {
  public:
   // Loads every endpoint's script. On failure returns null and appends one

@@ -61,7 +61,7 @@ void UpstreamClient::connect_now() {
   const std::string host_header =
       (config_.port == (config_.tls ? 443 : 80)) ? config_.host : config_.host + ":" + std::to_string(config_.port);
   info.host = host_header.c_str();
-  info.origin = host_header.c_str();
+  info.origin = nullptr;  // a server-side client: no browser Origin header
   info.protocol = nullptr;  // no Sec-WebSocket-Protocol: upstream APIs do not expect one
   info.local_protocol_name = kUpstreamProtocolName;
   info.opaque_user_data = this;

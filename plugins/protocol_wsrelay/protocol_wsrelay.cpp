@@ -38,7 +38,7 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
   void upstream_closed(int code, const std::string& reason, bool failed, bool will_retry) override {
     // The script sees it first (and may tell its client in its own dialect),
     // then the endpoint's policy applies.
-    endpoint->engine->on_upstream_close(*session, code, reason);
+    endpoint->engine->on_upstream_close(*session, code, reason, failed, will_retry);
     if (!will_retry && endpoint->config.upstream->on_close == "close_client") {
       // 1014 (bad gateway) when the upstream failed, 1000 when it closed cleanly.
       session->close(failed ? 1014 : 1000, failed ? "upstream unavailable" : "upstream closed");
