@@ -40,3 +40,27 @@ test: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# Sanitizers (issue 5, points 12-13). test-asan: the whole suite under
+# AddressSanitizer + UndefinedBehaviorSanitizer in $(ASAN_DIR), with the
+# compiler's own reports written to files there and any report failing the
+# run. fuzz: the libFuzzer targets of fuzz/ (a separate clang build in
+# $(FUZZ_DIR)), each run for FUZZ_SECONDS from its seeds in tests/fuzz/.
+ASAN_DIR     ?= build-asan
+SAN_FLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_DIR     ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_APT_PACKAGES := clang libclang-rt-14-dev
+
+.PHONY: test-asan fuzz
+
+test-asan: deps
+	@test -f $(ASAN_DIR)/CMakeCache.txt || cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug \
+	  -DCMAKE_C_FLAGS="$(SAN_FLAGS)" -DCMAKE_CXX_FLAGS="$(SAN_FLAGS)" \
+	  -DCMAKE_EXE_LINKER_FLAGS="$(SAN_FLAGS)" -DCMAKE_SHARED_LINKER_FLAGS="$(SAN_FLAGS)"
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	ASAN_DIR=$(ASAN_DIR) JOBS=$(JOBS) tests/asan/run
+
+fuzz: deps
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(FUZZ_APT_PACKAGES)"
+	FUZZ_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) fuzz/run

@@ -125,9 +125,9 @@ int main(int argc, char** argv) {
 
   if (options.check) {
     std::vector<std::string> errors;
-    auto relay = wsrelay::server::Relay::create(cfg, errors);
+    const bool ok = wsrelay::server::Server::check(cfg, errors);
     for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
-    if (!relay) return 1;
+    if (!ok) return 1;
     std::printf("%s: ok (%zu endpoint%s)\n", cfg.source.c_str(), cfg.endpoints.size(),
                 cfg.endpoints.size() == 1 ? "" : "s");
     return 0;
@@ -154,7 +154,8 @@ int main(int argc, char** argv) {
     }
     const bool ipv6 = listener.host.find(':') != std::string::npos;
     const std::string host = ipv6 ? "[" + listener.host + "]" : listener.host;
-    wsrelay::log::info("listening on ws://" + host + ":" + std::to_string(port) + " endpoints:" + endpoints);
+    const char* scheme = listener.tls_cert.empty() ? "ws://" : "wss://";
+    wsrelay::log::info(std::string("listening on ") + scheme + host + ":" + std::to_string(port) + " endpoints:" + endpoints);
   }
   g_server = server.get();
   struct sigaction sa;

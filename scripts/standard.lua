@@ -4,6 +4,9 @@
 -- Copy this file, change it, and point an endpoint's "script" at the copy:
 -- no rebuild needed. docs/lua-api.md lists everything `relay` offers.
 
+-- HS256 tokens: the jwt extension plugin (built in; docs/plugins.md).
+local jwt = require "relay.jwt"
+
 local PROTOCOL = "wsrelay.v1"
 local MAX_CHANNEL = 128
 
@@ -48,8 +51,8 @@ function handlers.auth(session, msg)
   local token, code, message = need_string(msg, "token")
   if not token then return nil, code, message end
   local user
-  if relay.jwt.enabled() then
-    local claims, reason = relay.jwt.verify(token)
+  if jwt.enabled() then
+    local claims, reason = jwt.verify(token)
     if not claims then return nil, "unauthorized", "invalid token: " .. reason end
     if type(claims.sub) ~= "string" or claims.sub == "" then
       return nil, "unauthorized", "invalid token: no subject"
@@ -66,7 +69,8 @@ end
 function handlers.subscribe(session, msg)
   local channel, code, message = authed_channel(session, msg)
   if not channel then return nil, code, message end
-  session:subscribe(channel)
+  local ok, why = session:subscribe(channel)
+  if ok == nil then return nil, "bad_request", why end
   return { type = "subscribe.ok", id = msg.id, channel = channel }
 end
 

@@ -16,6 +16,7 @@
 #include <memory>
 #include <set>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 namespace wsrelay::config {
@@ -166,7 +167,13 @@ class Loader {
       error("", "expected a JSON object at the top level");
       return cfg;
     }
-    check_keys(root, "", {"listen", "heartbeat", "log_level", "jwt", "endpoints", "watch_scripts"});
+    check_keys(root, "", {"listen", "heartbeat", "log_level", "jwt", "endpoints", "watch_scripts", "limits",
+                          "admin_token", "plugin_dirs", "extensions"});
+    cfg.admin_token = env_ ? env_("WSRELAY_ADMIN_TOKEN").value_or("") : "";
+    if (const cJSON* v = member(root, "admin_token")) {
+      if (auto s = get_string(v, "admin_token")) cfg.admin_token = *s;
+    }
+    read_limits(member(root, "limits"), cfg);
     read_listeners(member(root, "listen"), cfg);
     read_heartbeat(member(root, "heartbeat"), cfg);
     read_log_level(member(root, "log_level"), cfg);
@@ -179,6 +186,8 @@ class Loader {
     }
     read_jwt(member(root, "jwt"), cfg);
     read_endpoints(member(root, "endpoints"), cfg);
+    read_plugin_dirs(member(root, "plugin_dirs"), cfg);
+    read_extensions(member(root, "extensions"), cfg);
     return cfg;
   }
 
@@ -252,7 +261,32 @@ class Loader {
   std::optional<Listener> read_listener(const cJSON* obj, const std::string& path) {
     const std::size_t before = errors_.size();
     Listener l;
-    check_keys(obj, path, {"host", "port"});
+    check_keys(obj, path, {"host", "port", "tls", "protocols"});
+    if (cJSON* v = member(obj, "protocols")) read_listener_protocols(v, child_path(path, "protocols"), l);
+    if (const cJSON* tls = member(obj, "tls")) {
+      const std::string tls_path = child_path(path, "tls");
+      if (!cJSON_IsObject(tls)) {
+        error(tls_path, "expected an object with \"cert\" and \"key\"");
+      } else {
+        check_keys(tls, tls_path, {"cert", "key"});
+        for (const char* key : {"cert", "key"}) {
+          const std::string key_path = child_path(tls_path, key);
+          const cJSON* v = member(tls, key);
+          if (v == nullptr) {
+            error(key_path, "required key is missing");
+            continue;
+          }
+          auto file = get_string(v, key_path);
+          if (!file) continue;
+          std::string resolved = fs::path(*file).is_absolute() ? *file : (fs::path(base_dir_) / *file).string();
+          if (access(resolved.c_str(), R_OK) != 0) {
+            error(key_path, "file not found or not readable: " + resolved);
+            continue;
+          }
+          (std::string_view(key) == "cert" ? l.tls_cert : l.tls_key) = resolved;
+        }
+      }
+    }
     if (const cJSON* host = member(obj, "host")) {
       const std::string host_path = child_path(path, "host");
       if (auto v = get_string(host, host_path)) {
@@ -309,7 +343,196 @@ class Loader {
     }
   }
 
+  // --- plugins ------------------------------------------------------------
+
+  static bool is_plugin_name(std::string_view name) {
+    return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+  }
+
+  // "name" or {"name": "...", "options": {...}}. Returns the name and the
+  // options object (null if none), or nullopt after an error.
+  std::optional<std::pair<std::string, cJSON*>> read_plugin_ref(cJSON* el, const std::string& el_path,
+                                                                std::string_view what) {
+    cJSON* options = nullptr;
+    const cJSON* name_item = el;
+    std::string name_path = el_path;
+    if (cJSON_IsObject(el)) {
+      check_keys(el, el_path, {"name", "options"});
+      name_path = child_path(el_path, "name");
+      name_item = member(el, "name");
+      if (name_item == nullptr) {
+        error(name_path, "required key is missing");
+        return std::nullopt;
+      }
+      options = member(el, "options");
+      if (options != nullptr && !cJSON_IsObject(options)) {
+        error(child_path(el_path, "options"), "expected an object");
+        return std::nullopt;
+      }
+    } else if (!cJSON_IsString(el)) {
+      error(el_path, "expected a " + std::string(what) + " name or {\"name\": ..., \"options\": {...}}");
+      return std::nullopt;
+    }
+    auto name = get_string(name_item, name_path);
+    if (!name) return std::nullopt;
+    if (!is_plugin_name(*name)) {
+      error(name_path, "expected a " + std::string(what) + " name of letters, digits, '-', '_' or '.' (got " +
+                           quote(*name) + ")");
+      return std::nullopt;
+    }
+    if (options != nullptr) expand_tree(options, child_path(el_path, "options"));
+    return std::make_pair(std::move(*name), options);
+  }
+
+  void read_listener_protocols(cJSON* item, const std::string& path, Listener& l) {
+    if (!cJSON_IsArray(item)) {
+      error(path, "expected an array of protocol names");
+      return;
+    }
+    std::set<std::string> seen;
+    std::size_t i = 0;
+    for (cJSON* el = item->child; el != nullptr; el = el->next, ++i) {
+      const std::string el_path = index_path(path, i);
+      auto ref = read_plugin_ref(el, el_path, "protocol");
+      if (!ref) continue;
+      if (ref->first == "wsrelay" || ref->first == "wsrelay-upstream") {
+        error(el_path, quote(ref->first) + " is built in and always served");
+        continue;
+      }
+      if (!seen.insert(ref->first).second) {
+        error(el_path, "duplicate protocol " + quote(ref->first));
+        continue;
+      }
+      PluginProtocol p;
+      p.name = ref->first;
+      p.key_path = el_path;
+      for (const cJSON* o = ref->second != nullptr ? ref->second->child : nullptr; o != nullptr; o = o->next) {
+        const std::string o_path = child_path(child_path(el_path, "options"), o->string ? o->string : "");
+        if (cJSON_IsString(o)) {
+          p.options.emplace_back(o->string, o->valuestring);
+        } else if (cJSON_IsNumber(o) || cJSON_IsBool(o)) {
+          JsonText text(cJSON_PrintUnformatted(o));
+          p.options.emplace_back(o->string, text ? text.get() : "");
+        } else {
+          error(o_path, "expected a string, number or boolean (lws options are text)");
+        }
+      }
+      l.protocols.push_back(std::move(p));
+    }
+  }
+
+  void read_plugin_dirs(const cJSON* item, Config& cfg) {
+    if (item == nullptr) return;
+    const std::string path = "plugin_dirs";
+    if (!cJSON_IsArray(item)) {
+      error(path, "expected an array of folders");
+      return;
+    }
+    cfg.plugin_dirs_set = true;
+    std::size_t i = 0;
+    for (const cJSON* el = item->child; el != nullptr; el = el->next, ++i) {
+      const std::string el_path = index_path(path, i);
+      auto dir = get_string(el, el_path);
+      if (!dir) continue;
+      if (dir->empty()) {
+        error(el_path, "expected a non-empty string");
+        continue;
+      }
+      fs::path p(*dir);
+      if (p.is_relative()) p = fs::path(base_dir_) / p;
+      const std::string shown = p.lexically_normal().string();
+      std::error_code ec;
+      if (!fs::is_directory(p, ec)) {
+        error(el_path, "not a folder: " + shown);
+        continue;
+      }
+      cfg.plugin_dirs.push_back(shown);
+    }
+  }
+
+  void read_extensions(cJSON* item, Config& cfg) {
+    if (item == nullptr) return;
+    const std::string path = "extensions";
+    if (!cJSON_IsArray(item)) {
+      error(path, "expected an array of extension names");
+      return;
+    }
+    std::set<std::string> seen;
+    std::size_t i = 0;
+    for (cJSON* el = item->child; el != nullptr; el = el->next, ++i) {
+      const std::string el_path = index_path(path, i);
+      auto ref = read_plugin_ref(el, el_path, "extension");
+      if (!ref) continue;
+      if (!seen.insert(ref->first).second) {
+        error(el_path, "duplicate extension " + quote(ref->first));
+        continue;
+      }
+      ExtensionConfig e;
+      e.name = ref->first;
+      e.key_path = el_path;
+      if (ref->second != nullptr) {
+        JsonText text(cJSON_PrintUnformatted(ref->second));
+        e.options_json = text ? text.get() : "{}";
+      }
+      cfg.extensions.push_back(std::move(e));
+    }
+  }
+
   // --- heartbeat, log_level, jwt ------------------------------------------
+
+  void read_limits(const cJSON* item, Config& cfg) {
+    if (item == nullptr) return;
+    const std::string path = "limits";
+    if (!cJSON_IsObject(item)) {
+      error(path, "expected an object");
+      return;
+    }
+    check_keys(item, path, {"max_connections", "max_connections_per_ip", "messages_per_second", "message_burst",
+                            "user_messages_per_second", "ip_messages_per_second", "rate_limit_close_after",
+                            "max_subscriptions", "max_channel_length", "max_queue_bytes", "slow_consumer",
+                            "handshake_timeout", "script_instructions", "script_memory_mb"});
+    Limits& l = cfg.limits;
+    auto integer = [&](const char* key, long long min, long long max, auto& target) {
+      if (const cJSON* v = member(item, key)) {
+        if (auto n = get_integer(v, child_path(path, key), min, max)) {
+          target = static_cast<std::remove_reference_t<decltype(target)>>(*n);
+        }
+      }
+    };
+    auto rate = [&](const char* key, double& target) {
+      if (const cJSON* v = member(item, key)) {
+        if (!cJSON_IsNumber(v) || !std::isfinite(v->valuedouble) || v->valuedouble < 0 || v->valuedouble > 1e6) {
+          error(child_path(path, key), "expected a number between 0 and 1000000");
+        } else {
+          target = v->valuedouble;
+        }
+      }
+    };
+    integer("max_connections", 0, 10000000, l.max_connections);
+    integer("max_connections_per_ip", 0, 10000000, l.max_connections_per_ip);
+    rate("messages_per_second", l.messages_per_second);
+    integer("message_burst", 1, 1000000, l.message_burst);
+    rate("user_messages_per_second", l.user_messages_per_second);
+    rate("ip_messages_per_second", l.ip_messages_per_second);
+    integer("rate_limit_close_after", 0, 1000000, l.rate_limit_close_after);
+    integer("max_subscriptions", 0, 1000000, l.max_subscriptions);
+    integer("max_channel_length", 1, 65536, l.max_channel_length);
+    integer("max_queue_bytes", 65536, 1LL << 34, l.max_queue_bytes);
+    integer("handshake_timeout", 1, 3600, l.handshake_timeout_s);
+    integer("script_instructions", 10000, 1LL << 40, l.script_instructions);
+    integer("script_memory_mb", 1, 65536, l.script_memory_mb);
+    if (const cJSON* v = member(item, "slow_consumer")) {
+      if (auto s = get_string(v, child_path(path, "slow_consumer"))) {
+        if (*s != "disconnect" && *s != "drop_oldest") {
+          error(child_path(path, "slow_consumer"), "expected \"disconnect\" or \"drop_oldest\" (got " + quote(*s) + ")");
+        } else {
+          l.slow_consumer = *s;
+        }
+      }
+    }
+  }
 
   void read_heartbeat(const cJSON* item, Config& cfg) {
     if (item == nullptr) return;
@@ -456,7 +679,25 @@ class Loader {
     ep.script_name = std::string(kBuiltinScriptName);
     ep.options_json = "{}";
     bool path_ok = false;
-    check_keys(obj, path, {"path", "script", "max_message_size", "options", "upstream"});
+    check_keys(obj, path, {"path", "script", "max_message_size", "options", "upstream", "allowed_origins"});
+    if (const cJSON* v = member(obj, "allowed_origins")) {
+      const std::string origins_path = child_path(path, "allowed_origins");
+      if (!cJSON_IsArray(v)) {
+        error(origins_path, "expected an array of origins like \"https://example.com\"");
+      } else {
+        std::size_t i = 0;
+        for (const cJSON* o = v->child; o != nullptr; o = o->next, ++i) {
+          if (auto origin = get_string(o, index_path(origins_path, i))) {
+            if (origin->empty() || (origin->rfind("http://", 0) != 0 && origin->rfind("https://", 0) != 0 && *origin != "*")) {
+              error(index_path(origins_path, i), "expected an origin like \"https://example.com\" or \"*\"");
+              continue;
+            }
+            while (origin->size() > 1 && origin->back() == '/') origin->pop_back();
+            ep.allowed_origins.push_back(std::move(*origin));
+          }
+        }
+      }
+    }
 
     const std::string route_path = child_path(path, "path");
     if (const cJSON* v = member(obj, "path")) {

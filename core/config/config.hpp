@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,9 +21,47 @@
 
 namespace wsrelay::config {
 
+// A protocol from a protocol plugin that a listener serves beside the relay:
+// "listen": {"protocols": ["wsrelay-echo", {"name": "x", "options": {...}}]}.
+// Options become the protocol's per-vhost options (pvo), all as strings.
+struct PluginProtocol {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> options;
+  std::string key_path;  // "listen.protocols[0]", for errors found later
+};
+
+// An extension plugin enabled for every endpoint script:
+// "extensions": ["name", {"name": "x", "options": {...}}].
+struct ExtensionConfig {
+  std::string name;
+  std::string options_json = "{}";  // the "options" object as JSON
+  std::string key_path;             // "extensions[0]"
+};
+
 struct Listener {
   std::string host = "127.0.0.1";
   int port = 8000;  // 0 = ephemeral
+  std::string tls_cert;  // PEM paths; both set = a wss:// / https:// listener
+  std::string tls_key;
+  std::vector<PluginProtocol> protocols;  // served beside the relay (and its upstream client)
+};
+
+// Protection limits (docs/security.md). 0 turns a rate or count limit off.
+struct Limits {
+  int max_connections = 10000;           // refused at the handshake with 503 beyond
+  int max_connections_per_ip = 1000;
+  double messages_per_second = 100;      // per connection, token bucket
+  int message_burst = 200;
+  double user_messages_per_second = 0;   // per authenticated user, across connections
+  double ip_messages_per_second = 0;     // per client address, across connections
+  int rate_limit_close_after = 50;       // rate-limited messages in a row before close 1008
+  int max_subscriptions = 256;           // per session
+  int max_channel_length = 128;
+  std::size_t max_queue_bytes = 4u << 20;  // per session outbound queue
+  std::string slow_consumer = "disconnect";  // or "drop_oldest"
+  int handshake_timeout_s = 10;          // TCP open to completed upgrade
+  std::uint64_t script_instructions = 20'000'000;  // per handler call
+  std::size_t script_memory_mb = 64;     // per endpoint script state
 };
 
 struct Heartbeat {
@@ -63,6 +102,7 @@ struct Endpoint {
   std::string options_json;    // the endpoint's free-form "options" object re-printed as JSON, "{}" if absent
   std::size_t max_message_size = 1048576;
   std::optional<Upstream> upstream;
+  std::vector<std::string> allowed_origins;  // empty: any Origin (and none) accepted
 };
 
 struct Config {
@@ -72,6 +112,13 @@ struct Config {
   Jwt jwt;
   std::string log_level = "info";     // error|warn|info|debug
   bool watch_scripts = false;         // reload a script when its file changes (inotify)
+  Limits limits;
+  std::string admin_token;            // bearer token for /admin/*; from WSRELAY_ADMIN_TOKEN by default
+  // Folders searched for plugins, absolute; empty and !plugin_dirs_set: the
+  // installed plugin folder, then the build tree's (server/plugin_loader).
+  std::vector<std::string> plugin_dirs;
+  bool plugin_dirs_set = false;
+  std::vector<ExtensionConfig> extensions;  // beyond the built-in ones (jwt)
   std::string source = "<built-in>";  // config file name used as the prefix of error messages
   std::string base_dir;               // folder of the config file (for relative paths)
 };

@@ -1,9 +1,12 @@
 #include "http/routes.hpp"
 
+#include "json/json.hpp"
 #include "json/lua_json.hpp"
 #include "server/relay.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 namespace wsrelay::http {
 
@@ -33,11 +36,29 @@ std::string status_json(server::Relay& relay) {
   field(out, "errors_sent", stats.errors_sent);
   field(out, "script_errors", stats.script_errors);
   field(out, "slow_consumer_closes", stats.slow_consumer_closes);
+  field(out, "frames_dropped", stats.frames_dropped);
+  field(out, "rate_limited", stats.rate_limited);
+  field(out, "refused_connections", stats.refused_connections);
   field(out, "upstream_links", stats.upstream_links);
   field(out, "upstream_connects", stats.upstream_connects);
   field(out, "upstream_failures", stats.upstream_failures);
   field(out, "upstream_messages_in", stats.upstream_messages_in);
   field(out, "upstream_messages_out", stats.upstream_messages_out);
+  const config::Limits& l = relay.config().limits;
+  char limits[768];
+  std::snprintf(limits, sizeof limits,
+                "\"limits\":{\"max_connections\":%d,\"max_connections_per_ip\":%d,\"messages_per_second\":%g,"
+                "\"message_burst\":%d,\"user_messages_per_second\":%g,\"ip_messages_per_second\":%g,"
+                "\"rate_limit_close_after\":%d,\"max_subscriptions\":%d,\"max_channel_length\":%d,"
+                "\"max_queue_bytes\":%zu,\"slow_consumer\":\"%s\",\"handshake_timeout\":%d,"
+                "\"script_instructions\":%llu,\"script_memory_mb\":%zu,\"heartbeat_interval\":%d,"
+                "\"heartbeat_timeout\":%d},",
+                l.max_connections, l.max_connections_per_ip, l.messages_per_second, l.message_burst,
+                l.user_messages_per_second, l.ip_messages_per_second, l.rate_limit_close_after, l.max_subscriptions,
+                l.max_channel_length, l.max_queue_bytes, l.slow_consumer.c_str(), l.handshake_timeout_s,
+                static_cast<unsigned long long>(l.script_instructions), l.script_memory_mb,
+                relay.config().heartbeat.interval_s, relay.config().heartbeat.timeout_s);
+  out += limits;
   out += "\"endpoints\":[";
   bool first = true;
   for (const auto& ep : relay.endpoints()) {
@@ -47,7 +68,8 @@ std::string status_json(server::Relay& relay) {
     json::append_json_string(out, ep->config.path);
     out += ",\"script\":";
     json::append_json_string(out, ep->engine->name());
-    out += ",\"connections\":" + std::to_string(ep->connections) + "}";
+    out += ",\"connections\":" + std::to_string(ep->connections) +
+           ",\"max_message_size\":" + std::to_string(ep->config.max_message_size) + "}";
   }
   out += "]}";
   return out;
@@ -60,7 +82,116 @@ bool is_script_route(server::Relay& relay, std::string_view method, std::string_
   return false;
 }
 
+namespace {
+
+std::string header_of(const Request& request, std::string_view name) {
+  for (const auto& [n, v] : request.headers) {
+    if (n == name) return v;
+  }
+  return {};
+}
+
+// Constant time over the longer input, so the comparison leaks no prefix.
+bool same_secret(std::string_view a, std::string_view b) {
+  const std::size_t n = std::max(a.size(), b.size());
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+Response json_response(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = std::move(body);
+  return r;
+}
+
+std::string sessions_json(server::Relay& relay) {
+  std::string out = "{\"sessions\":[";
+  bool first = true;
+  relay.registry().for_each([&](session::Session& s) {
+    if (!first) out += ",";
+    first = false;
+    out += "{\"id\":";
+    json::append_json_string(out, s.id());
+    out += ",\"user\":";
+    if (s.user()) json::append_json_string(out, *s.user()); else out += "null";
+    out += ",\"endpoint\":";
+    json::append_json_string(out, s.info().endpoint);
+    out += ",\"path\":";
+    json::append_json_string(out, s.info().path);
+    out += ",\"remote\":";
+    json::append_json_string(out, s.info().remote);
+    out += ",\"subscriptions\":[";
+    bool first_channel = true;
+    for (const auto& channel : s.channels()) {
+      if (!first_channel) out += ",";
+      first_channel = false;
+      json::append_json_string(out, channel);
+    }
+    out += "],\"messages_in\":" + std::to_string(s.messages_in) +
+           ",\"messages_out\":" + std::to_string(s.messages_out) +
+           ",\"queued_bytes\":" + std::to_string(s.queued_bytes()) +
+           ",\"upstream\":";
+    if (s.upstream != nullptr) json::append_json_string(out, s.upstream->upstream_state()); else out += "null";
+    out += "}";
+  });
+  out += "]}";
+  return out;
+}
+
+// /admin/*: operator actions, behind WSRELAY_ADMIN_TOKEN (or config
+// admin_token). Without a configured token every call is refused.
+Response admin(server::Relay& relay, const Request& request) {
+  const std::string& token = relay.config().admin_token;
+  const std::string given = header_of(request, "authorization");
+  if (token.empty() || given.rfind("Bearer ", 0) != 0 || !same_secret(given.substr(7), token)) {
+    Response r = json_response(401, R"({"error":"unauthorized","message":"admin routes need Authorization: Bearer <WSRELAY_ADMIN_TOKEN>"})");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  if (request.path == "/admin/sessions" && (request.method == "GET" || request.method == "HEAD")) {
+    return json_response(200, sessions_json(relay));
+  }
+  if (request.method != "POST" || (request.path != "/admin/broadcast" && request.path != "/admin/disconnect")) {
+    return json_response(404, R"({"error":"not_found"})");
+  }
+  json::JsonPtr body = json::parse(request.body);
+  if (body == nullptr || !cJSON_IsObject(body.get())) {
+    return json_response(400, R"({"error":"bad_request","message":"the body must be a JSON object"})");
+  }
+  if (request.path == "/admin/broadcast") {
+    const cJSON* channel = cJSON_GetObjectItemCaseSensitive(body.get(), "channel");
+    const cJSON* message = cJSON_GetObjectItemCaseSensitive(body.get(), "message");
+    if (!cJSON_IsString(channel) || channel->valuestring[0] == '\0' || message == nullptr) {
+      return json_response(400, R"({"error":"bad_request","message":"expected {\"channel\": string, \"message\": any}"})");
+    }
+    // A string message goes out as its text; anything else as its JSON.
+    const std::string text = cJSON_IsString(message) ? std::string(message->valuestring) : json::print(message);
+    pubsub::Broker& broker = relay.hub();
+    const std::size_t delivered = broker.publish(channel->valuestring, session::Frame::text(text), nullptr);
+    return json_response(200, "{\"delivered\":" + std::to_string(delivered) + "}");
+  }
+  const cJSON* id = cJSON_GetObjectItemCaseSensitive(body.get(), "session");
+  if (!cJSON_IsString(id)) {
+    return json_response(400, R"({"error":"bad_request","message":"expected {\"session\": id}"})");
+  }
+  session::Session* target = relay.registry().find(id->valuestring);
+  if (target == nullptr) return json_response(404, R"({"error":"not_found","message":"no such session"})");
+  const cJSON* reason = cJSON_GetObjectItemCaseSensitive(body.get(), "reason");
+  target->close(1008, cJSON_IsString(reason) ? std::string(reason->valuestring).substr(0, 120) : "disconnected by an operator");
+  return json_response(200, R"({"disconnected":true})");
+}
+
+}  // namespace
+
 Response handle(server::Relay& relay, const Request& request) {
+  if (request.path.rfind("/admin/", 0) == 0) return admin(relay, request);
   const std::string_view method = request.method;
   const std::string_view path = request.path;
   // Script routes first: a dialect may answer its own paths (and methods).

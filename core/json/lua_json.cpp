@@ -142,28 +142,27 @@ struct Encoder {
         }
         return fail("cannot encode a userdata");
       case LUA_TTABLE: return table(index, depth);
+      case LUA_TUSERDATA:
+        if (lua_getmetatable(L, index)) {
+          push_raw_metatable(L);
+          const bool raw = lua_rawequal(L, -1, -2);
+          lua_pop(L, 2);
+          if (raw) {
+            // relay.json.raw: text validated when made, immutable since.
+            lua_getiuservalue(L, index, 1);
+            size_t len = 0;
+            const char* text = lua_tolstring(L, -1, &len);
+            out.append(text != nullptr ? text : "null", text != nullptr ? len : 4);
+            lua_pop(L, 1);
+            return true;
+          }
+        }
+        return fail("cannot encode a userdata");
       default: return fail(std::string("cannot encode a ") + luaL_typename(L, index));
     }
   }
 
   bool table(int index, int depth) {
-    if (lua_getmetatable(L, index)) {
-      push_raw_metatable(L);
-      const bool raw = lua_rawequal(L, -1, -2);
-      lua_pop(L, 2);
-      if (raw) {
-        lua_rawgeti(L, index, 1);
-        size_t len = 0;
-        const char* text = lua_tolstring(L, -1, &len);
-        if (text == nullptr) {
-          lua_pop(L, 1);
-          return fail("relay.json.raw value lost its text");
-        }
-        out.append(text, len);
-        lua_pop(L, 1);
-        return true;
-      }
-    }
     lua_Integer length = 0;
     if (is_array(index, length)) {
       out.push_back('[');

@@ -32,9 +32,9 @@ bool is_null(lua_State* L, int index);
 // Pushes the array metatable (for relay.json.array()).
 void push_array_metatable(lua_State* L);
 
-// Pushes the raw-JSON metatable: a table {text} carrying it is encoded as
-// text verbatim (relay.json.raw), so an upstream event can be wrapped without
-// decoding and re-encoding it.
+// Pushes the raw-JSON metatable: a userdata carrying it (its user value is the
+// text) is encoded as that text verbatim (relay.json.raw), so an upstream
+// event can be wrapped without decoding and re-encoding it.
 void push_raw_metatable(lua_State* L);
 
 // Appends the JSON encoding of the value at index to out. On failure returns

@@ -53,9 +53,10 @@ int json_raw(lua_State* L) {
   if (json::parse(std::string_view(text, len)) == nullptr) {
     return luaL_argerror(L, 1, "not valid JSON");
   }
-  lua_createtable(L, 1, 0);
+  // A userdata, not a table: the text cannot be swapped after the check.
+  lua_newuserdatauv(L, 0, 1);
   lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, 1);
+  lua_setiuservalue(L, -2, 1);
   json::push_raw_metatable(L);
   lua_setmetatable(L, -2);
   return 1;

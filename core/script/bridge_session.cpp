@@ -75,6 +75,18 @@ int m_subscribe(lua_State* L) {
   Box* box = box_at(L, 1);
   const std::string_view channel = check_channel(L, 2);
   if (box->session == nullptr) return closed_result(L);
+  const ScriptContext& context = internal_of(L).engine->context();
+  if (context.max_channel_length > 0 && channel.size() > static_cast<std::size_t>(context.max_channel_length)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "channel name longer than %d bytes", context.max_channel_length);
+    return 2;
+  }
+  if (context.max_subscriptions > 0 && !box->session->channels().contains(channel) &&
+      box->session->channels().size() >= static_cast<std::size_t>(context.max_subscriptions)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "too many subscriptions (limit %d)", context.max_subscriptions);
+    return 2;
+  }
   lua_pushboolean(L, hub_of(L).subscribe(channel, box->session));
   return 1;
 }

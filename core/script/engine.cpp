@@ -200,7 +200,7 @@ int make_env(lua_State* L) {
   open_relay_log(L);
   open_relay_time(L);
   open_relay_json(L);
-  open_relay_jwt(L);
+  open_relay_extensions(L, env);
   lua_setfield(L, env, "relay");
 
   lua_createtable(L, 0, 1);
@@ -287,6 +287,12 @@ ScriptEngine::Loaded ScriptEngine::load(const ScriptSource& source, ScriptContex
     return result;
   }
 
+  in.extensions = extension::Instances::create(engine->context_.extensions, *engine, error);
+  if (!in.extensions) {
+    result.error = source.name + ": " + error;
+    return result;
+  }
+
   if (!compile(in, source, result.error)) return result;
   result.engine = std::move(engine);
   return result;
@@ -323,6 +329,10 @@ bool ScriptEngine::compile(Internal& in, const ScriptSource& source, std::string
   begin_call(in);
   const bool ran = protected_call(L, 0, 1, error);
   lua_sethook(L, nullptr, 0, 0);
+  // require belongs to the load context: handlers use the module locals the
+  // script kept (or relay.<name>), so the sandbox offers nothing new to them.
+  lua_pushnil(L);
+  lua_setfield(L, env, "require");
   auto restore_env = [&] {
     luaL_unref(L, LUA_REGISTRYINDEX, in.env_ref);
     in.env_ref = previous_env_ref;
@@ -688,7 +698,12 @@ int upstream_close_entry(lua_State* L) {
 
 int error_entry(lua_State* L) {
   Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
-  emit_error(L, job, job.error_code, job.error_message, 0);
+  int msg = 0;
+  if (cJSON_IsObject(job.root.get())) {
+    json::push_json(L, job.root.get());
+    msg = lua_gettop(L);
+  }
+  emit_error(L, job, job.error_code, job.error_message, msg);
   return 0;
 }
 
@@ -729,6 +744,13 @@ void ScriptEngine::on_open(Session& s) {
 }
 
 void ScriptEngine::on_message(Session& s, std::string_view data, bool binary) {
+  extension::Instances* filters = in_->extensions != nullptr && in_->extensions->has_filters() ? in_->extensions.get() : nullptr;
+  if (filters != nullptr && !filters->before_message(s, data, binary)) return;
+  dispatch_message(s, data, binary);
+  if (filters != nullptr) filters->after_message(s, data, binary);
+}
+
+void ScriptEngine::dispatch_message(Session& s, std::string_view data, bool binary) {
   Job job;
   job.engine = this;
   job.session = &s;
@@ -917,8 +939,10 @@ http::Response ScriptEngine::handle_http(const http::Request& request) {
   return job.response;
 }
 
-void ScriptEngine::send_error(Session& s, std::string_view code, std::string_view message) {
+void ScriptEngine::send_error(Session& s, std::string_view code, std::string_view message,
+                              std::string_view request) {
   Job job;
+  if (!request.empty() && in_->json_mode) job.root = json::parse(request);
   job.engine = this;
   job.session = &s;
   job.error_code = std::string(code);

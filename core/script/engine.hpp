@@ -8,6 +8,7 @@
 #pragma once
 
 #include "auth/jwt.hpp"
+#include "extension/extension.hpp"
 #include "http/request.hpp"
 #include "pubsub/hub.hpp"
 #include "session/registry.hpp"
@@ -33,9 +34,14 @@ struct ScriptContext {
   auth::JwtOptions jwt;
   int heartbeat_interval_s = 25;
   int heartbeat_timeout_s = 60;
+  int max_subscriptions = 256;     // per session; 0 = unlimited
+  int max_channel_length = 128;
   std::size_t max_message_size = 1048576;
   std::string endpoint;            // the endpoint's configured path
   std::string options_json = "{}"; // the endpoint's "options", given to the script as relay.options
+  // Extension plugins the script may use (require "relay.<name>", filters,
+  // relay.auth): the built-in ones unless the relay says otherwise.
+  std::vector<extension::Enabled> extensions = extension::builtins();
 };
 
 struct Limits {
@@ -80,7 +86,9 @@ class ScriptEngine {
   void on_close(session::Session& s, int code, std::string_view reason);
   void on_message(session::Session& s, std::string_view data, bool binary);
   // Sends an error through the script's on_error (or the default shape).
-  void send_error(session::Session& s, std::string_view code, std::string_view message);
+  // request: the message the error is about, if any, so the reply can echo its id.
+  void send_error(session::Session& s, std::string_view code, std::string_view message,
+                  std::string_view request = {});
 
   // Upstream events of a session's link. Without an on_upstream hook a frame
   // is forwarded to the client byte for byte, without entering Lua.
@@ -101,10 +109,12 @@ class ScriptEngine {
 
   // Internal to the script unit (bridges and the dispatcher).
   struct Internal;
+  Internal* internal() const { return in_.get(); }
 
  private:
   ScriptEngine() = default;
   static bool compile(Internal& in, const ScriptSource& source, std::string& error);
+  void dispatch_message(session::Session& s, std::string_view data, bool binary);
 
   std::string source_name_;
   ScriptContext context_;

@@ -3,6 +3,7 @@
 // session userdata helpers. Not part of the engine's interface.
 #pragma once
 
+#include "extension/instances.hpp"
 #include "script/engine.hpp"
 #include "server/path_pattern.hpp"
 
@@ -33,6 +34,8 @@ struct ScriptEngine::Internal {
     std::string key;                // "GET /path" as written, to find the function
   };
   std::vector<Route> routes;
+  // The script's extension plugins (modules, filters, auth providers).
+  std::unique_ptr<extension::Instances> extensions;
 
   ~Internal();
 };
@@ -68,6 +71,7 @@ void open_relay_pubsub(lua_State* L);  // publish, subscribers, next_seq, channe
 void open_relay_log(lua_State* L);     // log
 void open_relay_time(lua_State* L);    // now, time
 void open_relay_json(lua_State* L);    // json.encode/decode/array, null
-void open_relay_jwt(lua_State* L);     // jwt.verify, jwt.enabled
+// auth, env.require, and relay.<module> for each extension module
+void open_relay_extensions(lua_State* L, int env);
 
 }  // namespace wsrelay::script

@@ -1,6 +1,10 @@
 #include "server/relay.hpp"
 
+#include "server/plugin_loader.hpp"
 #include "util/log.hpp"
+
+#include <algorithm>
+#include <optional>
 
 #include <fstream>
 #include <sstream>
@@ -41,9 +45,44 @@ bool uses_jwt(const config::Config& config) {
   return false;
 }
 
-std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<std::string>& errors) {
+// The built-in extensions, then those the config names (options applied).
+static std::optional<std::vector<extension::Enabled>> enabled_extensions(const config::Config& config,
+                                                                  const PluginSet* plugins,
+                                                                  std::vector<std::string>& errors) {
+  std::vector<extension::Enabled> enabled = extension::builtins();
+  bool ok = true;
+  for (const auto& e : config.extensions) {
+    auto builtin = std::find_if(enabled.begin(), enabled.end(),
+                                [&](const extension::Enabled& b) { return extension::name_of(*b.plugin) == e.name; });
+    if (builtin != enabled.end()) {
+      builtin->options_json = e.options_json;
+      continue;
+    }
+    const wsrelay_plugin* plugin = plugins != nullptr ? plugins->extension(e.name) : nullptr;
+    if (plugin == nullptr) {
+      std::string available;
+      for (const auto& n : plugins != nullptr ? plugins->extension_names() : std::vector<std::string>{}) {
+        available += (available.empty() ? "" : ", ") + n;
+      }
+      errors.push_back(config.source + ": " + e.key_path + ": no extension plugin named \"" + e.name + "\" (" +
+                       (plugins != nullptr ? plugins->describe_dirs() : std::string("plugins not loaded")) +
+                       "; extension plugins found: " + (available.empty() ? "none" : available) + ")");
+      ok = false;
+      continue;
+    }
+    enabled.push_back({plugin, e.options_json});
+  }
+  if (!ok) return std::nullopt;
+  return enabled;
+}
+
+std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<std::string>& errors,
+                                     const PluginSet* plugins) {
+  const auto extensions = enabled_extensions(config, plugins, errors);
+  if (!extensions) return nullptr;
   std::unique_ptr<Relay> relay(new Relay());
   relay->config_ = config;
+  relay->admission_ = std::make_unique<Admission>(config.limits);
   const std::size_t errors_before = errors.size();
   for (std::size_t i = 0; i < config.endpoints.size(); ++i) {
     const config::Endpoint& ep = config.endpoints[i];
@@ -72,7 +111,13 @@ std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<s
     context.max_message_size = ep.max_message_size;
     context.endpoint = ep.path;
     context.options_json = ep.options_json.empty() ? "{}" : ep.options_json;
-    auto loaded = script::ScriptEngine::load(source, std::move(context));
+    context.extensions = *extensions;
+    context.max_subscriptions = config.limits.max_subscriptions;
+    context.max_channel_length = config.limits.max_channel_length;
+    script::Limits limits;
+    limits.instructions_per_call = config.limits.script_instructions;
+    limits.memory_bytes = config.limits.script_memory_mb << 20;
+    auto loaded = script::ScriptEngine::load(source, std::move(context), limits);
     if (!loaded.engine) {
       errors.push_back(loaded.error);
       continue;

@@ -8,6 +8,7 @@
 #include "config/config.hpp"
 #include "pubsub/hub.hpp"
 #include "script/engine.hpp"
+#include "server/admission.hpp"
 #include "server/path_pattern.hpp"
 #include "session/registry.hpp"
 #include "session/stats.hpp"
@@ -32,11 +33,16 @@ std::string builtin_standard_script();
 // without a secret deserves the development-mode warning).
 bool uses_jwt(const config::Config& config);
 
+class PluginSet;
+
 class Relay {
  public:
   // Loads every endpoint's script. On failure returns null and appends one
   // error per script that failed ("standard.lua:12: ..." / "x.json: endpoints[0].script: ...").
-  static std::unique_ptr<Relay> create(const config::Config& config, std::vector<std::string>& errors);
+  // Extensions named in the config come from `plugins` (which must outlive
+  // the Relay); the built-in ones are always there.
+  static std::unique_ptr<Relay> create(const config::Config& config, std::vector<std::string>& errors,
+                                       const PluginSet* plugins = nullptr);
 
   // Re-reads every endpoint's script file and swaps it in, keeping sessions.
   // A script that fails to load keeps its previous version (logged with
@@ -47,6 +53,7 @@ class Relay {
   EndpointRuntime* match(std::string_view path, PathPattern::Params& params);
 
   pubsub::Hub& hub() { return hub_; }
+  Admission& admission() { return *admission_; }
   session::Registry& registry() { return registry_; }
   session::Stats& stats() { return stats_; }
   const config::Config& config() const { return config_; }
@@ -58,6 +65,7 @@ class Relay {
   pubsub::Hub hub_;
   session::Registry registry_;
   session::Stats stats_;
+  std::unique_ptr<Admission> admission_;
   std::vector<std::unique_ptr<EndpointRuntime>> endpoints_;
 };
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <optional>
 #include <cstring>
@@ -26,7 +27,10 @@ struct Server::Policy {
     Server* server;
   } watch_timer{{}, nullptr};
   lws_retry_bo_t retry{};
-  lws_protocols protocols[3]{};  // first member: the tick finds its Policy from it
+  // Per listener: the relay, its upstream client, then the plugin protocols
+  // the listener names. lws copies these; it keeps pointers to the pvos.
+  std::vector<std::vector<lws_protocols>> vhost_protocols;
+  std::deque<lws_protocol_vhost_options> pvos;
   lws_context* context = nullptr;
 };
 
@@ -107,6 +111,53 @@ void install_lws_logging() {
   lws_set_log_level(levels, lws_log_line);
 }
 
+namespace {
+
+// Every listener's plugin protocols, found in the loaded plugins.
+bool resolve_protocols(const config::Config& config, const PluginSet* plugins,
+                       std::vector<std::vector<const lws_protocols*>>& out, std::vector<std::string>& errors) {
+  bool ok = true;
+  for (const auto& listener : config.listeners) {
+    out.emplace_back();
+    for (const auto& p : listener.protocols) {
+      const lws_protocols* found = plugins != nullptr ? plugins->protocol(p.name) : nullptr;
+      if (found == nullptr) {
+        std::string available;
+        for (const auto& n : plugins != nullptr ? plugins->protocol_names() : std::vector<std::string>{}) {
+          available += (available.empty() ? "" : ", ") + n;
+        }
+        errors.push_back(config.source + ": " + p.key_path + ": no protocol plugin provides \"" + p.name + "\" (" +
+                         (plugins != nullptr ? plugins->describe_dirs() : std::string("plugins not loaded")) +
+                         "; protocols found: " + (available.empty() ? "none" : available) + ")");
+        ok = false;
+        continue;
+      }
+      out.back().push_back(found);
+    }
+  }
+  return ok;
+}
+
+std::unique_ptr<PluginSet> load_plugins_if_needed(const config::Config& config, std::vector<std::string>& errors,
+                                                  bool& ok) {
+  ok = true;
+  if (!PluginSet::needed(config)) return nullptr;
+  auto plugins = PluginSet::load(config, errors);
+  ok = plugins != nullptr;
+  return plugins;
+}
+
+}  // namespace
+
+bool Server::check(const config::Config& config, std::vector<std::string>& errors) {
+  bool ok = true;
+  auto plugins = load_plugins_if_needed(config, errors, ok);
+  if (!ok) return false;
+  std::vector<std::vector<const lws_protocols*>> protocols;
+  ok = resolve_protocols(config, plugins.get(), protocols, errors);
+  return Relay::create(config, errors, plugins.get()) != nullptr && ok;
+}
+
 std::unique_ptr<Server> Server::create(const config::Config& config, std::vector<std::string>& errors) {
   std::unique_ptr<Server> server(new Server());
   // Secrets never appear in a log line, whoever writes it.
@@ -115,7 +166,12 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     if (!ep.upstream) continue;
     for (const auto& header : ep.upstream->headers) log::add_secret(header.second);
   }
-  server->relay_ = Relay::create(config, errors);
+  bool plugins_ok = true;
+  server->plugins_ = load_plugins_if_needed(config, errors, plugins_ok);
+  if (!plugins_ok) return nullptr;
+  std::vector<std::vector<const lws_protocols*>> plugin_protocols;
+  if (!resolve_protocols(config, server->plugins_.get(), plugin_protocols, errors)) return nullptr;
+  server->relay_ = Relay::create(config, errors, server->plugins_.get());
   if (!server->relay_) return nullptr;
 
   install_lws_logging();
@@ -125,9 +181,13 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
   // no sign of life (data or pong) for `timeout`.
   policy.retry.secs_since_valid_ping = static_cast<uint16_t>(config.heartbeat.interval_s);
   policy.retry.secs_since_valid_hangup = static_cast<uint16_t>(config.heartbeat.timeout_s);
-  policy.protocols[0] = plugin::wsrelay_protocol();
-  policy.protocols[1] = upstream::UpstreamClient::protocol();
-  policy.protocols[2] = lws_protocols{};
+  const lws_protocols relay_protocol = plugin::hosted_protocol(*server->relay_);
+  for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+    std::vector<lws_protocols> list = {relay_protocol, upstream::UpstreamClient::protocol()};
+    for (const lws_protocols* p : plugin_protocols[i]) list.push_back(*p);
+    list.push_back(lws_protocols{});
+    policy.vhost_protocols.push_back(std::move(list));
+  }
 
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
@@ -135,6 +195,9 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
                  LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.user = server->relay_.get();
   info.port = CONTEXT_PORT_NO_LISTEN;
+  // A client that opens TCP and never finishes the upgrade (or trickles its
+  // headers) is dropped after this long.
+  info.timeout_secs = static_cast<unsigned int>(config.limits.handshake_timeout_s);
   lws_context* context = lws_create_context(&info);
   if (context == nullptr) {
     errors.push_back("cannot create the libwebsockets context");
@@ -155,7 +218,20 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
       return nullptr;
     }
     vinfo.iface = iface ? iface->c_str() : nullptr;
-    vinfo.protocols = policy.protocols;
+    vinfo.protocols = policy.vhost_protocols[i].data();
+    // Each plugin protocol's options: one pvo node per protocol, its options below.
+    const lws_protocol_vhost_options* pvo_head = nullptr;
+    // The Relay's copy of the config lives as long as the vhost.
+    for (const auto& p : server->relay_->config().listeners[i].protocols) {
+      const lws_protocol_vhost_options* options = nullptr;
+      for (const auto& [name, value] : p.options) {
+        policy.pvos.push_back({options, nullptr, name.c_str(), value.c_str()});
+        options = &policy.pvos.back();
+      }
+      policy.pvos.push_back({pvo_head, options, p.name.c_str(), ""});
+      pvo_head = &policy.pvos.back();
+    }
+    vinfo.pvo = pvo_head;
     vinfo.retry_and_idle_policy = &policy.retry;
     const std::string vhost_name = "wsrelay-" + std::to_string(i);
     vinfo.vhost_name = vhost_name.c_str();
@@ -163,6 +239,14 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     // Upstream wss:// links verify against the system CAs (Debian's bundle;
     // lws's compiled-in default folder does not exist here).
     if (access(kSystemCaBundle, R_OK) == 0) vinfo.client_ssl_ca_filepath = kSystemCaBundle;
+    if (!listener.tls_cert.empty()) {
+      vinfo.ssl_cert_filepath = listener.tls_cert.c_str();
+      vinfo.ssl_private_key_filepath = listener.tls_key.c_str();
+    }
+    vinfo.timeout_secs = static_cast<unsigned int>(config.limits.handshake_timeout_s);
+    // lws bounds the time a connection may hold a header table while its
+    // request trickles in by this one (default 10 s).
+    vinfo.timeout_secs_ah_idle = config.limits.handshake_timeout_s;
     lws_vhost* vhost = lws_create_vhost(context, &vinfo);
     if (vhost == nullptr) {
       errors.push_back("cannot listen on " + listener.host + ":" + std::to_string(listener.port) +
@@ -235,6 +319,7 @@ Server::~Server() {
   // still need the Relay: the context goes first.
   if (policy_) lws_sul_cancel(&policy_->watch_timer.sul);
   context_.reset();
+  if (relay_) plugin::release_hosted(*relay_);
   if (inotify_fd_ >= 0) close(inotify_fd_);
 }
 

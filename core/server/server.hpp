@@ -5,6 +5,7 @@
 #pragma once
 
 #include "config/config.hpp"
+#include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
 
 #include <atomic>
@@ -22,6 +23,9 @@ class Server {
   // Loads scripts and opens every listener. On failure returns null with
   // every error found (script errors with file:line, bind errors with host:port).
   static std::unique_ptr<Server> create(const config::Config& config, std::vector<std::string>& errors);
+  // What --check does: loads the plugins the config uses, checks every
+  // listener's protocols and every script, without opening a socket.
+  static bool check(const config::Config& config, std::vector<std::string>& errors);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -47,6 +51,7 @@ class Server {
   struct ContextDeleter {
     void operator()(lws_context* c) const;
   };
+  std::unique_ptr<PluginSet> plugins_;  // declared first: their code outlives the Relay and the context
   std::unique_ptr<Relay> relay_;
   std::unique_ptr<lws_context, ContextDeleter> context_;  // declared after relay_: destroyed first
   std::vector<int> ports_;

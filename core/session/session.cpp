@@ -7,16 +7,27 @@
 namespace wsrelay::session {
 
 Session::Session(std::string id, SessionInfo info, Transport* transport, Stats* stats,
-                 std::size_t max_queue_bytes)
+                 std::size_t max_queue_bytes, bool drop_oldest)
     : id_(std::move(id)),
       info_(std::move(info)),
       transport_(transport),
       stats_(stats),
-      max_queue_bytes_(max_queue_bytes) {}
+      max_queue_bytes_(max_queue_bytes),
+      drop_oldest_(drop_oldest) {}
 
 SendStatus Session::send(const FramePtr& frame) {
   if (transport_ == nullptr || closing()) return SendStatus::Closed;
-  if (queued_bytes_ + frame->size() > max_queue_bytes_ && !queue_.empty()) {
+  if (drop_oldest_) {
+    // Keep the newest: a live feed where only the latest state matters. The
+    // frame at the front may be half written by lws already, so keep it.
+    while (queued_bytes_ + frame->size() > max_queue_bytes_ && queue_.size() > 1) {
+      queued_bytes_ -= queue_[1]->size();
+      queue_.erase(queue_.begin() + 1);
+      ++dropped;
+      if (stats_ != nullptr) ++stats_->frames_dropped;
+    }
+  }
+  if (queued_bytes_ + frame->size() > max_queue_bytes_ && !queue_.empty() && !drop_oldest_) {
     // A reader this far behind would grow memory without bound: let it go and
     // keep serving everyone else. 1008 (policy) with a reason saying why.
     if (stats_ != nullptr) ++stats_->slow_consumer_closes;

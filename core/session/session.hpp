@@ -38,7 +38,7 @@ struct SessionInfo {
 class Session final : public pubsub::Subscriber {
  public:
   Session(std::string id, SessionInfo info, Transport* transport, Stats* stats,
-          std::size_t max_queue_bytes);
+          std::size_t max_queue_bytes, bool drop_oldest = false);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -76,6 +76,7 @@ class Session final : public pubsub::Subscriber {
 
   std::uint64_t messages_in = 0;
   std::uint64_t messages_out = 0;
+  std::uint64_t dropped = 0;  // frames shed by the drop_oldest policy
 
  private:
   std::string id_;
@@ -83,6 +84,7 @@ class Session final : public pubsub::Subscriber {
   Transport* transport_;
   Stats* stats_;
   std::size_t max_queue_bytes_;
+  bool drop_oldest_;  // slow-consumer policy: shed old frames instead of closing
   std::optional<std::string> user_;
   std::deque<FramePtr> queue_;
   std::size_t queued_bytes_ = 0;

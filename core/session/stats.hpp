@@ -17,6 +17,9 @@ struct Stats {
   std::uint64_t errors_sent = 0;        // error replies (any code)
   std::uint64_t script_errors = 0;      // handler failures (script_error)
   std::uint64_t slow_consumer_closes = 0;
+  std::uint64_t frames_dropped = 0;          // shed by the drop_oldest policy
+  std::uint64_t rate_limited = 0;            // messages refused by a rate limit
+  std::uint64_t refused_connections = 0;     // upgrades refused (limits, origin)
   std::uint64_t upstream_links = 0;          // upstream links open or connecting now
   std::uint64_t upstream_connects = 0;       // connection attempts since start
   std::uint64_t upstream_failures = 0;       // attempts that failed or links that dropped

@@ -1,13 +1,23 @@
 #include "protocol_wsrelay/protocol_wsrelay.hpp"
 
+#include "config/config.hpp"
 #include "http/routes.hpp"
+#include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
 #include "session/session.hpp"
+#include "session/token_bucket.hpp"
 #include "upstream/upstream_client.hpp"
 #include "util/log.hpp"
 
+#include <cjson/cJSON.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +36,8 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
   std::string rx;                // the message being reassembled
   bool rx_binary = false;
   bool discarding = false;       // rest of an oversized message
+  session::TokenBucket bucket;   // this connection's message rate
+  int limited_in_a_row = 0;      // rate-limited messages since the last accepted one
   int peer_close_code = 0;
   std::string peer_close_reason;
 
@@ -61,8 +73,35 @@ struct PerSession {
   HttpReply* http;
 };
 
+// What a vhost serves. lws keeps a VhostSlot per vhost for this protocol
+// (zero-allocated and freed by lws); the state it points to is ours.
+struct VhostState {
+  server::Relay* relay = nullptr;
+  std::unique_ptr<server::PluginSet> plugins;  // extension plugins of a pvo config; outlive `owned`
+  std::unique_ptr<server::Relay> owned;        // plugin mode: made from the vhost's pvo
+};
+
+struct VhostSlot {
+  VhostState* state;
+};
+
 server::Relay* relay_of(lws* wsi) {
-  return static_cast<server::Relay*>(lws_context_user(lws_get_context(wsi)));
+  auto* slot = static_cast<VhostSlot*>(lws_protocol_vh_priv_get(lws_get_vhost(wsi), lws_get_protocol(wsi)));
+  return slot != nullptr && slot->state != nullptr ? slot->state->relay : nullptr;
+}
+
+// Relays of servers that hand theirs over (the wsrelay binary). Servers may
+// run on several threads of one process (tests), hence the lock.
+std::mutex g_hosted_mutex;
+std::vector<server::Relay*> g_hosted;
+
+server::Relay* hosted_relay(const void* user) {
+  if (user == nullptr) return nullptr;
+  std::lock_guard<std::mutex> lock(g_hosted_mutex);
+  for (server::Relay* r : g_hosted) {
+    if (r == user) return r;
+  }
+  return nullptr;
 }
 
 std::string header(lws* wsi, lws_token_indexes token) {
@@ -188,14 +227,71 @@ int on_http_writeable(lws* wsi, PerSession* pss) {
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+int refuse_upgrade(lws* wsi, unsigned int status, const char* why, const std::string& detail) {
+  ++relay_of(wsi)->stats().refused_connections;
+  log::info("refused WebSocket upgrade: " + detail + " from " + peer_address(wsi));
+  // Written by hand: lws_return_http_status answers an upgrade request with an
+  // HTTP/1.0 status line, which WebSocket clients reject as malformed instead
+  // of reporting the status.
+  const char* reason = status == 403 ? "Forbidden" : status == 404 ? "Not Found" : "Service Unavailable";
+  const std::string body = std::string(why) + "\n";
+  std::string response = "HTTP/1.1 " + std::to_string(status) + " " + reason +
+                         "\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: " +
+                         std::to_string(body.size()) + "\r\nconnection: close\r\n\r\n" + body;
+  std::string buffer(LWS_PRE, '\0');
+  buffer += response;
+  lws_write(wsi, reinterpret_cast<unsigned char*>(buffer.data()) + LWS_PRE, response.size(), LWS_WRITE_HTTP_HEADERS);
+  return 1;
+}
+
+// lws picks a WebSocket protocol by the client's Sec-WebSocket-Protocol, yet
+// asks the vhost's first protocol (the relay, in the wsrelay binary) to
+// confirm every upgrade. One naming another protocol of this vhost is that
+// protocol's to accept or refuse: the relay's paths do not apply to it.
+bool wants_other_protocol(lws* wsi) {
+  const std::string list = header(wsi, WSI_TOKEN_PROTOCOL);
+  std::size_t at = 0;
+  while (at < list.size()) {
+    std::size_t end = list.find(',', at);
+    if (end == std::string::npos) end = list.size();
+    std::string name = list.substr(at, end - at);
+    name.erase(0, name.find_first_not_of(" \t"));
+    name.erase(name.find_last_not_of(" \t") + 1);
+    at = end + 1;
+    // lws binds the first protocol of the list it knows: so do we.
+    if (const lws_protocols* p = lws_vhost_name_to_protocol(lws_get_vhost(wsi), name.c_str())) {
+      return std::strcmp(p->name, kProtocolName) != 0;
+    }
+  }
+  return false;
+}
+
 int on_confirm_upgrade(lws* wsi) {
+  if (wants_other_protocol(wsi)) return 0;
   server::Relay* relay = relay_of(wsi);
+  if (relay == nullptr) return -1;
   const std::string path = header(wsi, WSI_TOKEN_GET_URI);
   server::PathPattern::Params params;
-  if (relay->match(path, params) != nullptr) return 0;
-  log::info("refused WebSocket upgrade for unknown path " + path + " from " + peer_address(wsi));
-  lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint at this path");
-  return 1;
+  server::EndpointRuntime* endpoint = relay->match(path, params);
+  if (endpoint == nullptr) {
+    return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint at this path", "unknown path " + path);
+  }
+  // Cross-site WebSocket hijacking: a browser page from another site would
+  // carry its own Origin; only the configured ones may open a session.
+  const std::string origin = header(wsi, WSI_TOKEN_ORIGIN);
+  if (!server::Admission::origin_allowed(endpoint->config.allowed_origins, origin)) {
+    return refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed",
+                          "origin '" + origin + "' not allowed on " + endpoint->config.path);
+  }
+  switch (relay->admission().check(peer_address(wsi), relay->stats().connections)) {
+    case server::Admission::Verdict::Admit: return 0;
+    case server::Admission::Verdict::TooManyConnections:
+      return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "too many connections", "max_connections reached");
+    case server::Admission::Verdict::TooManyFromAddress:
+      return refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "too many connections from this address",
+                            "max_connections_per_ip reached");
+  }
+  return 0;
 }
 
 int on_established(lws* wsi, PerSession* pss) {
@@ -206,16 +302,26 @@ int on_established(lws* wsi, PerSession* pss) {
   if (endpoint == nullptr) return -1;
   info.endpoint = endpoint->config.path;
   info.remote = peer_address(wsi);
+  // Counted here, not at the upgrade check: only an established session
+  // holds a slot (released in on_closed). Another connection may have taken
+  // the last slot in between: then 1013, try again later.
+  if (relay->admission().admit(info.remote, relay->stats().connections) != server::Admission::Verdict::Admit) {
+    ++relay->stats().refused_connections;
+    lws_close_reason(wsi, static_cast<lws_close_status>(1013), nullptr, 0);  // try again later
+    return -1;
+  }
 
   auto* conn = new Connection();
   conn->wsi = wsi;
   conn->relay = relay;
   conn->endpoint = endpoint;
-  // Queue bound: generous for bursts, small enough that a stalled reader
-  // cannot hold much memory. Configurable per endpoint in the hardening work.
-  const std::size_t max_queue = std::max<std::size_t>(4u << 20, 4 * endpoint->config.max_message_size);
+  const config::Limits& limits = relay->config().limits;
+  // The queue must hold at least one largest message, whatever the config says.
+  const std::size_t max_queue = std::max<std::size_t>(limits.max_queue_bytes, endpoint->config.max_message_size + 1024);
   conn->session = std::make_unique<session::Session>(session::new_session_id(), std::move(info), conn,
-                                                     &relay->stats(), max_queue);
+                                                     &relay->stats(), max_queue,
+                                                     limits.slow_consumer == "drop_oldest");
+  conn->bucket = relay->admission().connection_bucket();
   pss->connection = conn;
   session::Session& s = *conn->session;
   relay->registry().add(&s);
@@ -233,6 +339,35 @@ int on_established(lws* wsi, PerSession* pss) {
     conn->upstream->upstream_connect();
   }
   return 0;
+}
+
+// Rate limits: per connection, then per address and per user. A refused
+// message gets rate_limited with a retry hint; a client that keeps going
+// anyway is closed with 1008.
+bool admit_message(Connection* conn, session::Session& s) {
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch()).count();
+  std::int64_t retry_ms = 0;
+  if (!conn->bucket.take(now)) {
+    retry_ms = conn->bucket.retry_after_ms(now);
+  } else if (!conn->relay->admission().allow_shared(s.info().remote, s.user().value_or(""), now, retry_ms)) {
+    // retry_ms set by allow_shared
+  } else {
+    conn->limited_in_a_row = 0;
+    return true;
+  }
+  ++conn->relay->stats().rate_limited;
+  ++conn->limited_in_a_row;
+  const int close_after = conn->relay->config().limits.rate_limit_close_after;
+  if (close_after > 0 && conn->limited_in_a_row >= close_after) {
+    log::warn("rate limit exceeded " + std::to_string(close_after) + " times in a row; closing with 1008", s.id());
+    s.close(LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded");
+    return false;
+  }
+  conn->endpoint->engine->send_error(s, "rate_limited",
+                                     "too many messages; retry after " + std::to_string(retry_ms) + " ms",
+                                     conn->rx_binary ? std::string_view() : std::string_view(conn->rx));
+  return false;
 }
 
 int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
@@ -270,6 +405,10 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
   if (!final) return 0;
   ++relay->stats().messages_in;
   ++s.messages_in;
+  if (!admit_message(conn, s)) {
+    conn->rx.clear();
+    return 0;
+  }
   conn->endpoint->engine->on_message(s, conn->rx, conn->rx_binary);
   conn->rx.clear();
   return 0;
@@ -339,6 +478,7 @@ void on_closed(PerSession* pss) {
   conn->endpoint->engine->on_close(s, code, reason);
   relay->hub().unsubscribe_all(&s);
   relay->registry().remove(&s);
+  relay->admission().release(s.info().remote);
   --conn->endpoint->connections;
   --relay->stats().connections;
   log::info("close code=" + std::to_string(code) + (reason.empty() ? "" : " reason=\"" + reason + "\"") +
@@ -346,8 +486,148 @@ void on_closed(PerSession* pss) {
             s.id());
 }
 
+// --- plugin mode: a Relay made from the vhost's pvo -------------------------
+
+const char* pvo_value(const lws_protocol_vhost_options* pvo, const char* name) {
+  const lws_protocol_vhost_options* found = lws_pvo_search(pvo, name);
+  return found != nullptr ? found->value : nullptr;
+}
+
+void register_secrets(const config::Config& config) {
+  log::add_secret(config.jwt.secret);
+  for (const auto& ep : config.endpoints) {
+    if (!ep.upstream) continue;
+    for (const auto& h : ep.upstream->headers) log::add_secret(h.second);
+  }
+}
+
+// "script" + "path" [+ "max_message_size"]: a one-endpoint config, validated
+// like a config file ("pvo: endpoints[0].script: file not found: ...").
+std::optional<config::Config> config_from_script_pvo(const char* script, const char* path, const char* max_size,
+                                                     std::vector<std::string>& errors) {
+  cJSON* root = cJSON_CreateObject();
+  cJSON* endpoints = cJSON_AddArrayToObject(root, "endpoints");
+  cJSON* ep = cJSON_CreateObject();
+  cJSON_AddItemToArray(endpoints, ep);
+  cJSON_AddStringToObject(ep, "path", path);
+  cJSON_AddStringToObject(ep, "script", script);
+  if (max_size != nullptr) {
+    char* end = nullptr;
+    const double n = std::strtod(max_size, &end);
+    if (end == max_size || *end != '\0') {
+      cJSON_Delete(root);
+      errors.push_back(std::string("pvo: max_message_size: expected an integer, got \"") + max_size + "\"");
+      return std::nullopt;
+    }
+    cJSON_AddNumberToObject(ep, "max_message_size", n);
+  }
+  char* text = cJSON_PrintUnformatted(root);
+  cJSON_Delete(root);
+  if (text == nullptr) {
+    errors.push_back("pvo: out of memory");
+    return std::nullopt;
+  }
+  const std::string json(text);
+  cJSON_free(text);
+  std::error_code ec;
+  config::LoadResult loaded = config::parse(json, "pvo", std::filesystem::current_path(ec).string(),
+                                            config::process_env());
+  if (!loaded.config) {
+    errors.insert(errors.end(), loaded.errors.begin(), loaded.errors.end());
+    return std::nullopt;
+  }
+  return loaded.config;
+}
+
+std::unique_ptr<VhostState> relay_from_pvo(const lws_protocol_vhost_options* pvo, std::vector<std::string>& errors) {
+  const char* config_path = pvo_value(pvo, "config");
+  const char* script = pvo_value(pvo, "script");
+  const char* path = pvo_value(pvo, "path");
+  std::optional<config::Config> cfg;
+  if (config_path != nullptr) {
+    if (script != nullptr || path != nullptr) {
+      errors.push_back("pvo: set either \"config\" or \"script\" + \"path\", not both");
+      return nullptr;
+    }
+    config::LoadResult loaded = config::load_file(config_path, config::process_env());
+    if (!loaded.config) {
+      errors.insert(errors.end(), loaded.errors.begin(), loaded.errors.end());
+      return nullptr;
+    }
+    cfg = std::move(loaded.config);
+  } else if (script != nullptr && path != nullptr) {
+    cfg = config_from_script_pvo(script, path, pvo_value(pvo, "max_message_size"), errors);
+    if (!cfg) return nullptr;
+  } else {
+    errors.push_back("pvo: the protocol \"wsrelay\" needs the pvo \"config\" (a wsrelay config file) or "
+                     "\"script\" and \"path\"");
+    return nullptr;
+  }
+  register_secrets(*cfg);
+  auto state = std::make_unique<VhostState>();
+  if (server::PluginSet::needed(*cfg, /*with_protocols=*/false)) {
+    state->plugins = server::PluginSet::load(*cfg, errors);
+    if (!state->plugins) return nullptr;
+  }
+  state->owned = server::Relay::create(*cfg, errors, state->plugins.get());
+  if (!state->owned) return nullptr;
+  state->relay = state->owned.get();
+  return state;
+}
+
+int on_protocol_init(lws* wsi, const lws_protocol_vhost_options* pvo) {
+  lws_vhost* vhost = lws_get_vhost(wsi);
+  const lws_protocols* protocol = lws_get_protocol(wsi);
+  auto* slot = static_cast<VhostSlot*>(lws_protocol_vh_priv_zalloc(vhost, protocol, sizeof(VhostSlot)));
+  if (slot == nullptr) return 1;
+  std::unique_ptr<VhostState> state;
+  if (server::Relay* relay = hosted_relay(protocol->user)) {
+    state = std::make_unique<VhostState>();
+    state->relay = relay;
+  } else {
+    std::vector<std::string> errors;
+    state = relay_from_pvo(pvo, errors);
+    const std::string name = lws_get_vhost_name(vhost) != nullptr ? lws_get_vhost_name(vhost) : "?";
+    for (const auto& e : errors) log::error("wsrelay on vhost " + name + ": " + e);
+    if (!state) return 1;
+    for (const auto& ep : state->relay->config().endpoints) {
+      log::info("wsrelay on vhost " + name + ": endpoint " + ep.path + " (" +
+                (ep.script_path.empty() ? std::string("built-in standard.lua") : ep.script_name) + ")");
+    }
+  }
+  slot->state = state.release();
+  return 0;
+}
+
+void on_protocol_destroy(lws* wsi) {
+  auto* slot = static_cast<VhostSlot*>(lws_protocol_vh_priv_get(lws_get_vhost(wsi), lws_get_protocol(wsi)));
+  if (slot == nullptr) return;
+  delete slot->state;
+  slot->state = nullptr;
+}
+
 int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len) {
   auto* pss = static_cast<PerSession*>(user);
+  switch (reason) {
+    case LWS_CALLBACK_PROTOCOL_INIT:
+      return on_protocol_init(wsi, static_cast<const lws_protocol_vhost_options*>(in));
+    case LWS_CALLBACK_PROTOCOL_DESTROY:
+      on_protocol_destroy(wsi);
+      return 0;
+    default:
+      break;
+  }
+  // Without a Relay (its PROTOCOL_INIT failed) nothing is served.
+  if (reason != LWS_CALLBACK_HTTP_CONFIRM_UPGRADE && reason != LWS_CALLBACK_CLOSED &&
+      reason != LWS_CALLBACK_CLOSED_HTTP && relay_of(wsi) == nullptr) {
+    switch (reason) {
+      case LWS_CALLBACK_HTTP:
+      case LWS_CALLBACK_ESTABLISHED:
+        return -1;
+      default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+  }
   switch (reason) {
     case LWS_CALLBACK_HTTP:
       return on_http(wsi, pss, static_cast<const char*>(in));
@@ -399,8 +679,49 @@ const lws_protocols kProtocol = {
     kProtocolName, guarded_callback, sizeof(PerSession), 0, 0, nullptr, 0,
 };
 
+// Both protocols a vhost serving the relay needs: the relay and the client
+// side of its upstream links.
+const lws_protocols kProtocols[] = {kProtocol, upstream::UpstreamClient::protocol(), lws_protocols{}};
+
 }  // namespace
 
-const lws_protocols& wsrelay_protocol() { return kProtocol; }
+lws_protocols hosted_protocol(server::Relay& relay) {
+  std::lock_guard<std::mutex> lock(g_hosted_mutex);
+  g_hosted.push_back(&relay);
+  lws_protocols entry = kProtocol;
+  entry.user = &relay;
+  return entry;
+}
+
+void release_hosted(server::Relay& relay) {
+  std::lock_guard<std::mutex> lock(g_hosted_mutex);
+  g_hosted.erase(std::remove(g_hosted.begin(), g_hosted.end(), &relay), g_hosted.end());
+}
 
 }  // namespace wsrelay::plugin
+
+#if defined(LWS_PLUGIN_STATIC)
+
+// <wsrelay/wsrelay.h>: the static-link path.
+extern "C" LWS_VISIBLE const struct lws_protocols* wsrelay_protocols(size_t* count) {
+  if (count != nullptr) *count = 2;
+  return wsrelay::plugin::kProtocols;
+}
+
+extern "C" LWS_VISIBLE const char* wsrelay_version(void) { return WSRELAY_VERSION; }
+
+#else
+
+// libprotocol_wsrelay.so: lws derives the symbol from the file name
+// (libprotocol_wsrelay.so -> "wsrelay"). In C++ that name is taken by the
+// namespace, so the object gets its symbol name from an asm label.
+extern "C" LWS_VISIBLE const lws_plugin_protocol_t wsrelay_protocol_plugin __asm__("wsrelay");
+const lws_plugin_protocol_t wsrelay_protocol_plugin = {
+    {"wsrelay relay", "lws_protocol_plugin", LWS_PLUGIN_API_MAGIC},
+    wsrelay::plugin::kProtocols,
+    nullptr,
+    2,
+    0,
+};
+
+#endif

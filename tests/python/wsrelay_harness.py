@@ -39,7 +39,7 @@ DEFAULT_TIMEOUT = 5.0
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
-LISTEN_RE = re.compile(r"listening on ws://(\S+):(\d+) endpoints:")
+LISTEN_RE = re.compile(r"listening on wss?://(\S+):(\d+) endpoints:")
 
 
 def usage_args():
@@ -509,11 +509,11 @@ def raw_ws_session(host, port, path, outgoing, timeout=10.0):
 # ---- HTTP ---------------------------------------------------------------------
 
 
-def http_get(host, port, path, timeout=DEFAULT_TIMEOUT, method="GET", headers=None):
+def http_get(host, port, path, timeout=DEFAULT_TIMEOUT, method="GET", headers=None, body=None):
     """(status, headers dict lower-cased, body text)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request(method, path, headers=headers or {})
+        conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
         body = resp.read().decode("utf-8", "replace")
         headers = {k.lower(): v for k, v in resp.getheaders()}

@@ -1,0 +1,30 @@
+// extension: the relay's side of extension plugins (include/wsrelay/plugin.h)
+// that scripts and the server need to know about, without lws or Lua.
+// Owns: the list of extensions built into the core (jwt), the ABI check.
+// Uses: nothing at run time; Instances (instances.hpp) brings plugins to life.
+#pragma once
+
+#include <string>
+#include <vector>
+
+struct wsrelay_plugin;
+
+namespace wsrelay::extension {
+
+// One extension enabled for an endpoint script: the plugin and its options.
+struct Enabled {
+  const wsrelay_plugin* plugin = nullptr;
+  std::string options_json = "{}";
+};
+
+// The extensions linked into the core, always enabled, in this order.
+const std::vector<Enabled>& builtins();
+
+// The plugin's name (its header's name, as configs name it).
+std::string name_of(const wsrelay_plugin& plugin);
+
+// Empty if the relay can use this plugin, else why not: "built against
+// wsrelay plugin ABI 2, this wsrelay speaks ABI 1", wrong class or magic.
+std::string check(const wsrelay_plugin& plugin);
+
+}  // namespace wsrelay::extension

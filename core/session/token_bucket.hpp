@@ -1,0 +1,48 @@
+// token_bucket: the rate limiter behind limits.*messages_per_second — a
+// bucket of `burst` tokens refilled at `rate` per second; a message takes one.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace wsrelay::session {
+
+class TokenBucket {
+ public:
+  TokenBucket() = default;
+  TokenBucket(double rate_per_second, double burst) : rate_(rate_per_second), burst_(burst), tokens_(burst) {}
+
+  bool enabled() const { return rate_ > 0; }
+
+  // now_ms: a monotonic clock in milliseconds.
+  bool take(std::int64_t now_ms) {
+    if (!enabled()) return true;
+    refill(now_ms);
+    if (tokens_ < 1.0) return false;
+    tokens_ -= 1.0;
+    return true;
+  }
+
+  // Milliseconds until one token is back (after a refused take()).
+  std::int64_t retry_after_ms(std::int64_t now_ms) {
+    if (!enabled()) return 0;
+    refill(now_ms);
+    if (tokens_ >= 1.0) return 0;
+    return static_cast<std::int64_t>((1.0 - tokens_) * 1000.0 / rate_) + 1;
+  }
+
+ private:
+  void refill(std::int64_t now_ms) {
+    if (last_ms_ != 0 && now_ms > last_ms_) {
+      tokens_ = std::min(burst_, tokens_ + static_cast<double>(now_ms - last_ms_) * rate_ / 1000.0);
+    }
+    last_ms_ = now_ms;
+  }
+
+  double rate_ = 0;
+  double burst_ = 1;
+  double tokens_ = 1;
+  std::int64_t last_ms_ = 0;
+};
+
+}  // namespace wsrelay::session

@@ -1,0 +1,118 @@
+// wsrelay_ext_jwt: HS256 JSON Web Token verification as an extension plugin.
+//
+//   local jwt = require "relay.jwt"
+//   jwt.enabled()            -> true when a secret is configured
+//   jwt.verify(token)        -> claims | nil, reason
+//   relay.auth(token, "jwt") -> sub, claims | nil, reason
+//
+// The secret and claim rules come from the relay's settings ("jwt.secret",
+// "jwt.leeway", "jwt.audience", "jwt.issuer": the config's "jwt" section or
+// WSRELAY_JWT_SECRET), never from the script. Reaches the relay only through
+// the wsrelay_api table (include/wsrelay/plugin.h).
+//
+// Built twice from this file: libwsrelay_ext_jwt.so (symbol "ext_jwt") for any host
+// that loads extension plugins, and with LWS_PLUGIN_STATIC into wsrelay_core,
+// where it is always enabled.
+#include <wsrelay/plugin.h>
+
+#include "auth/jwt.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+namespace {
+
+struct State {
+  const wsrelay_api* api = nullptr;
+  wsrelay::auth::JwtOptions options;
+};
+
+std::string setting(const wsrelay_api* api, wsrelay_host* host, const char* key) {
+  const char* value = api->setting(host, key);
+  return value != nullptr ? value : "";
+}
+
+int create(const wsrelay_api* api, wsrelay_host* host, const char*, void** state, char* error, size_t error_len) {
+  auto* s = new (std::nothrow) State();
+  if (s == nullptr) {
+    std::snprintf(error, error_len, "out of memory");
+    return 1;
+  }
+  s->api = api;
+  s->options.secret = setting(api, host, "jwt.secret");
+  s->options.leeway_s = std::atoll(setting(api, host, "jwt.leeway").c_str());
+  s->options.audience = setting(api, host, "jwt.audience");
+  s->options.issuer = setting(api, host, "jwt.issuer");
+  *state = s;
+  return 0;
+}
+
+void destroy(void* state) { delete static_cast<State*>(state); }
+
+wsrelay::auth::JwtResult verify(const State& s, const char* token, size_t len) {
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  return wsrelay::auth::verify_hs256(std::string_view(token, len), s.options, now);
+}
+
+int lua_enabled(void* state, wsrelay_call* call) {
+  const State& s = *static_cast<State*>(state);
+  s.api->push_boolean(call, s.options.secret.empty() ? 0 : 1);
+  return 1;
+}
+
+int lua_verify(void* state, wsrelay_call* call) {
+  const State& s = *static_cast<State*>(state);
+  size_t len = 0;
+  const char* token = s.api->arg_string(call, 1, &len);
+  if (token == nullptr) {
+    s.api->error(call, "bad argument #1 to 'verify' (string expected)");
+    return -1;
+  }
+  const wsrelay::auth::JwtResult result = verify(s, token, len);
+  if (result.ok && s.api->push_json(call, result.claims_json.data(), result.claims_json.size()) == 0) return 1;
+  s.api->push_nil(call);
+  const std::string reason = result.ok ? "malformed token" : result.error;
+  s.api->push_string(call, reason.data(), reason.size());
+  return 2;
+}
+
+void authenticate(void* state, const char* token, size_t len, wsrelay_auth* auth) {
+  const State& s = *static_cast<State*>(state);
+  if (s.options.secret.empty()) {
+    s.api->auth_reject(auth, "no secret configured");
+    return;
+  }
+  const wsrelay::auth::JwtResult result = verify(s, token, len);
+  if (!result.ok) {
+    s.api->auth_reject(auth, result.error.c_str());
+  } else if (result.subject.empty()) {
+    s.api->auth_reject(auth, "no subject");
+  } else {
+    s.api->auth_accept(auth, result.subject.c_str(), result.claims_json.c_str());
+  }
+}
+
+const wsrelay_function_reg kFunctions[] = {{"verify", lua_verify}, {"enabled", lua_enabled}, {nullptr, nullptr}};
+const wsrelay_module kModules[] = {{"jwt", kFunctions}};
+const wsrelay_auth_provider kProviders[] = {{"jwt", authenticate}};
+
+}  // namespace
+
+WSRELAY_PLUGIN_EXPORT(ext_jwt) = {
+    WSRELAY_PLUGIN_HEADER("jwt"),
+    WSRELAY_PLUGIN_ABI_VERSION,
+    "HS256 JSON Web Tokens: require \"relay.jwt\", relay.auth(token, \"jwt\")",
+    create,
+    destroy,
+    kModules,
+    1,
+    nullptr,
+    nullptr,
+    kProviders,
+    1,
+};

@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""Hardening limits with an independent client (python3-websockets):
+origin allow-list (403), connection caps (503), rate limits (rate_limited,
+then 1008), subscription cap, admin routes (401 / 200), handshake timeout,
+a slow consumer under a flood (bounded server memory, everyone else gets
+every message in order), drop_oldest, and a TLS listener with a certificate
+made at test time. Each limit's value and what the client sees is in
+docs/security.md.
+
+    /usr/bin/python3 tests/python/test_limits.py <wsrelay> <source-dir>
+"""
+
+import asyncio
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import websockets  # noqa: E402
+
+from wsrelay_harness import (  # noqa: E402
+    Checker, Server, clean_env, connect, expect_silence, http_get, recv_json, request, run_async_main, send_json)
+
+
+def write_config(folder, body):
+    path = os.path.join(folder, "config.json")
+    with open(path, "w") as f:
+        json.dump(body, f)
+    return path
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+async def refused_status(url, headers=None):
+    try:
+        ws = await websockets.connect(url, extra_headers=headers or {}, open_timeout=5)
+    except websockets.InvalidStatusCode as exc:
+        return exc.status_code
+    await ws.close()
+    return 101
+
+
+async def origins(c, binary, folder):
+    cfg = write_config(folder, {"listen": {"port": 0}, "endpoints": [
+        {"path": "/ws", "allowed_origins": ["https://good.example"]}]})
+    with Server(binary, ["--config", cfg]) as server:
+        c.equal(await refused_status(server.url(), {"Origin": "https://evil.example"}), 403,
+                "an origin not on the list is refused with 403")
+        c.equal(await refused_status(server.url(), {"Origin": "https://good.example"}), 101,
+                "a listed origin is accepted")
+        status, _, body = http_get(server.connect_host(), server.port, "/status")
+        c.check(json.loads(body).get("refused_connections") == 1, "/status counts the refused upgrade", body[:200])
+
+
+async def connection_caps(c, binary, folder):
+    cfg = write_config(folder, {"listen": {"port": 0}, "limits": {"max_connections_per_ip": 2},
+                                "endpoints": [{"path": "/ws"}]})
+    with Server(binary, ["--config", cfg]) as server:
+        a = await connect(server.url())
+        b = await connect(server.url())
+        c.equal(await refused_status(server.url()), 503, "a third connection from one address gets 503")
+        await a.close()
+        await asyncio.sleep(0.2)
+        c.equal(await refused_status(server.url()), 101, "a slot freed by a close can be used again")
+        await b.close()
+    cfg = write_config(folder, {"listen": {"port": 0}, "limits": {"max_connections": 1},
+                                "endpoints": [{"path": "/ws"}]})
+    with Server(binary, ["--config", cfg]) as server:
+        a = await connect(server.url())
+        c.equal(await refused_status(server.url()), 503, "max_connections reached: 503")
+        await a.close()
+
+
+async def rate_limits(c, binary, folder):
+    cfg = write_config(folder, {"listen": {"port": 0}, "limits": {
+        "messages_per_second": 5, "message_burst": 5, "rate_limit_close_after": 10, "max_subscriptions": 2},
+        "endpoints": [{"path": "/ws"}]})
+    with Server(binary, ["--config", cfg]) as server:
+        ws = await connect(server.url())
+        other = await connect(server.url())
+        await recv_json(ws)
+        await recv_json(other)
+        for i in range(5):
+            await send_json(ws, {"type": "heartbeat", "id": i})
+        replies = [await recv_json(ws) for _ in range(5)]
+        c.check(all(r.get("type") == "heartbeat" for r in replies), "the burst is served", replies)
+        await send_json(ws, {"type": "heartbeat", "id": "over"})
+        got = await recv_json(ws)
+        c.equal(got.get("code"), "rate_limited", "over the rate: rate_limited")
+        c.check("retry after" in got.get("message", ""), "the error carries a retry hint", got)
+        c.equal(got.get("id"), "over", "rate_limited echoes the id")
+        got = await request(other, {"type": "heartbeat", "id": "o"})
+        c.equal(got.get("type"), "heartbeat", "another client is not limited")
+        await asyncio.sleep(0.5)
+        got = await request(ws, {"type": "heartbeat", "id": "later"})
+        c.equal(got.get("type"), "heartbeat", "after waiting, messages pass again")
+        # Keep hammering: after rate_limit_close_after refusals in a row, 1008.
+        code = None
+        try:
+            for i in range(40):
+                await send_json(ws, {"type": "heartbeat", "id": i})
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        except websockets.ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+        c.equal(code, 1008, "sustained abuse closes with 1008")
+        # Subscription cap.
+        got = await request(other, {"type": "auth", "token": "ann"})
+        for ch in ("a", "b"):
+            got = await request(other, {"type": "subscribe", "id": ch, "channel": ch})
+        got = await request(other, {"type": "subscribe", "id": "c", "channel": "c"})
+        c.equal((got.get("code"), got.get("id")), ("bad_request", "c"), "a subscription over the cap is refused")
+        c.check("too many subscriptions" in got.get("message", ""), "and says why", got)
+        await other.close()
+
+
+async def admin_routes(c, binary, folder):
+    cfg = write_config(folder, {"listen": {"port": 0}, "endpoints": [{"path": "/ws"}]})
+    env = clean_env({"WSRELAY_ADMIN_TOKEN": "admin-secret-token"})
+    with Server(binary, ["--config", cfg], env=env) as server:
+        host, port = server.connect_host(), server.port
+        ws = await connect(server.url())
+        welcome = await recv_json(ws)
+        await request(ws, {"type": "auth", "token": "ann"})
+        await request(ws, {"type": "subscribe", "channel": "news"})
+        status, headers, _ = http_get(host, port, "/admin/sessions")
+        c.equal(status, 401, "/admin/sessions without a token: 401")
+        status, _, _ = http_get(host, port, "/admin/sessions", headers={"Authorization": "Bearer wrong"})
+        c.equal(status, 401, "a wrong token: 401")
+        auth = {"Authorization": "Bearer admin-secret-token"}
+        status, _, body = http_get(host, port, "/admin/sessions", headers=auth)
+        c.equal(status, 200, "the right token: 200")
+        sessions = json.loads(body).get("sessions", []) if status == 200 else []
+        c.check(any(s.get("id") == welcome.get("session") and s.get("user") == "ann"
+                    and s.get("subscriptions") == ["news"] for s in sessions), "sessions list the client", body[:300])
+        status, _, body = http_get(host, port, "/admin/broadcast", method="POST", headers=auth,
+                                   body=json.dumps({"channel": "news", "message": {"type": "notice", "text": "hi"}}))
+        c.equal((status, json.loads(body).get("delivered") if status == 200 else None), (200, 1), "broadcast delivered")
+        got = await recv_json(ws)
+        c.equal(got, {"type": "notice", "text": "hi"}, "the subscriber gets the broadcast as sent")
+        status, _, _ = http_get(host, port, "/admin/disconnect", method="POST", headers=auth,
+                                body=json.dumps({"session": welcome.get("session")}))
+        c.equal(status, 200, "disconnect: 200")
+        try:
+            await asyncio.wait_for(ws.recv(), 5)
+            code = None
+        except websockets.ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+        c.equal(code, 1008, "the disconnected client sees 1008")
+        status, _, body = http_get(host, port, "/healthz")
+        c.equal((status, body), (200, "ok"), "/healthz stays open")
+
+
+async def handshake_timeout(c, binary, folder):
+    cfg = write_config(folder, {"listen": {"port": 0}, "limits": {"handshake_timeout": 2},
+                                "endpoints": [{"path": "/ws"}]})
+    with Server(binary, ["--config", cfg]) as server:
+        s = socket.create_connection((server.connect_host(), server.port))
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        s.settimeout(10)
+        start = time.monotonic()
+        try:
+            data = s.recv(100)
+        except OSError:
+            data = b""
+        took = time.monotonic() - start
+        c.check(data == b"" and took < 8, "a trickled handshake is dropped (after %.1f s)" % took)
+        s.close()
+
+
+async def slow_consumer(c, binary, folder):
+    cfg = write_config(folder, {"listen": {"port": 0}, "limits": {"max_queue_bytes": 1048576,
+                                                                   "messages_per_second": 0},
+                                "endpoints": [{"path": "/ws"}]})
+    with Server(binary, ["--config", cfg]) as server:
+        pub = await connect(server.url())
+        good = await connect(server.url(), max_queue=None)
+        await recv_json(pub)
+        await recv_json(good)
+        for ws, name in ((pub, "pub"), (good, "good")):
+            await request(ws, {"type": "auth", "token": name})
+        await request(good, {"type": "subscribe", "channel": "feed"})
+        # The slow one: a raw socket that subscribes and then stops reading.
+        slow = socket.create_connection((server.connect_host(), server.port))
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        slow.sendall(("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+        def frame(text):
+            data = text.encode()
+            mask = os.urandom(4)
+            head = bytes([0x81, 0x80 | len(data)]) if len(data) < 126 else bytes([0x81, 0xFE]) + len(data).to_bytes(2, "big")
+            return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        slow.sendall(frame('{"type":"auth","token":"slow"}') + frame('{"type":"subscribe","channel":"feed"}'))
+        await asyncio.sleep(0.3)
+        rss_before = rss_kib(server.proc.pid)
+        payload = "x" * 8000
+        count = 600  # ~4.8 MB to a reader whose queue holds 1 MiB
+        received = []
+
+        async def reader():
+            while len(received) < count:
+                msg = json.loads(await asyncio.wait_for(good.recv(), 20))
+                if msg.get("type") == "chat":
+                    received.append(msg["seq"])
+        task = asyncio.ensure_future(reader())
+        for i in range(count):
+            await send_json(pub, {"type": "chat", "channel": "feed", "data": payload})
+            await recv_json(pub)  # chat.ok: one in flight at a time
+        await asyncio.wait_for(task, 30)
+        rss_after = rss_kib(server.proc.pid)
+        c.equal(received, list(range(1, count + 1)), "the reading subscriber gets every message in order")
+        c.check(rss_after - rss_before < 20000, "server memory stays bounded (RSS +%d KiB)" % (rss_after - rss_before))
+        status, _, body = http_get(server.connect_host(), server.port, "/status")
+        c.check(json.loads(body).get("slow_consumer_closes", 0) >= 1, "the slow reader was disconnected", body[:300])
+        slow.close()
+
+
+async def tls_listener(c, binary, folder):
+    cert = os.path.join(folder, "cert.pem")
+    key = os.path.join(folder, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    cfg = write_config(folder, {"listen": {"port": 0, "tls": {"cert": cert, "key": key}},
+                                "endpoints": [{"path": "/ws"}]})
+    server = Server(binary, ["--config", cfg])
+    with server:
+        context = ssl.create_default_context(cafile=cert)
+        async with websockets.connect("wss://127.0.0.1:%d/ws" % server.port, ssl=context) as ws:
+            got = await recv_json(ws)
+            c.equal(got.get("type"), "welcome", "a wss client is welcomed over TLS")
+        refused = False
+        try:
+            async with websockets.connect("wss://127.0.0.1:%d/ws" % server.port, ssl=ssl.create_default_context()):
+                pass
+        except (ssl.SSLError, OSError):
+            refused = True
+        c.check(refused, "a client that does not trust the certificate is refused")
+
+
+async def main(c):
+    binary = sys.argv[1]
+    for scenario in (origins, connection_caps, rate_limits, admin_routes, handshake_timeout, slow_consumer,
+                     tls_listener):
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                await scenario(c, binary, folder)
+            except Exception as exc:  # noqa: BLE001
+                c.error(scenario.__name__, exc)
+
+
+if __name__ == "__main__":
+    sys.exit(run_async_main(main, Checker()))
