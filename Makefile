@@ -5,7 +5,8 @@ JOBS      ?= $(shell nproc)
 ARGS      ?=
 
 APT_PACKAGES := cmake g++ make pkg-config libwebsockets-dev libcjson-dev \
-                liblua5.4-dev catch2 libssl-dev python3 python3-websockets
+                liblua5.4-dev catch2 libssl-dev python3 python3-websockets \
+                python3-prometheus-client openssl
 
 .PHONY: all deps configure build run test clean
 
@@ -64,3 +65,20 @@ test-asan: deps
 fuzz: deps
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(FUZZ_APT_PACKAGES)"
 	FUZZ_DIR=$(FUZZ_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) fuzz/run
+
+# Benchmarks (issue 6). bench: installs the peers (Debian packages; node's
+# `ws` from bench/node/package-lock.json), builds wsrelay and bench/, runs
+# every scenario against wsrelay and the peers side by side (server on core 0,
+# generator on core 1) and writes docs/benchmarks.md + docs/benchmarks.png.
+# About 10 minutes; BENCH_DURATION, BENCH_RUNS, BENCH_SCENARIOS, ... (see
+# bench/run_bench.py) change it. Never part of `make test`.
+BENCH_BUILD_DIR    ?= build-bench
+BENCH_APT_PACKAGES := libwebsockets-test-server nginx-light libnginx-mod-nchan gnuplot-nox
+
+.PHONY: bench
+bench: build
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(BENCH_APT_PACKAGES) $$(command -v node >/dev/null && command -v npm >/dev/null || echo nodejs npm)"
+	cmake -S bench -B $(BENCH_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS)
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
+	BENCH_BUILD=$(abspath $(BENCH_BUILD_DIR)) WSRELAY=$(abspath $(BUILD_DIR))/wsrelay python3 bench/run_bench.py

@@ -16,7 +16,8 @@ namespace {
 
 const char* const kUsage =
     "Usage: wsrelay [--config FILE] [--host ADDR] [--port N] [--check]\n"
-    "               [--log-level error|warn|info|debug] [--version] [--help]\n"
+    "               [--log-level error|warn|info|debug] [--log-format text|json]\n"
+    "               [--version] [--help]\n"
     "\n"
     "A WebSocket relay: clients connect, authenticate, subscribe to channels and\n"
     "chat; every message is routed by a Lua script.\n"
@@ -29,6 +30,7 @@ const char* const kUsage =
     "  --check           validate the config and every script, print each error\n"
     "                    with its place, exit 0 if all is well, 1 otherwise\n"
     "  --log-level L     error, warn, info (default) or debug; overrides the config\n"
+    "  --log-format F    text (default) or json: one JSON object per line\n"
     "  --version         print the version and exit\n"
     "  --help            print this help and exit\n"
     "\n"
@@ -86,6 +88,14 @@ int main(int argc, char** argv) {
       return 0;
     } else if (arg == "--check") {
       options.check = true;
+    } else if (arg == "--log-format") {
+      if (i + 1 >= argc) return usage_error("--log-format needs a value");
+      const std::string format = argv[++i];
+      if (format == "json") {
+        wsrelay::log::set_format(wsrelay::log::Format::Json);
+      } else if (format != "text") {
+        return usage_error("--log-format: expected text or json, got '" + format + "'");
+      }
     } else if (arg == "--config" || arg == "--host" || arg == "--port" || arg == "--log-level") {
       const char* v = value(arg.c_str());
       if (v == nullptr) return usage_error(arg + " needs a value");

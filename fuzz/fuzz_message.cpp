@@ -114,7 +114,7 @@ function h.fail(session, msg)
   if msg.how == "fn" then return { type = "fn", f = print or tostring } end
   if msg.how == "global" then undeclared_global = 1 end
   if msg.how == "loop" then while true do end end
-  if msg.how == "grow" then local t = {} for i = 1, 1e7 do t[i] = string.rep("x", 64) .. i end end
+  if msg.how == "grow" then local t = {} for i = 1, 64 do t[i] = string.rep("x", 1 << 20) .. i end end
   return { type = "fail", how = msg.how }
 end
 

@@ -190,6 +190,80 @@ Response admin(server::Relay& relay, const Request& request) {
 
 }  // namespace
 
+namespace {
+// Prometheus label values escape only backslash, double quote and newline.
+void append_label(std::string& out, std::string_view value) {
+  out.push_back('"');
+  for (char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out.push_back(c);
+  }
+  out.push_back('"');
+}
+}  // namespace
+
+std::string metrics_text(server::Relay& relay) {
+  const session::Stats& st = relay.stats();
+  std::string out;
+  out.reserve(4096);
+  auto metric = [&](const char* name, const char* type, const char* help, double value) {
+    out += "# HELP ";
+    out += name;
+    out += " ";
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += " ";
+    out += type;
+    out += "\n";
+    out += name;
+    char buf[48];
+    std::snprintf(buf, sizeof buf, " %.17g\n", value);
+    out += buf;
+  };
+  auto u = [](std::uint64_t v) { return static_cast<double>(v); };
+  const auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - st.started).count();
+  metric("wsrelay_uptime_seconds", "gauge", "Seconds since the relay started.", static_cast<double>(uptime) / 1000.0);
+  metric("wsrelay_connections", "gauge", "Open WebSocket sessions.", u(st.connections));
+  metric("wsrelay_connections_total", "counter", "WebSocket sessions accepted.", u(st.connections_total));
+  metric("wsrelay_refused_connections_total", "counter", "Upgrades refused (limits, origin).", u(st.refused_connections));
+  metric("wsrelay_messages_in_total", "counter", "Complete messages received from clients.", u(st.messages_in));
+  metric("wsrelay_messages_out_total", "counter", "Messages queued to clients.", u(st.messages_out));
+  metric("wsrelay_bytes_in_total", "counter", "Bytes received from clients.", u(st.bytes_in));
+  metric("wsrelay_bytes_out_total", "counter", "Bytes queued to clients.", u(st.bytes_out));
+  metric("wsrelay_channels", "gauge", "Channels with at least one subscriber.", u(relay.hub().channel_count()));
+  metric("wsrelay_subscriptions", "gauge", "Channel subscriptions.", u(relay.hub().subscription_count()));
+  metric("wsrelay_publish_deliveries_total", "counter", "Deliveries made by channel publishes (fan-out).", u(relay.hub().deliveries()));
+  metric("wsrelay_errors_sent_total", "counter", "Error replies sent to clients.", u(st.errors_sent));
+  metric("wsrelay_script_errors_total", "counter", "Script handler failures.", u(st.script_errors));
+  metric("wsrelay_script_timeouts_total", "counter", "Script calls cut off by the instruction budget.", u(st.script_timeouts));
+  metric("wsrelay_rate_limited_total", "counter", "Messages refused by a rate limit.", u(st.rate_limited));
+  metric("wsrelay_queue_drops_total", "counter", "Outbound frames dropped by the drop_oldest policy.", u(st.frames_dropped));
+  metric("wsrelay_slow_consumer_disconnects_total", "counter", "Sessions closed because their outbound queue was full.", u(st.slow_consumer_closes));
+  metric("wsrelay_upstream_links", "gauge", "Upstream links open or connecting.", u(st.upstream_links));
+  metric("wsrelay_upstream_connects_total", "counter", "Upstream connection attempts.", u(st.upstream_connects));
+  metric("wsrelay_upstream_failures_total", "counter", "Upstream links that failed to open or dropped.", u(st.upstream_failures));
+  metric("wsrelay_upstream_messages_in_total", "counter", "Messages received from upstreams.", u(st.upstream_messages_in));
+  metric("wsrelay_upstream_messages_out_total", "counter", "Messages sent to upstreams.", u(st.upstream_messages_out));
+  out += "# HELP wsrelay_messages_by_type_total Client messages by the handler type that routed them.\n"
+         "# TYPE wsrelay_messages_by_type_total counter\n";
+  for (const auto& [type, count] : st.messages_by_type) {
+    out += "wsrelay_messages_by_type_total{type=";
+    append_label(out, type);
+    out += "} " + std::to_string(count) + "\n";
+  }
+  out += "# HELP wsrelay_endpoint_connections Open sessions per endpoint.\n"
+         "# TYPE wsrelay_endpoint_connections gauge\n";
+  for (const auto& ep : relay.endpoints()) {
+    out += "wsrelay_endpoint_connections{endpoint=";
+    append_label(out, ep->config.path);
+    out += "} " + std::to_string(ep->connections) + "\n";
+  }
+  return out;
+}
+
 Response handle(server::Relay& relay, const Request& request) {
   if (request.path.rfind("/admin/", 0) == 0) return admin(relay, request);
   const std::string_view method = request.method;
@@ -207,6 +281,10 @@ Response handle(server::Relay& relay, const Request& request) {
   if (path == "/healthz") {
     r.status = 200;
     r.body = "ok";
+  } else if (path == "/metrics") {
+    r.status = 200;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics_text(relay);
   } else if (path == "/status") {
     r.status = 200;
     r.content_type = "application/json";

@@ -23,4 +23,7 @@ bool is_script_route(server::Relay& relay, std::string_view method, std::string_
 // /status body: counters, channels, endpoints.
 std::string status_json(server::Relay& relay);
 
+// /metrics body: the same counters in the Prometheus text exposition format.
+std::string metrics_text(server::Relay& relay);
+
 }  // namespace wsrelay::http

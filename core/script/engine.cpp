@@ -538,7 +538,10 @@ void call_handler(lua_State* L, Job& job, int msg_index, int nargs = 2) {
     return;
   }
   const bool timeout = in.budget_exceeded;
-  if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
+  if (in.engine->context().stats != nullptr) {
+    ++in.engine->context().stats->script_errors;
+    if (timeout) ++in.engine->context().stats->script_timeouts;
+  }
   log::error(in.engine->name() + ": handler '" + std::string(job.handler_name) + "' failed: " + error,
              job.session->id());
   if (detail.size() > error.size()) log::debug(detail, job.session->id());
@@ -599,6 +602,12 @@ int dispatch_entry(lua_State* L) {
   if (!found && push_handler(L, "on_message")) {
     found = true;
     type_name = "on_message";
+  }
+  if (session::Stats* stats = in.engine->context().stats) {
+    const std::string_view counted = found ? std::string_view(type_name) : std::string_view("unknown");
+    auto it = stats->messages_by_type.find(counted);
+    if (it == stats->messages_by_type.end()) it = stats->messages_by_type.emplace(std::string(counted), 0).first;
+    ++it->second;
   }
   if (!found) {
     // The decoded message goes to on_error too, so the reply can echo its id.

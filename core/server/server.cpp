@@ -150,6 +150,7 @@ std::unique_ptr<PluginSet> load_plugins_if_needed(const config::Config& config, 
 }  // namespace
 
 bool Server::check(const config::Config& config, std::vector<std::string>& errors) {
+  install_lws_logging();
   bool ok = true;
   auto plugins = load_plugins_if_needed(config, errors, ok);
   if (!ok) return false;
@@ -166,6 +167,7 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     if (!ep.upstream) continue;
     for (const auto& header : ep.upstream->headers) log::add_secret(header.second);
   }
+  install_lws_logging();  // before lws_plugins_init, which logs each file it loads
   bool plugins_ok = true;
   server->plugins_ = load_plugins_if_needed(config, errors, plugins_ok);
   if (!plugins_ok) return nullptr;
@@ -174,7 +176,6 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
   server->relay_ = Relay::create(config, errors, server->plugins_.get());
   if (!server->relay_) return nullptr;
 
-  install_lws_logging();
   server->policy_ = std::make_unique<Policy>();
   Policy& policy = *server->policy_;
   // lws pings a connection idle for `interval` and hangs up one that has shown

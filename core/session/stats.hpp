@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <string>
 
 namespace wsrelay::session {
 
@@ -16,6 +18,10 @@ struct Stats {
   std::uint64_t bytes_out = 0;
   std::uint64_t errors_sent = 0;        // error replies (any code)
   std::uint64_t script_errors = 0;      // handler failures (script_error)
+  std::uint64_t script_timeouts = 0;    // handler calls cut off by the instruction budget
+  // Messages in by the type that routed them. Only types a script handles
+  // get their own entry ("unknown" otherwise), so clients cannot grow it.
+  std::map<std::string, std::uint64_t, std::less<>> messages_by_type;
   std::uint64_t slow_consumer_closes = 0;
   std::uint64_t frames_dropped = 0;          // shed by the drop_oldest policy
   std::uint64_t rate_limited = 0;            // messages refused by a rate limit

@@ -12,6 +12,23 @@
 namespace wsrelay::log {
 namespace {
 std::atomic<int> g_level{static_cast<int>(Level::Info)};
+std::atomic<int> g_format{static_cast<int>(Format::Text)};
+
+void append_json_escaped(std::string& out, std::string_view s) {
+  static const char* hex = "0123456789abcdef";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      out += "\\u00";
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 0xf]);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+}
 // Written at start-up, before the loop runs; read on every line.
 std::vector<std::string>& secrets() {
   static std::vector<std::string> values;
@@ -58,6 +75,7 @@ std::string_view level_name(Level level) {
 }
 
 void set_level(Level level) { g_level.store(static_cast<int>(level)); }
+void set_format(Format format) { g_format.store(static_cast<int>(format)); }
 Level level() { return static_cast<Level>(g_level.load()); }
 bool enabled(Level l) { return static_cast<int>(l) >= g_level.load(); }
 
@@ -73,9 +91,25 @@ void write(Level level, std::string_view session, std::string_view message) {
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
   std::string line;
   line.reserve(64 + session.size() + message.size());
-  line.append(stamp).append(" ").append(level_name(level)).append(" ");
-  if (!session.empty()) line.append("[s=").append(session).append("] ");
-  for (char c : message) line.push_back(c == '\n' ? ' ' : c);  // one event, one line
+  if (g_format.load() == static_cast<int>(Format::Json)) {
+    std::string_view name = level_name(level);
+    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+    line.append("{\"ts\":\"").append(stamp).append("\",\"level\":\"");
+    for (char c : name) line.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c));
+    line.append("\"");
+    if (!session.empty()) {
+      line.append(",\"session\":\"");
+      append_json_escaped(line, session);
+      line.append("\"");
+    }
+    line.append(",\"msg\":\"");
+    append_json_escaped(line, message);
+    line.append("\"}");
+  } else {
+    line.append(stamp).append(" ").append(level_name(level)).append(" ");
+    if (!session.empty()) line.append("[s=").append(session).append("] ");
+    for (char c : message) line.push_back(c == '\n' ? ' ' : c);  // one event, one line
+  }
   if (!secrets().empty()) redact(line);
   line.push_back('\n');
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());

@@ -16,6 +16,10 @@ enum class Level { Debug = 0, Info = 1, Warn = 2, Error = 3 };
 std::optional<Level> parse_level(std::string_view name);
 std::string_view level_name(Level level);
 
+enum class Format { Text, Json };
+// Json: one object per line {"ts","level","session","msg"} for log shippers.
+void set_format(Format format);
+
 void set_level(Level level);
 Level level();
 bool enabled(Level level);

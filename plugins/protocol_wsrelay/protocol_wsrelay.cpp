@@ -617,17 +617,11 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
     default:
       break;
   }
-  // Without a Relay (its PROTOCOL_INIT failed) nothing is served.
-  if (reason != LWS_CALLBACK_HTTP_CONFIRM_UPGRADE && reason != LWS_CALLBACK_CLOSED &&
-      reason != LWS_CALLBACK_CLOSED_HTTP && relay_of(wsi) == nullptr) {
-    switch (reason) {
-      case LWS_CALLBACK_HTTP:
-      case LWS_CALLBACK_ESTABLISHED:
-        return -1;
-      default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
-    }
-  }
+  // Without a Relay (its PROTOCOL_INIT failed) nothing is served. Only the
+  // two events that start something look it up: lws also calls the vhost's
+  // first protocol for other protocols' wsi (WSI_DESTROY...), where the
+  // bound protocol is not ours to look at.
+  if ((reason == LWS_CALLBACK_HTTP || reason == LWS_CALLBACK_ESTABLISHED) && relay_of(wsi) == nullptr) return -1;
   switch (reason) {
     case LWS_CALLBACK_HTTP:
       return on_http(wsi, pss, static_cast<const char*>(in));
