@@ -25,6 +25,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Where a plain `wsrelay` looks for the demo page; set by the build.
+#ifndef WSRELAY_DEMO_DIRS
+#define WSRELAY_DEMO_DIRS ""
+#endif
+
 struct JsonDeleter {
   void operator()(cJSON* p) const noexcept { cJSON_Delete(p); }
 };
@@ -988,6 +993,16 @@ Config default_config(const EnvLookup& env) {
   ep.options_json = "{}";
   cfg.endpoints.push_back(std::move(ep));
   if (env) cfg.jwt.secret = env(std::string(kJwtSecretEnv)).value_or("");
+  cfg.admin_token = env ? env("WSRELAY_ADMIN_TOKEN").value_or("") : "";
+  // The demo page, from the installed share folder or this source tree, so
+  // that a plain `wsrelay` (and `make run`) serves it at /.
+  for (const char* dir : {WSRELAY_DEMO_DIRS}) {
+    std::error_code ec;
+    if (dir[0] != '\0' && fs::is_directory(dir, ec)) {
+      cfg.static_dir = fs::canonical(dir, ec).string();
+      break;
+    }
+  }
   return cfg;
 }
 

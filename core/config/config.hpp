@@ -112,6 +112,7 @@ struct Config {
   Jwt jwt;
   std::string log_level = "info";     // error|warn|info|debug
   bool watch_scripts = false;         // reload a script when its file changes (inotify)
+  std::string static_dir;             // files served over HTTP GET (e.g. the demo page); empty: none
   Limits limits;
   std::string admin_token;            // bearer token for /admin/*; from WSRELAY_ADMIN_TOKEN by default
   // Folders searched for plugins, absolute; empty and !plugin_dirs_set: the
