@@ -6,9 +6,13 @@ ARGS      ?=
 
 APT_PACKAGES := cmake g++ make pkg-config libwebsockets-dev libcjson-dev \
                 liblua5.4-dev catch2 libssl-dev python3 python3-websockets \
-                python3-prometheus-client openssl
+                openssl
+# What only the test suite needs: a Prometheus parser, Chromium for the demo
+# page test (node and npm too, added below only when missing: NodeSource's
+# nodejs conflicts with Debian's npm).
+TEST_APT_PACKAGES := python3-prometheus-client chromium
 
-.PHONY: all deps configure build run test clean
+.PHONY: all deps test-deps configure build run test clean
 
 all: build
 
@@ -36,7 +40,10 @@ build: configure
 run: build
 	./$(BUILD_DIR)/wsrelay $(ARGS)
 
-test: build
+test-deps:
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(APT_PACKAGES) $(TEST_APT_PACKAGES) $$(command -v node >/dev/null && command -v npm >/dev/null || echo nodejs npm)"
+
+test: test-deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 clean:

@@ -166,13 +166,29 @@ TEST_CASE("server http: /status counters follow connections, channels and messag
 
 TEST_CASE("server http: an unknown path is 404", "[integration]") {
   ServerFixture server;
-  for (const std::string path : {"/nope", "/", "/healthz/x", "/statusx", "/ws"}) {
+  // "/" is the demo page when the built-in default finds it (see below).
+  for (const std::string path : {"/nope", "/healthz/x", "/statusx", "/ws", "/../etc/passwd"}) {
     auto response = http_get("127.0.0.1", server.port(), path);
     INFO("GET " << path);
     REQUIRE(response.has_value());
     CHECK(response->status == 404);
     CHECK(response->body.rfind("not found", 0) == 0);
     CHECK(response->header("Cache-Control") == "no-store");
+  }
+}
+
+TEST_CASE("server http: the built-in default serves the demo folder, nothing outside it", "[integration]") {
+  ServerFixture server;
+  auto page = http_get("127.0.0.1", server.port(), "/");
+  REQUIRE(page.has_value());
+  CHECK(page->status == 200);
+  CHECK(page->header("Content-Type").rfind("text/html", 0) == 0);
+  CHECK(page->body.find("wsrelay") != std::string::npos);
+  for (const std::string path : {"/../CMakeLists.txt", "/%2e%2e/CMakeLists.txt", "/..%2fCMakeLists.txt"}) {
+    auto response = http_get("127.0.0.1", server.port(), path);
+    INFO("GET " << path);
+    REQUIRE(response.has_value());
+    CHECK(response->status == 404);
   }
 }
 

@@ -73,8 +73,13 @@ async def connection_caps(c, binary, folder):
         b = await connect(server.url())
         c.equal(await refused_status(server.url()), 503, "a third connection from one address gets 503")
         await a.close()
-        await asyncio.sleep(0.2)
-        c.equal(await refused_status(server.url()), 101, "a slot freed by a close can be used again")
+        status = None
+        for _ in range(30):  # the server sees the close a moment later
+            status = await refused_status(server.url())
+            if status == 101:
+                break
+            await asyncio.sleep(0.1)
+        c.equal(status, 101, "a slot freed by a close can be used again")
         await b.close()
     cfg = write_config(folder, {"listen": {"port": 0}, "limits": {"max_connections": 1},
                                 "endpoints": [{"path": "/ws"}]})
@@ -104,7 +109,7 @@ async def rate_limits(c, binary, folder):
         c.equal(got.get("id"), "over", "rate_limited echoes the id")
         got = await request(other, {"type": "heartbeat", "id": "o"})
         c.equal(got.get("type"), "heartbeat", "another client is not limited")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
         got = await request(ws, {"type": "heartbeat", "id": "later"})
         c.equal(got.get("type"), "heartbeat", "after waiting, messages pass again")
         # Keep hammering: after rate_limit_close_after refusals in a row, 1008.

@@ -1,0 +1,391 @@
+// End-to-end test of the demo page (examples/demo/) in headless Chromium.
+//
+//   node tests/browser/demo.spec.mjs --url http://127.0.0.1:PORT/ [options]
+//
+// Normally run by tests/python/test_demo_browser.py, which installs what is
+// missing, starts the relay (and, for the assistant panel, a second relay in
+// front of the fake OpenAI upstream) and passes:
+//
+//   --url URL             the page (a relay serving examples/demo at /)
+//   --admin-token T       the relay's WSRELAY_ADMIN_TOKEN: used to drop a
+//                         session (POST /admin/disconnect) to see the page reconnect
+//   --assistant WSURL     a relay running examples/realtime-relay (fake upstream):
+//                         a third page opens with ?assistant=WSURL and asks it
+//   --screenshot PATH     where to save the screenshot (repeatable)
+//   --chromium PATH       default /usr/bin/chromium
+//
+// Drives Debian's Chromium with playwright-core (tests/browser/package.json):
+// two browser contexts (two people, separate storage) log in as ann and bob,
+// join a channel, see each other's typing indicator and chat messages (from,
+// time, seq), leave a channel, survive a server-side disconnect, log out.
+// Prints "ok"/"not ok" per check and "N passed, M failed" at the end; exit
+// code 0 only if nothing failed.
+
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+// ---- arguments ------------------------------------------------------------------
+
+function parseArgs(argv) {
+  const out = { url: null, adminToken: null, assistant: null, screenshots: [], chromium: "/usr/bin/chromium" };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === "--url") out.url = next();
+    else if (a === "--admin-token") out.adminToken = next();
+    else if (a === "--assistant") out.assistant = next();
+    else if (a === "--screenshot") out.screenshots.push(next());
+    else if (a === "--chromium") out.chromium = next();
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!out.url) throw new Error("--url is required");
+  return out;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const base = new URL(args.url);
+const T = 8000; // ms: the longest any single thing may take
+
+// ---- results ----------------------------------------------------------------------
+
+let passed = 0;
+let failed = 0;
+const t0 = Date.now();
+
+function log(line) {
+  process.stdout.write(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${line}\n`);
+}
+
+function check(cond, what, detail) {
+  if (cond) {
+    passed++;
+    log(`ok - ${what}`);
+  } else {
+    failed++;
+    log(`not ok - ${what}${detail !== undefined ? ` -- ${typeof detail === "string" ? detail : JSON.stringify(detail)}` : ""}`);
+  }
+  return Boolean(cond);
+}
+
+/** Runs one step; an exception (e.g. a wait that timed out) is one failure. */
+async function step(what, fn) {
+  try {
+    await fn();
+  } catch (err) {
+    failed++;
+    log(`not ok - ${what}: ${String((err && err.message) || err).split("\n").slice(0, 4).join(" | ")}`);
+  }
+}
+
+/** Waits until fn (run in the page, with arg) returns something truthy; returns it. */
+async function waitIn(page, fn, arg, timeout = T) {
+  const handle = await page.waitForFunction(fn, arg, { timeout, polling: 50 });
+  return handle.jsonValue();
+}
+
+async function connState(page) {
+  return page.locator("#conn-state").getAttribute("data-state");
+}
+
+async function waitState(page, state, timeout = T) {
+  await page.locator(`#conn-state[data-state="${state}"]`).waitFor({ state: "attached", timeout });
+}
+
+/** The chat messages shown in the open channel. */
+async function shownMessages(page) {
+  return page.$$eval("#messages li.msg:not(.system)", (items) => items.map((li) => ({
+    from: li.querySelector(".from")?.textContent,
+    text: li.querySelector(".text")?.textContent,
+    seq: li.querySelector(".seq")?.textContent,
+    time: li.querySelector("time")?.textContent,
+    datetime: li.querySelector("time")?.getAttribute("datetime"),
+    mine: li.classList.contains("mine"),
+  })));
+}
+
+async function waitForMessage(page, from, text, timeout = T) {
+  await waitIn(page, ([f, t]) => [...document.querySelectorAll("#messages li.msg")].some(
+    (li) => li.querySelector(".from")?.textContent === f && li.querySelector(".text")?.textContent === t),
+  [from, text], timeout);
+  return (await shownMessages(page)).find((m) => m.from === from && m.text === text);
+}
+
+async function typingText(page) {
+  return (await page.locator("#typing").textContent()).trim();
+}
+
+async function channelNames(page) {
+  return page.$$eval("#channel-list .pick", (bs) => bs.map((b) => b.dataset.channel));
+}
+
+async function login(page, name, channel) {
+  await page.locator("#login-name").fill(name);
+  await page.locator("#login-channel").fill(channel);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await waitState(page, "open");
+  await page.locator("#app").waitFor({ state: "visible", timeout: T });
+}
+
+async function join(page, channel) {
+  await page.getByLabel("Join a channel").fill(channel);
+  await page.getByRole("button", { name: "Join", exact: true }).click();
+  await waitIn(page, (c) => document.querySelector("#chat-title")?.textContent === "# " + c, channel);
+}
+
+async function selectChannel(page, channel) {
+  await page.locator(`#channel-list .pick[data-channel="${channel}"]`).click();
+  await waitIn(page, (c) => document.querySelector("#chat-title")?.textContent === "# " + c, channel);
+}
+
+async function getJson(pathname, init) {
+  const res = await fetch(new URL(pathname, base), init);
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+
+// ---- the run ----------------------------------------------------------------------------
+
+const problems = []; // console errors and uncaught exceptions in the pages
+
+function watch(page, who) {
+  page.on("pageerror", (err) => problems.push(`${who}: uncaught ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") problems.push(`${who}: console error: ${msg.text()}`);
+  });
+}
+
+let browser;
+try {
+  log(`chromium ${args.chromium}, page ${base.href}`);
+  browser = await chromium.launch({
+    executablePath: args.chromium,
+    headless: true,
+    // Playwright gives every launch a fresh temporary user-data-dir (and removes it).
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage"],
+    timeout: 30000,
+  });
+  log(`browser ${browser.version()}`);
+  const contextOptions = {
+    viewport: { width: 1200, height: 720 }, deviceScaleFactor: 1, colorScheme: "light",
+    locale: "en-US", timezoneId: "UTC", reducedMotion: "reduce",
+  };
+  const annCtx = await browser.newContext(contextOptions);
+  const bobCtx = await browser.newContext(contextOptions);
+  const ann = await annCtx.newPage();
+  const bob = await bobCtx.newPage();
+  watch(ann, "ann");
+  watch(bob, "bob");
+  for (const p of [ann, bob]) p.setDefaultTimeout(T);
+
+  await step("the page loads", async () => {
+    const res = await ann.goto(base.href, { waitUntil: "load" });
+    check(res && res.status() === 200, "GET / answers 200", res && res.status());
+    check((await ann.title()) === "wsrelay demo", "the page title is 'wsrelay demo'", await ann.title());
+    await bob.goto(base.href, { waitUntil: "load" });
+    await ann.locator("#login-name").waitFor({ state: "visible" });
+    check(await ann.locator("#login").isVisible(), "the login form is shown first");
+    check((await connState(ann)) === "closed", "before login the state is 'closed'", await connState(ann));
+    check((await ann.locator("#relay-url").textContent()) === `ws://${base.host}/ws`,
+          "the page talks to ws://<its host>/ws", await ann.locator("#relay-url").textContent());
+    // The default relay has no /assistant endpoint: no assistant panel.
+    await ann.waitForLoadState("networkidle");
+    check(await ann.locator("#assistant").isHidden(), "no assistant panel without an assistant endpoint");
+    const unlabelled = await ann.$$eval("input, button", (els) => els.filter((e) => {
+      if (e.tagName === "BUTTON") return !(e.textContent.trim() || e.getAttribute("aria-label"));
+      return !(e.labels && e.labels.length) && !e.getAttribute("aria-label");
+    }).map((e) => e.id || e.outerHTML.slice(0, 60)));
+    check(unlabelled.length === 0, "every input and button has an accessible name", unlabelled);
+  });
+
+  await step("ann and bob log in", async () => {
+    await login(ann, "ann", "lobby");
+    check((await ann.locator("#me-name").textContent()) === "ann", "ann's page says 'signed in as ann'");
+    check((await ann.locator("#conn-state").textContent()).trim() === "open",
+          "ann's connection state reads 'open'", await ann.locator("#conn-state").textContent());
+    check(JSON.stringify(await channelNames(ann)) === '["lobby"]', "ann is in lobby", await channelNames(ann));
+    await login(bob, "bob", "lobby");
+    check((await connState(bob)) === "open", "bob's connection state is 'open'");
+    check((await bob.locator("#chat-title").textContent()) === "# lobby", "bob sees # lobby");
+    check(/^session [0-9a-f]{16}$/.test(await bob.locator("#session-info").textContent()),
+          "the footer shows the session id", await bob.locator("#session-info").textContent());
+  });
+
+  await step("joining a channel with the form", async () => {
+    await join(ann, "random");
+    await join(bob, "random");
+    check(JSON.stringify(await channelNames(ann)) === '["lobby","random"]', "ann's list: lobby, random",
+          await channelNames(ann));
+    check((await bob.locator("#chat-title").textContent()) === "# random", "bob's open channel is # random");
+    const st = await getJson("/status");
+    check(st.body && st.body.subscriptions === 4 && st.body.connections === 2,
+          "the relay has 2 connections with 4 subscriptions", st.body && [st.body.connections, st.body.subscriptions]);
+    await selectChannel(ann, "lobby");
+    await selectChannel(bob, "lobby");
+  });
+
+  await step("typing indicator", async () => {
+    await bob.locator("#compose-text").click();
+    await bob.keyboard.type("hello ann", { delay: 30 });
+    const text = await waitIn(ann, () => {
+      const t = document.querySelector("#typing").textContent;
+      return t.includes("typing") && t;
+    });
+    check(text === "bob is typing…", "ann sees 'bob is typing…'", text);
+    check((await typingText(bob)) === "", "bob does not see himself typing", await typingText(bob));
+  });
+
+  await step("chat from bob to ann", async () => {
+    await bob.keyboard.press("Enter");
+    const m = await waitForMessage(ann, "bob", "hello ann");
+    check(m && m.seq === "#1", "the first lobby message has seq 1", m);
+    check(m && /\d{1,2}:\d\d:\d\d/.test(m.time) && !Number.isNaN(Date.parse(m.datetime)),
+          "the message shows its time", m);
+    check(m && !m.mine, "ann's page shows bob's message as someone else's");
+    await waitIn(ann, () => document.querySelector("#typing").textContent === "");
+    check(true, "the typing indicator goes away when bob sends");
+    const own = await waitForMessage(bob, "bob", "hello ann");
+    check(own && own.mine, "bob sees his own message (from the broadcast), marked as his", own);
+    check((await bob.locator("#compose-text").inputValue()) === "", "bob's message box is empty after sending");
+  });
+
+  await step("chat from ann to bob", async () => {
+    await ann.locator("#compose-text").fill("hi bob! welcome to wsrelay — café ok?");
+    await ann.getByRole("button", { name: "Send" }).click();
+    const m = await waitForMessage(bob, "ann", "hi bob! welcome to wsrelay — café ok?");
+    check(m && m.seq === "#2", "the second lobby message has seq 2", m);
+  });
+
+  await step("typing stops when idle", async () => {
+    await ann.locator("#compose-text").pressSequentially("one sec", { delay: 20 });
+    await waitIn(bob, () => document.querySelector("#typing").textContent === "ann is typing…");
+    check(true, "bob sees 'ann is typing…'");
+    const t1 = Date.now();
+    await waitIn(bob, () => document.querySelector("#typing").textContent === "", undefined, 6000);
+    const idle = Date.now() - t1;
+    check(idle < 5000, "the indicator clears after a short idle (typing:false)", `${idle} ms`);
+    await ann.locator("#compose-text").fill("");
+  });
+
+  await step("unread counter in another channel", async () => {
+    await bob.locator("#channel-list .pick[data-channel=random]").waitFor();
+    await ann.locator("#channel-list .pick[data-channel=random]").click();
+    await ann.locator("#compose-text").fill("anyone here?");
+    await ann.keyboard.press("Enter");
+    const badge = await waitIn(bob, () => document.querySelector(
+      '#channel-list .pick[data-channel="random"] .unread')?.textContent);
+    check(badge === "1", "bob's # random shows 1 unread", badge);
+    await selectChannel(bob, "random");
+    const m = await waitForMessage(bob, "ann", "anyone here?");
+    check(m && m.seq === "#1", "seq counts per channel (# random starts at 1)", m);
+  });
+
+  await step("leaving a channel", async () => {
+    await bob.getByRole("button", { name: "Leave channel random" }).click();
+    await waitIn(bob, () => !document.querySelector('#channel-list .pick[data-channel="random"]'));
+    check((await bob.locator("#chat-title").textContent()) === "# lobby", "bob is back in # lobby");
+    const st = await getJson("/status");
+    check(st.body && st.body.subscriptions === 3, "the relay has 3 subscriptions after bob left random",
+          st.body && st.body.subscriptions);
+    await selectChannel(ann, "lobby");
+  });
+
+  if (args.adminToken) {
+    await step("automatic reconnect after the relay drops bob", async () => {
+      const session = (await bob.locator("#session-info").textContent()).replace("session ", "");
+      await bob.evaluate(() => {
+        window.__states = [];
+        window.wsrelayDemo.client.on("state", (s) => window.__states.push(s));
+      });
+      const res = await fetch(new URL("/admin/disconnect", base), {
+        method: "POST",
+        headers: { Authorization: `Bearer ${args.adminToken}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ session, reason: "demo test" }),
+      });
+      check(res.ok, "POST /admin/disconnect drops bob's session", res.status);
+      await waitIn(bob, () => window.__states.includes("reconnecting") && window.__states.at(-1) === "open");
+      const states = await bob.evaluate(() => window.__states);
+      check(states.includes("reconnecting") && states.at(-1) === "open",
+            "bob's page goes reconnecting → open by itself", states);
+      const newSession = (await bob.locator("#session-info").textContent()).replace("session ", "");
+      check(newSession !== session, "bob has a new session", [session, newSession]);
+      check((await bob.locator("#me-name").textContent()) === "bob", "bob is still signed in as bob");
+      await ann.locator("#compose-text").fill("still there, bob?");
+      await ann.keyboard.press("Enter");
+      const m = await waitForMessage(bob, "ann", "still there, bob?");
+      check(m && m.seq === "#3", "after the reconnect bob gets lobby messages again (resubscribed)", m);
+      check(await bob.locator("#messages li.system").count() >= 1, "bob's log notes the reconnect");
+    });
+  }
+
+  // The screenshot for the README: ann's view, with bob typing.
+  await step("screenshot", async () => {
+    const say = async (page, text) => {
+      await page.locator("#compose-text").fill(text);
+      await page.keyboard.press("Enter");
+      await waitForMessage(page === ann ? bob : ann, page === ann ? "ann" : "bob", text);
+    };
+    await say(bob, "yes! does this work from Unity too?");
+    await say(ann, "same protocol from JS, Python and C# (Unity) clients");
+    await bob.locator("#compose-text").fill("");
+    await bob.locator("#compose-text").pressSequentially("nice, and the", { delay: 20 });
+    await waitIn(ann, () => document.querySelector("#typing").textContent === "bob is typing…");
+    await ann.locator("#compose-text").fill("Channels, typing indicators, reconnect");
+    await ann.locator("#compose-text").blur();
+    for (const file of args.screenshots) {
+      fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      await ann.screenshot({ path: file });
+      const size = fs.statSync(file).size;
+      check(size > 10000, `screenshot saved to ${file}`, `${size} bytes`);
+    }
+    await ann.locator("#compose-text").fill("");
+  });
+
+  await step("log out", async () => {
+    await bob.getByRole("button", { name: "Log out" }).click();
+    await waitState(bob, "closed");
+    check(await bob.locator("#login").isVisible(), "after logging out bob sees the login form");
+    await waitIn(ann, () => document.querySelector("#typing").textContent === "", undefined, 9000);
+    check(true, "bob's typing indicator does not outlive his logout");
+  });
+
+  if (args.assistant) {
+    await step("assistant panel", async () => {
+      const ctx = await browser.newContext(contextOptions);
+      const carol = await ctx.newPage();
+      watch(carol, "carol");
+      const url = new URL(base.href);
+      url.searchParams.set("assistant", args.assistant);
+      await carol.goto(url.href);
+      await login(carol, "carol", "lobby");
+      await carol.locator("#assistant").waitFor({ state: "visible" });
+      check(true, "with ?assistant=… the assistant panel is shown");
+      await carol.getByLabel("Ask the assistant").fill("what is wsrelay?");
+      await carol.getByRole("button", { name: "Ask" }).click();
+      const answer = await waitIn(carol, () => {
+        // aria-busy is set while the answer streams, removed at response.done
+        const items = [...document.querySelectorAll("#assistant-log li.assistant:not([aria-busy]) .text")];
+        return items.length && items.at(-1).textContent;
+      });
+      check(answer === "echo: what is wsrelay?", "the assistant's streamed answer is shown", answer);
+      check((await carol.locator("#assistant-state").getAttribute("data-state")) === "open",
+            "the assistant link is open");
+      await ctx.close();
+    });
+  }
+
+  check(problems.length === 0, "no uncaught exceptions or console errors in the pages", problems);
+} catch (err) {
+  failed++;
+  log(`not ok - the test run: ${(err && err.stack) || err}`);
+} finally {
+  if (browser) await browser.close().catch(() => {});
+}
+
+log(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && passed > 0 ? 0 : 1);
