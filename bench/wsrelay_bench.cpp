@@ -1,0 +1,1434 @@
+// wsrelay-bench: a WebSocket load generator for wsrelay and its peers.
+//
+// One epoll loop per generator process, no WebSocket library: the client side
+// of RFC 6455 is in ws_proto.hpp, and every frame it sends is masked once,
+// before the run, with one fixed key (the payload of a publish is the only one
+// re-masked per send, for its timestamp). Scenarios and options: --help.
+// Loopback only: a URL whose host is not in 127.0.0.0/8 is refused.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "histogram.hpp"
+#include "ws_proto.hpp"
+
+namespace bench {
+namespace {
+
+using Nanos = std::int64_t;
+
+Nanos now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<Nanos>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "wsrelay-bench: %s\n", msg.c_str());
+  std::exit(2);
+}
+
+// ---------------------------------------------------------------- options --
+
+enum class Scenario { Echo, Latency, Fanout, Relay, Idle, Churn, ServeEcho };
+enum class Proto { Standard, Plain };
+
+struct Url {
+  std::string text;
+  std::string hostport;
+  std::string path = "/";
+  sockaddr_in addr{};
+};
+
+Url parse_url(const std::string& s) {
+  Url u;
+  u.text = s;
+  const std::string scheme = "ws://";
+  if (s.compare(0, scheme.size(), scheme) != 0) die("--url: expected ws://HOST:PORT/PATH (got " + s + ")");
+  std::string rest = s.substr(scheme.size());
+  const auto slash = rest.find('/');
+  if (slash != std::string::npos) {
+    u.path = rest.substr(slash);
+    rest = rest.substr(0, slash);
+  }
+  u.hostport = rest;
+  std::string host = rest;
+  int port = 80;
+  if (const auto colon = rest.rfind(':'); colon != std::string::npos) {
+    host = rest.substr(0, colon);
+    port = std::atoi(rest.c_str() + colon + 1);
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  u.addr.sin_family = AF_INET;
+  u.addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &u.addr.sin_addr) != 1) die("--url: host must be an IPv4 address: " + s);
+  if ((ntohl(u.addr.sin_addr.s_addr) >> 24) != 127) die("--url: loopback only (127.0.0.0/8): " + s);
+  if (port <= 0 || port > 65535) die("--url: bad port: " + s);
+  return u;
+}
+
+struct Options {
+  Scenario scenario = Scenario::Echo;
+  std::string scenario_name = "echo";
+  Proto proto = Proto::Standard;
+  std::string url = "ws://127.0.0.1:8000/ws";
+  std::string pub_url;       // fanout publisher; default: url
+  std::string upstream_url;  // relay: the echo upstream, measured directly as the baseline
+  std::string subprotocol;
+  std::string channel = "bench";
+  std::string token = "bench";
+  std::string label;
+  int conns = 100;
+  double rate = 0;  // latency/relay: messages/s in total; churn: cycles/s (0 = closed loop)
+  double duration = 5;
+  double warmup = 1;
+  int inflight = 1;
+  int window = 8;
+  int size = 36;
+  int procs = 1;
+  int source_addrs = 32;
+  int connect_concurrency = 1000;
+  pid_t server_pid = 0;
+  bool json = false;
+  double setup_timeout = 60;
+  double grace = 2;
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 0;
+};
+
+void usage() {
+  std::puts(
+      "usage: wsrelay-bench SCENARIO [options]\n"
+      "\n"
+      "scenarios:\n"
+      "  echo      closed loop: --inflight messages per connection, max throughput\n"
+      "  latency   open loop at --rate msg/s in total; latency from the scheduled send time\n"
+      "  fanout    1 publisher -> --conns subscribers: deliveries/s, publish->receive latency\n"
+      "  relay     open loop at --rate through wsrelay to an echo upstream, and directly to\n"
+      "            --upstream-url as the baseline: the latency the relay adds\n"
+      "  idle      --conns connections set up (auth + subscribe) and silent: server RSS per\n"
+      "            connection (needs --server-pid) and the time to establish them all\n"
+      "  churn     connect + auth + subscribe + close cycles at --rate/s (0: as fast as\n"
+      "            --conns concurrent cycles go)\n"
+      "  serve-echo  a plain WebSocket echo server (the relay scenario's upstream):\n"
+      "            --listen-port N [--listen-host 127.0.0.1]; runs until SIGTERM/SIGINT\n"
+      "\n"
+      "options:\n"
+      "  --url ws://127.0.0.1:8000/ws   server (loopback only)\n"
+      "  --pub-url URL           fanout publisher's URL (default --url; nchan: /pub/..)\n"
+      "  --upstream-url URL      relay: the upstream echo server, for the baseline\n"
+      "  --protocol standard|plain  standard: wsrelay.v1 (auth, subscribe, heartbeat, chat);\n"
+      "                          plain: raw text frames (peers, relay endpoints)\n"
+      "  --subprotocol NAME      Sec-WebSocket-Protocol to ask for\n"
+      "  --conns N               connections (fanout: subscribers)            [100]\n"
+      "  --rate R                latency/relay msg/s; churn cycles/s          [0]\n"
+      "  --duration S            measured seconds                             [5]\n"
+      "  --warmup S              seconds before measuring (idle: settle time) [1]\n"
+      "  --inflight N            echo: messages in flight per connection     [1]\n"
+      "  --window N              fanout: publishes in flight                  [8]\n"
+      "  --size N                plain echo payload bytes (standard: 36)      [36]\n"
+      "  --channel NAME --token NAME   standard protocol channel and token   [bench]\n"
+      "  --server-pid PID        read the server's CPU time and RSS from /proc\n"
+      "  --procs N               generator processes (connections split)      [1]\n"
+      "  --source-addrs N        spread connections over 127.0.0.1..N         [32]\n"
+      "  --connect-concurrency N handshakes in progress at once               [1000]\n"
+      "  --setup-timeout S       give up setting connections up after S       [60]\n"
+      "  --label TEXT            carried into the output\n"
+      "  --json                  one JSON object instead of the table");
+}
+
+Options parse_args(int argc, char** argv) {
+  Options o;
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    usage();
+    std::exit(argc < 2 ? 2 : 0);
+  }
+  o.scenario_name = argv[1];
+  const std::string sc = argv[1];
+  if (sc == "echo") o.scenario = Scenario::Echo;
+  else if (sc == "latency") o.scenario = Scenario::Latency;
+  else if (sc == "fanout") o.scenario = Scenario::Fanout;
+  else if (sc == "relay") o.scenario = Scenario::Relay;
+  else if (sc == "idle") o.scenario = Scenario::Idle;
+  else if (sc == "churn") o.scenario = Scenario::Churn;
+  else if (sc == "serve-echo") o.scenario = Scenario::ServeEcho;
+  else die("unknown scenario '" + sc + "' (--help lists them)");
+  if (o.scenario == Scenario::Idle) o.warmup = 2;
+  bool warmup_set = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) die(a + ": needs a value");
+      return argv[++i];
+    };
+    auto num = [&]() -> double {
+      const std::string v = val();
+      char* end = nullptr;
+      const double d = std::strtod(v.c_str(), &end);
+      if (end == v.c_str() || *end != '\0' || !std::isfinite(d) || d < 0) die(a + ": expected a number >= 0 (got " + v + ")");
+      return d;
+    };
+    if (a == "--url") o.url = val();
+    else if (a == "--pub-url") o.pub_url = val();
+    else if (a == "--upstream-url") o.upstream_url = val();
+    else if (a == "--protocol") {
+      const std::string p = val();
+      if (p == "standard") o.proto = Proto::Standard;
+      else if (p == "plain") o.proto = Proto::Plain;
+      else die("--protocol: standard or plain (got " + p + ")");
+    } else if (a == "--subprotocol") o.subprotocol = val();
+    else if (a == "--channel") o.channel = val();
+    else if (a == "--token") o.token = val();
+    else if (a == "--label") o.label = val();
+    else if (a == "--conns") o.conns = static_cast<int>(num());
+    else if (a == "--rate") o.rate = num();
+    else if (a == "--duration") o.duration = num();
+    else if (a == "--warmup") { o.warmup = num(); warmup_set = true; }
+    else if (a == "--inflight") o.inflight = std::max(1, static_cast<int>(num()));
+    else if (a == "--window") o.window = std::max(1, static_cast<int>(num()));
+    else if (a == "--size") o.size = std::max(2, static_cast<int>(num()));
+    else if (a == "--server-pid") o.server_pid = static_cast<pid_t>(num());
+    else if (a == "--procs") o.procs = std::max(1, static_cast<int>(num()));
+    else if (a == "--source-addrs") o.source_addrs = std::clamp(static_cast<int>(num()), 1, 250);
+    else if (a == "--connect-concurrency") o.connect_concurrency = std::max(1, static_cast<int>(num()));
+    else if (a == "--setup-timeout") o.setup_timeout = num();
+    else if (a == "--listen-host") o.listen_host = val();
+    else if (a == "--listen-port") o.listen_port = static_cast<int>(num());
+    else if (a == "--json") o.json = true;
+    else if (a == "--help" || a == "-h") { usage(); std::exit(0); }
+    else die("unknown option " + a + " (--help lists them)");
+  }
+  (void)warmup_set;
+  if (o.duration > 3600 || o.warmup > 3600) die("--duration/--warmup: at most 3600 s");
+  if (o.conns < 1 && o.scenario != Scenario::ServeEcho) die("--conns: at least 1");
+  if (o.conns > 1000000) die("--conns: at most 1000000");
+  if ((o.scenario == Scenario::Latency || o.scenario == Scenario::Relay) && o.rate <= 0)
+    die(o.scenario_name + ": needs --rate > 0");
+  if (o.scenario == Scenario::Relay && o.upstream_url.empty()) die("relay: needs --upstream-url (the echo upstream)");
+  if (o.pub_url.empty()) o.pub_url = o.url;
+  if (o.procs > o.conns && o.scenario != Scenario::ServeEcho) o.procs = o.conns;
+  return o;
+}
+
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  // As root the hard limit can go up to fs.nr_open; otherwise the soft one to the hard one.
+  rlim_t want = 1 << 20;
+  if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "r")) {
+    unsigned long v = 0;
+    if (std::fscanf(f, "%lu", &v) == 1 && v > 0) want = std::min<rlim_t>(v, 1 << 20);
+    std::fclose(f);
+  }
+  rlimit up{want, want};
+  if (rl.rlim_max < want && setrlimit(RLIMIT_NOFILE, &up) == 0) return;
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+rlim_t fd_limit() {
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  return rl.rlim_cur;
+}
+
+// ------------------------------------------------------------ /proc reads --
+
+// utime + stime of the whole process (all threads), seconds; -1 if gone.
+double proc_cpu_seconds(pid_t pid) {
+  if (pid <= 0) return -1;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "r");
+  if (!f) return -1;
+  char buf[2048];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');  // the command name may hold spaces
+  if (!p) return -1;
+  unsigned long long utime = 0, stime = 0;
+  // Fields after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15)
+  if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) return -1;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// VmRSS in KiB; -1 if gone.
+long proc_rss_kib(pid_t pid) {
+  if (pid <= 0) return -1;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "r");
+  if (!f) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "VmRSS:", 6) == 0) {
+      kib = std::strtol(line + 6, nullptr, 10);
+      break;
+    }
+  }
+  std::fclose(f);
+  return kib;
+}
+
+double own_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// ----------------------------------------------------------------- result --
+
+// What one generator process measured; plain data, sent whole through a pipe.
+struct Result {
+  std::uint64_t messages = 0;  // in the window: replies, deliveries, completed cycles
+  std::uint64_t sent = 0;      // in the window: requests or publishes sent, cycles started
+  std::uint64_t lost = 0;      // latency: requests of the window never answered
+  std::uint64_t conns_ready = 0;
+  std::uint64_t connect_fail = 0;
+  std::uint64_t handshake_fail = 0;
+  std::uint64_t peer_closed = 0;  // closed by the server outside a close we asked for
+  std::uint64_t error_replies = 0;
+  std::uint64_t cycle_fail = 0;
+  std::uint64_t stray = 0;  // frames that matched nothing expected
+  double window_s = 0;
+  double cpu_s = 0;          // generator CPU seconds in the window, all processes
+  double cpu_max_frac = 0;   // the busiest generator process, share of one core
+  Nanos first_start = 0;     // first connect started
+  Nanos last_ready = 0;      // last connection set up
+  double server_cpu_s = -1;  // in the window
+  long server_rss_before = -1;
+  long server_rss_after = -1;
+  Histogram lat;    // request -> reply, publish -> receive
+  Histogram setup;  // connect -> ready (idle: per connection; churn: per cycle)
+
+  void merge(const Result& o) {
+    messages += o.messages;
+    sent += o.sent;
+    lost += o.lost;
+    conns_ready += o.conns_ready;
+    connect_fail += o.connect_fail;
+    handshake_fail += o.handshake_fail;
+    peer_closed += o.peer_closed;
+    error_replies += o.error_replies;
+    cycle_fail += o.cycle_fail;
+    stray += o.stray;
+    window_s = std::max(window_s, o.window_s);
+    cpu_s += o.cpu_s;
+    cpu_max_frac = std::max(cpu_max_frac, o.cpu_max_frac);
+    if (o.first_start && (!first_start || o.first_start < first_start)) first_start = o.first_start;
+    last_ready = std::max(last_ready, o.last_ready);
+    if (o.server_cpu_s >= 0) server_cpu_s = o.server_cpu_s;
+    if (o.server_rss_before >= 0) server_rss_before = o.server_rss_before;
+    if (o.server_rss_after >= 0) server_rss_after = o.server_rss_after;
+    lat.merge(o.lat);
+    setup.merge(o.setup);
+  }
+};
+
+// Shared by the generator processes (anonymous shared mapping made before fork).
+struct Shared {
+  std::atomic<std::uint64_t> delivered;      // fanout: deliveries so far, every process
+  std::atomic<std::uint64_t> subscribers;    // fanout: subscribers set up, every process
+  std::atomic<int> ready_procs;
+  std::atomic<Nanos> t0;                     // run start, set when the last process is ready
+};
+
+// ------------------------------------------------------------- the worker --
+
+enum class St { Connecting, Handshake, Setup, Ready, Closing, Dead };
+
+// Send times waiting for their reply, oldest first (replies come in order).
+class TimeRing {
+ public:
+  bool empty() const { return head_ == tail_; }
+  std::size_t size() const { return tail_ - head_; }
+  void push(Nanos t) {
+    if (tail_ - head_ == buf_.size()) grow();
+    buf_[tail_++ & (buf_.size() - 1)] = t;
+  }
+  Nanos pop() { return buf_[head_++ & (buf_.size() - 1)]; }
+
+ private:
+  void grow() {
+    std::vector<Nanos> n(buf_.empty() ? 4 : buf_.size() * 2);
+    for (std::size_t i = head_; i < tail_; ++i) n[i - head_] = buf_[i & (buf_.size() - 1)];
+    tail_ -= head_;
+    head_ = 0;
+    buf_.swap(n);
+  }
+  std::vector<Nanos> buf_;
+  std::size_t head_ = 0, tail_ = 0;
+};
+
+struct Conn {
+  int fd = -1;
+  std::uint64_t serial = 0;  // picks the source address
+  St st = St::Connecting;
+  bool publisher = false;
+  bool subscribe = false;
+  bool want_out = false;     // EPOLLOUT armed
+  bool got_auth = false;
+  bool in_window = false;    // churn: this cycle was scheduled inside the window
+  std::string in;            // bytes of an incomplete frame (or handshake) left from the last read
+  std::string out;           // bytes the socket did not take yet
+  std::size_t out_off = 0;
+  TimeRing pending;
+  Nanos start = 0;           // connect started (churn: scheduled start)
+  Nanos close_deadline = 0;
+  const Url* url = nullptr;
+};
+
+class Worker {
+ public:
+  Worker(const Options& o, int index, int first, int count, Shared* sh)
+      : o_(o), index_(index), first_(first), count_(count), sh_(sh) {
+    url_ = parse_url(o.url);
+    pub_url_ = parse_url(o.pub_url);
+    build_frames();
+  }
+
+  Result run();
+
+ private:
+  void build_frames();
+  std::string handshake_request(const Url& u) const;
+  Conn* open_conn(const Url& u, bool publisher, bool subscribe, Nanos start);
+  void arm(Conn* c, bool out);
+  void send_bytes(Conn* c, const char* p, std::size_t n);
+  void on_writable(Conn* c);
+  void on_readable(Conn* c);
+  bool parse_handshake(Conn* c, const char*& p, const char* end);
+  void on_frame(Conn* c, std::uint8_t opcode, const char* p, std::size_t n);
+  void on_message(Conn* c, const char* p, std::size_t n);
+  void on_ready(Conn* c);
+  void fail(Conn* c, std::uint64_t Result::*counter);
+  void kill(Conn* c);
+  void publish();
+  void churn_tick(Nanos now);
+  void latency_tick(Nanos now);
+  bool measuring(Nanos t) const { return t >= win_start_ && t < win_end_; }
+
+  const Options& o_;
+  int index_;
+  int first_;
+  int count_;
+  Shared* sh_;
+  Url url_, pub_url_;
+  int ep_ = -1;
+  std::string f_echo_, f_auth_, f_auth_sub_, f_close_, pub_template_;
+  std::size_t pub_ts_at_ = 0;  // offset of the 19 timestamp digits in pub_template_
+  std::string hs_main_, hs_pub_, expected_accept_;
+  std::vector<Conn*> conns_;
+  std::vector<Conn*> graveyard_;
+  Conn* publisher_ = nullptr;
+  std::uint64_t serial_ = 0;
+  int settling_ = 0;   // connections still connecting or setting up
+  int to_start_ = 0;   // idle/echo/...: connections not opened yet
+  Result r_;
+  std::vector<char> scratch_ = std::vector<char>(256 * 1024);
+  // run state
+  bool running_ = false;   // sending allowed (warm-up + window)
+  Nanos t0_ = 0, win_start_ = 0, win_end_ = 0;
+  std::uint64_t published_ = 0;
+  std::uint64_t delivered_local_ = 0;
+  std::uint64_t delivered_flushed_ = 0;  // part of delivered_local_ already added to sh_->delivered
+  std::uint64_t subscribers_total_ = 0;
+  double rate_ = 0;        // this process's share
+  std::uint64_t scheduled_ = 0;
+  int churn_active_ = 0;
+};
+
+void Worker::build_frames() {
+  std::string echo_payload = "{\"type\":\"heartbeat\",\"id\":1000000001}";  // 36 bytes
+  if (o_.proto == Proto::Plain && o_.size != 36) {
+    echo_payload = "{\"type\":\"echo\",\"pad\":\"\"}";
+    if (o_.size > static_cast<int>(echo_payload.size()))
+      echo_payload.insert(echo_payload.size() - 2, static_cast<std::size_t>(o_.size) - echo_payload.size(), 'x');
+    else
+      echo_payload.resize(static_cast<std::size_t>(o_.size), ' ');
+  }
+  f_echo_ = ws::client_frame(ws::kText, echo_payload);
+  f_auth_ = ws::client_frame(ws::kText, "{\"type\":\"auth\",\"id\":1,\"token\":\"" + o_.token + "\"}");
+  f_auth_sub_ = f_auth_ + ws::client_frame(ws::kText, "{\"type\":\"subscribe\",\"id\":2,\"channel\":\"" + o_.channel + "\"}");
+  f_close_ = ws::client_frame(ws::kClose, ws::close_payload(1000));
+  pub_template_ = "{\"type\":\"chat\",\"channel\":\"" + o_.channel + "\",\"data\":\"@@0000000000000000000\"}";
+  pub_ts_at_ = pub_template_.find("@@") + 2;
+  hs_main_ = handshake_request(url_);
+  hs_pub_ = handshake_request(pub_url_);
+  expected_accept_ = ws::accept_key(ws::kClientKey);
+}
+
+std::string Worker::handshake_request(const Url& u) const {
+  std::string s = "GET " + u.path + " HTTP/1.1\r\nHost: " + u.hostport +
+                  "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + ws::kClientKey +
+                  "\r\nSec-WebSocket-Version: 13\r\n";
+  if (!o_.subprotocol.empty()) s += "Sec-WebSocket-Protocol: " + o_.subprotocol + "\r\n";
+  return s + "\r\n";
+}
+
+Conn* Worker::open_conn(const Url& u, bool publisher, bool subscribe, Nanos start) {
+  auto* c = new Conn;
+  c->publisher = publisher;
+  c->subscribe = subscribe;
+  c->url = &u;
+  c->start = start;
+  c->serial = static_cast<std::uint64_t>(first_) + serial_++;
+  if (!r_.first_start) r_.first_start = now_ns();
+  conns_.push_back(c);
+  settling_++;
+  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) {
+    fail(c, &Result::connect_fail);
+    return c;
+  }
+  const int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // Spread over 127.0.0.x so that neither ephemeral ports nor TIME_WAIT run
+  // out; the port is chosen at connect time, per destination.
+  setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  src.sin_addr.s_addr = htonl(0x7f000001u + static_cast<std::uint32_t>(c->serial % static_cast<std::uint64_t>(o_.source_addrs)));
+  if (bind(c->fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0 ||
+      (connect(c->fd, reinterpret_cast<const sockaddr*>(&u.addr), sizeof u.addr) != 0 && errno != EINPROGRESS)) {
+    fail(c, &Result::connect_fail);
+    return c;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLOUT;
+  ev.data.ptr = c;
+  epoll_ctl(ep_, EPOLL_CTL_ADD, c->fd, &ev);
+  c->want_out = true;
+  return c;
+}
+
+void Worker::arm(Conn* c, bool out) {
+  if (c->want_out == out || c->fd < 0) return;
+  c->want_out = out;
+  epoll_event ev{};
+  ev.events = EPOLLIN | (out ? EPOLLOUT : 0u);
+  ev.data.ptr = c;
+  epoll_ctl(ep_, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+void Worker::send_bytes(Conn* c, const char* p, std::size_t n) {
+  if (c->fd < 0 || c->st == St::Dead) return;
+  if (c->out.size() > c->out_off) {  // keep the order: queue behind what is waiting
+    c->out.append(p, n);
+    return;
+  }
+  const ssize_t w = ::send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (w == static_cast<ssize_t>(n)) return;
+  if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    fail(c, &Result::peer_closed);
+    return;
+  }
+  const std::size_t done = w > 0 ? static_cast<std::size_t>(w) : 0;
+  c->out.assign(p + done, n - done);
+  c->out_off = 0;
+  arm(c, true);
+}
+
+void Worker::on_writable(Conn* c) {
+  if (c->st == St::Connecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      fail(c, &Result::connect_fail);
+      return;
+    }
+    c->st = St::Handshake;
+    c->want_out = true;  // forces arm() to rewrite the mask
+    arm(c, false);
+    const std::string& hs = c->url == &pub_url_ ? hs_pub_ : hs_main_;
+    send_bytes(c, hs.data(), hs.size());
+    return;
+  }
+  while (c->out_off < c->out.size()) {
+    const ssize_t w = ::send(c->fd, c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      fail(c, &Result::peer_closed);
+      return;
+    }
+    c->out_off += static_cast<std::size_t>(w);
+  }
+  c->out.clear();
+  c->out_off = 0;
+  arm(c, false);
+}
+
+bool Worker::parse_handshake(Conn* c, const char*& p, const char* end) {
+  const std::string_view all(p, static_cast<std::size_t>(end - p));
+  const auto eoh = all.find("\r\n\r\n");
+  if (eoh == std::string_view::npos) {
+    if (all.size() > 16384) fail(c, &Result::handshake_fail);
+    return false;
+  }
+  std::string head(all.substr(0, eoh));
+  p += eoh + 4;
+  for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const auto accept = head.find("\r\nsec-websocket-accept:");
+  bool ok = head.compare(0, 12, "http/1.1 101") == 0 && accept != std::string::npos;
+  if (ok) {
+    // The key is base64 (case matters): compare against the original bytes.
+    std::size_t v = accept + 23;
+    const std::string_view orig(all.data(), eoh);
+    while (v < orig.size() && orig[v] == ' ') ++v;
+    ok = orig.compare(v, expected_accept_.size(), expected_accept_) == 0;
+  }
+  if (!ok) {
+    fail(c, &Result::handshake_fail);
+    return false;
+  }
+  c->st = St::Setup;
+  const bool standard = o_.proto == Proto::Standard;
+  if (standard) {
+    const std::string& f = c->subscribe ? f_auth_sub_ : f_auth_;
+    send_bytes(c, f.data(), f.size());  // pipelined: no need to wait for the welcome
+  } else {
+    on_ready(c);
+  }
+  return true;
+}
+
+void Worker::on_readable(Conn* c) {
+  // One read per event (level-triggered): the rest comes with the next wait.
+  std::size_t have = c->in.size();
+  if (scratch_.size() < have + 65536) scratch_.resize(have + 65536);
+  if (have) std::memcpy(scratch_.data(), c->in.data(), have);
+  const ssize_t n = ::read(c->fd, scratch_.data() + have, scratch_.size() - have);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    if (c->st == St::Closing) {
+      kill(c);
+    } else {
+      fail(c, c->st == St::Connecting || c->st == St::Handshake ? &Result::handshake_fail : &Result::peer_closed);
+    }
+    return;
+  }
+  if (n < 0) return;
+  const char* p = scratch_.data();
+  const char* end = p + have + static_cast<std::size_t>(n);
+  if (c->st == St::Handshake && !parse_handshake(c, p, end)) {
+    if (c->st == St::Handshake) c->in.assign(scratch_.data(), have + static_cast<std::size_t>(n));
+    return;
+  }
+  while (p < end && c->st != St::Dead) {
+    ws::FrameHeader h;
+    const int rc = ws::parse_header(reinterpret_cast<const std::uint8_t*>(p), static_cast<std::size_t>(end - p), h);
+    if (rc < 0) {
+      fail(c, &Result::peer_closed);
+      return;
+    }
+    if (rc == 0 || static_cast<std::uint64_t>(end - p) < h.header_len + h.len) break;
+    char* payload = const_cast<char*>(p) + h.header_len;
+    if (h.masked) {
+      for (std::uint64_t i = 0; i < h.len; ++i) payload[i] = static_cast<char>(payload[i] ^ h.mask[i & 3]);
+    }
+    p += h.header_len + h.len;
+    // Data frames: a message ends at its FIN frame (the bench's messages are
+    // never fragmented by the servers; a fragmented one counts once).
+    if (h.opcode >= ws::kClose || h.fin) on_frame(c, h.opcode, payload, static_cast<std::size_t>(h.len));
+  }
+  if (c->st == St::Dead) return;
+  c->in.assign(p, static_cast<std::size_t>(end - p));
+}
+
+void Worker::on_frame(Conn* c, std::uint8_t opcode, const char* p, std::size_t n) {
+  switch (opcode) {
+    case ws::kClose:
+      if (c->st == St::Closing) {
+        kill(c);
+      } else {
+        const std::string f = ws::client_frame(ws::kClose, n >= 2 ? std::string_view(p, 2) : std::string_view());
+        send_bytes(c, f.data(), f.size());
+        fail(c, &Result::peer_closed);
+      }
+      return;
+    case ws::kPing: {
+      const std::string f = ws::client_frame(ws::kPong, std::string_view(p, n));
+      send_bytes(c, f.data(), f.size());
+      return;
+    }
+    case ws::kPong:
+      return;
+    default:
+      on_message(c, p, n);
+  }
+}
+
+bool has_type(const char* p, std::size_t n, std::string_view type) {
+  // The relay's encoder writes "type" first: {"type":"auth.ok",...
+  const std::string_view s(p, n);
+  return s.size() > 10 + type.size() && s.compare(0, 9, "{\"type\":\"") == 0 && s.compare(9, type.size(), type) == 0 &&
+         s[9 + type.size()] == '"';
+}
+
+void Worker::on_message(Conn* c, const char* p, std::size_t n) {
+  const Nanos now = now_ns();
+  const bool standard = o_.proto == Proto::Standard;
+  if (c->st == St::Setup) {
+    if (has_type(p, n, "error")) {
+      r_.error_replies++;
+      fail(c, &Result::handshake_fail);
+    } else if (has_type(p, n, "auth.ok")) {
+      c->got_auth = true;
+      if (!c->subscribe) on_ready(c);
+    } else if (has_type(p, n, "subscribe.ok") && c->got_auth) {
+      on_ready(c);
+    }
+    return;  // welcome
+  }
+  if (c->st != St::Ready) return;
+  switch (o_.scenario) {
+    case Scenario::Echo:
+    case Scenario::Latency:
+    case Scenario::Relay: {
+      if (c->pending.empty()) {
+        r_.stray++;
+        return;
+      }
+      if (standard && has_type(p, n, "error")) r_.error_replies++;
+      const Nanos sent = c->pending.pop();
+      const bool in = o_.scenario == Scenario::Echo ? measuring(now) : measuring(sent);
+      if (in) {
+        r_.messages++;
+        r_.lat.record(static_cast<std::uint64_t>(now - sent));
+      }
+      if (o_.scenario == Scenario::Echo && running_) {
+        c->pending.push(now_ns());
+        send_bytes(c, f_echo_.data(), f_echo_.size());
+        if (measuring(now)) r_.sent++;
+      }
+      return;
+    }
+    case Scenario::Fanout: {
+      if (c->publisher) return;  // chat.ok
+      const void* at = memmem(p, n, "@@", 2);
+      if (!at || static_cast<std::size_t>(static_cast<const char*>(at) - p) + 21 > n) {
+        if (standard && has_type(p, n, "error")) r_.error_replies++;
+        else r_.stray++;
+        return;
+      }
+      Nanos ts = 0;
+      const char* d = static_cast<const char*>(at) + 2;
+      for (int i = 0; i < 19; ++i) ts = ts * 10 + (d[i] - '0');
+      delivered_local_++;
+      if (measuring(now)) {
+        r_.messages++;
+        r_.lat.record(static_cast<std::uint64_t>(std::max<Nanos>(0, now - ts)));
+      }
+      return;
+    }
+    default:
+      if (standard && has_type(p, n, "error")) r_.error_replies++;
+      else r_.stray++;
+      return;
+  }
+}
+
+void Worker::on_ready(Conn* c) {
+  c->st = St::Ready;
+  settling_--;
+  const Nanos now = now_ns();
+  r_.last_ready = std::max(r_.last_ready, now);
+  if (o_.scenario == Scenario::Churn) {
+    if (c->in_window) r_.setup.record(static_cast<std::uint64_t>(now - c->start));
+    c->st = St::Closing;
+    c->close_deadline = now + 5'000'000'000LL;
+    send_bytes(c, f_close_.data(), f_close_.size());
+    return;
+  }
+  r_.conns_ready++;
+  if (o_.scenario == Scenario::Idle) r_.setup.record(static_cast<std::uint64_t>(now - c->start));
+  if (o_.scenario == Scenario::Fanout && !c->publisher) sh_->subscribers.fetch_add(1);
+}
+
+// The connection is gone for good; `counter` says why.
+void Worker::fail(Conn* c, std::uint64_t Result::*counter) {
+  if (c->st == St::Dead) return;
+  if (o_.scenario == Scenario::Churn) {
+    if (c->in_window) r_.cycle_fail++;
+    c->in_window = false;  // so that kill() does not count it as a completed cycle
+  } else if (running_ || c->st != St::Ready) {
+    r_.*counter += 1;
+  }
+  if (c->st == St::Connecting || c->st == St::Handshake || c->st == St::Setup) settling_--;
+  if (c->st == St::Ready && (o_.scenario == Scenario::Latency || o_.scenario == Scenario::Relay)) {
+    while (!c->pending.empty())
+      if (measuring(c->pending.pop())) r_.lost++;
+  }
+  kill(c);
+}
+
+void Worker::kill(Conn* c) {
+  if (c->st == St::Dead) return;
+  if (o_.scenario == Scenario::Churn) {
+    if (c->st == St::Closing && c->in_window) r_.messages++;
+    churn_active_--;
+  }
+  c->st = St::Dead;
+  if (c->fd >= 0) {
+    close(c->fd);  // also removes it from the epoll set
+    c->fd = -1;
+  }
+  graveyard_.push_back(c);
+}
+
+void Worker::publish() {
+  if (!publisher_ || publisher_->st != St::Ready) return;
+  const std::uint64_t subs = subscribers_total_;
+  if (subs == 0) return;
+  const std::uint64_t delivered = o_.procs > 1 ? sh_->delivered.load(std::memory_order_relaxed) : delivered_local_;
+  const std::uint64_t limit = static_cast<std::uint64_t>(o_.window) * subs;
+  std::string batch;
+  while (published_ * subs - std::min(delivered, published_ * subs) < limit) {
+    std::string payload = pub_template_;
+    Nanos t = now_ns();
+    for (int i = 18; i >= 0; --i) {
+      payload[pub_ts_at_ + static_cast<std::size_t>(i)] = static_cast<char>('0' + t % 10);
+      t /= 10;
+    }
+    batch += ws::client_frame(ws::kText, payload);
+    published_++;
+    if (measuring(now_ns())) r_.sent++;
+  }
+  if (!batch.empty()) send_bytes(publisher_, batch.data(), batch.size());
+}
+
+void Worker::latency_tick(Nanos now) {
+  // Open loop: send k is due at t0 + k / rate, whatever happened to the others.
+  std::string batch;
+  Conn* batch_conn = nullptr;
+  while (true) {
+    const Nanos due = t0_ + static_cast<Nanos>(static_cast<double>(scheduled_) * 1e9 / rate_);
+    if (due > now || due >= win_end_) break;
+    Conn* c = conns_[scheduled_ % conns_.size()];
+    scheduled_++;
+    if (c->st != St::Ready) {
+      if (measuring(due)) r_.lost++;
+      continue;
+    }
+    c->pending.push(due);
+    if (measuring(due)) r_.sent++;
+    if (batch_conn && batch_conn != c) {
+      send_bytes(batch_conn, batch.data(), batch.size());
+      batch.clear();
+    }
+    batch_conn = c;
+    batch += f_echo_;
+  }
+  if (batch_conn) send_bytes(batch_conn, batch.data(), batch.size());
+}
+
+void Worker::churn_tick(Nanos now) {
+  if (o_.rate > 0) {
+    while (true) {
+      const Nanos due = t0_ + static_cast<Nanos>(static_cast<double>(scheduled_) * 1e9 / rate_);
+      if (due > now || due >= win_end_) break;
+      if (churn_active_ >= o_.connect_concurrency) break;  // starts late; latency counts from `due`
+      scheduled_++;
+      churn_active_++;
+      Conn* c = open_conn(url_, false, o_.proto == Proto::Standard, due);
+      c->in_window = measuring(due);
+      if (c->in_window) r_.sent++;
+    }
+  } else {
+    while (now < win_end_ && churn_active_ < count_) {
+      churn_active_++;
+      Conn* c = open_conn(url_, false, o_.proto == Proto::Standard, now);
+      c->in_window = measuring(now);
+      if (c->in_window) r_.sent++;
+    }
+  }
+}
+
+Result Worker::run() {
+  ep_ = epoll_create1(EPOLL_CLOEXEC);
+  if (ep_ < 0) die("epoll_create1 failed");
+  const Nanos begin = now_ns();
+  const double cpu_begin = own_cpu_seconds();
+  const double server_cpu_begin = index_ == 0 ? proc_cpu_seconds(o_.server_pid) : -1;
+  const bool standard = o_.proto == Proto::Standard;
+  const bool churn = o_.scenario == Scenario::Churn;
+  if (!churn) to_start_ = count_;
+  if (o_.scenario == Scenario::Fanout && index_ == 0) publisher_ = open_conn(pub_url_, true, false, begin);
+  if (o_.scenario == Scenario::Churn || o_.scenario == Scenario::Latency || o_.scenario == Scenario::Relay)
+    rate_ = o_.rate / o_.procs;
+
+  enum class Phase { Setup, Barrier, Run, Drain, Done } phase = Phase::Setup;
+  double cpu_start = 0, server_cpu_start = -1;
+  bool window_open = false;
+  Nanos drain_until = 0;
+  std::vector<epoll_event> events(1024);
+
+  while (phase != Phase::Done) {
+    // Open connections while fewer than --connect-concurrency are being set up.
+    while (to_start_ > 0 && settling_ < o_.connect_concurrency) {
+      to_start_--;
+      open_conn(url_, false, standard && (o_.scenario == Scenario::Fanout || o_.scenario == Scenario::Idle), now_ns());
+    }
+    Nanos now = now_ns();
+    if (phase == Phase::Setup) {
+      const bool timed_out = now - begin > static_cast<Nanos>(o_.setup_timeout * 1e9);
+      if ((to_start_ == 0 && settling_ == 0) || timed_out) {
+        if (timed_out) {  // give up on what is not set up by now
+          for (Conn* c : conns_)
+            if (c->st != St::Ready && c->st != St::Dead) fail(c, &Result::handshake_fail);
+          to_start_ = 0;
+        }
+        if (sh_->ready_procs.fetch_add(1) + 1 == o_.procs) sh_->t0.store(now_ns());
+        phase = Phase::Barrier;
+      }
+    }
+    if (phase == Phase::Barrier && sh_->t0.load() != 0) {
+      t0_ = sh_->t0.load();
+      win_start_ = t0_ + static_cast<Nanos>(o_.warmup * 1e9);
+      win_end_ = win_start_ + static_cast<Nanos>(o_.duration * 1e9);
+      subscribers_total_ = sh_->subscribers.load();
+      std::erase_if(conns_, [](Conn* c) { return c->st == St::Dead; });
+      for (Conn* c : graveyard_) delete c;
+      graveyard_.clear();
+      phase = Phase::Run;
+      running_ = true;
+      if (o_.scenario == Scenario::Echo) {
+        for (Conn* c : conns_) {
+          if (c->st != St::Ready) continue;
+          std::string batch;
+          for (int i = 0; i < o_.inflight; ++i) {
+            c->pending.push(now_ns());
+            batch += f_echo_;
+          }
+          send_bytes(c, batch.data(), batch.size());
+        }
+      }
+      if (o_.scenario == Scenario::Latency || o_.scenario == Scenario::Relay) {
+        std::erase_if(conns_, [this](Conn* c) { return c == publisher_; });
+        if (conns_.empty()) phase = Phase::Done;
+      }
+    }
+    now = now_ns();
+    if (phase == Phase::Run) {
+      if (!window_open && now >= win_start_) {
+        window_open = true;
+        cpu_start = own_cpu_seconds();
+        if (index_ == 0) server_cpu_start = proc_cpu_seconds(o_.server_pid);
+        if (index_ == 0 && o_.scenario == Scenario::Idle) r_.server_rss_after = proc_rss_kib(o_.server_pid);
+      }
+      if (now >= win_end_) {
+        if (!window_open) {  // a zero-length window
+          window_open = true;
+          cpu_start = own_cpu_seconds();
+          if (index_ == 0) server_cpu_start = proc_cpu_seconds(o_.server_pid);
+          if (index_ == 0 && o_.scenario == Scenario::Idle) r_.server_rss_after = proc_rss_kib(o_.server_pid);
+        }
+        const double cpu = own_cpu_seconds() - cpu_start;
+        r_.window_s = static_cast<double>(now - win_start_) / 1e9;
+        r_.cpu_s = cpu;
+        r_.cpu_max_frac = r_.window_s > 0 ? cpu / r_.window_s : 0;
+        if (o_.scenario == Scenario::Idle) {  // idle: the work was setting the connections up
+          r_.cpu_s = own_cpu_seconds() - cpu_begin;
+          const double busy = static_cast<double>(std::max<Nanos>(r_.last_ready - begin, 1)) / 1e9;
+          r_.cpu_max_frac = std::min(r_.cpu_s / busy, 1.0);
+        }
+        if (index_ == 0 && o_.scenario == Scenario::Idle) server_cpu_start = server_cpu_begin;  // the set-up
+        if (index_ == 0 && server_cpu_start >= 0) {
+          const double end = proc_cpu_seconds(o_.server_pid);
+          if (end >= 0) r_.server_cpu_s = end - server_cpu_start;
+        }
+        running_ = false;
+        phase = Phase::Drain;
+        drain_until = now + static_cast<Nanos>(o_.grace * 1e9);
+      } else {
+        if (o_.scenario == Scenario::Fanout) {
+          if (o_.procs > 1) {  // others' deliveries were counted in shared memory
+            sh_->delivered.fetch_add(delivered_local_ - delivered_flushed_);
+            delivered_flushed_ = delivered_local_;
+          }
+          publish();
+        }
+        if (o_.scenario == Scenario::Latency || o_.scenario == Scenario::Relay) latency_tick(now);
+        if (churn) churn_tick(now);
+      }
+    }
+    if (phase == Phase::Drain) {
+      bool waiting = false;
+      if (o_.scenario == Scenario::Latency || o_.scenario == Scenario::Relay) {
+        for (Conn* c : conns_)
+          if (c->st == St::Ready && !c->pending.empty()) waiting = true;
+      }
+      if (churn) waiting = churn_active_ > 0;
+      if (!waiting || now >= drain_until) phase = Phase::Done;
+    }
+    if (churn) {  // close handshakes that never finish
+      for (Conn* c : conns_)
+        if (c->st == St::Closing && now > c->close_deadline) fail(c, &Result::cycle_fail);
+    }
+    if (phase == Phase::Done) break;
+
+    // Sleep until the next thing due, with nanosecond precision (epoll_pwait2).
+    Nanos wait = 50'000'000;
+    if (phase == Phase::Setup || phase == Phase::Barrier) wait = 1'000'000;
+    if (phase == Phase::Run) {
+      wait = std::min(wait, (window_open ? win_end_ : win_start_) - now);
+      if ((o_.scenario == Scenario::Latency || o_.scenario == Scenario::Relay || (churn && o_.rate > 0)) && rate_ > 0) {
+        const Nanos due = t0_ + static_cast<Nanos>(static_cast<double>(scheduled_) * 1e9 / rate_);
+        wait = std::min(wait, due - now);
+      }
+      if (o_.scenario == Scenario::Fanout && o_.procs > 1) wait = std::min<Nanos>(wait, 200'000);
+    }
+    if (phase == Phase::Drain) wait = std::min<Nanos>(wait, 10'000'000);
+    wait = std::max<Nanos>(wait, 0);
+    timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+    const int n = epoll_pwait2(ep_, events.data(), static_cast<int>(events.size()), &ts, nullptr);
+    if (n < 0 && errno != EINTR) die(std::string("epoll_pwait2: ") + std::strerror(errno));
+    for (int i = 0; i < n; ++i) {
+      Conn* c = static_cast<Conn*>(events[i].data.ptr);
+      if (c->st == St::Dead) continue;
+      const std::uint32_t e = events[i].events;
+      if (e & (EPOLLOUT | EPOLLERR)) on_writable(c);
+      if (c->st != St::Dead && (e & (EPOLLIN | EPOLLHUP))) on_readable(c);
+    }
+    if (!graveyard_.empty() && (churn || phase == Phase::Run)) {
+      std::erase_if(conns_, [](Conn* c) { return c->st == St::Dead; });
+      for (Conn* c : graveyard_) delete c;
+      graveyard_.clear();
+    }
+  }
+
+  for (Conn* c : conns_) {
+    // Requests of the window still unanswered after the grace period.
+    const bool open_loop = o_.scenario == Scenario::Latency || o_.scenario == Scenario::Relay;
+    while (open_loop && c->st == St::Ready && !c->pending.empty())
+      if (measuring(c->pending.pop())) r_.lost++;
+    if (c->fd >= 0) close(c->fd);
+    if (c->st != St::Dead) delete c;
+  }
+  for (Conn* c : graveyard_) delete c;
+  conns_.clear();
+  graveyard_.clear();
+  close(ep_);
+  return r_;
+}
+
+// --------------------------------------------------------- running workers --
+
+Result run_workers(const Options& o) {
+  void* mem = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) die("mmap failed");
+  auto* sh = new (mem) Shared{};
+  Result total;
+  const long rss_before = proc_rss_kib(o.server_pid);
+  if (o.procs == 1) {
+    Worker w(o, 0, 0, o.conns, sh);
+    total = w.run();
+  } else {
+    std::vector<std::pair<pid_t, int>> kids;
+    int first = 0;
+    for (int i = 0; i < o.procs; ++i) {
+      const int count = o.conns / o.procs + (i < o.conns % o.procs ? 1 : 0);
+      int fds[2];
+      if (pipe(fds) != 0) die("pipe failed");
+      const pid_t pid = fork();
+      if (pid < 0) die("fork failed");
+      if (pid == 0) {
+        close(fds[0]);
+        Worker w(o, i, first, count, sh);
+        auto r = std::make_unique<Result>(w.run());
+        const char* p = reinterpret_cast<const char*>(r.get());
+        std::size_t left = sizeof(Result);
+        while (left > 0) {
+          const ssize_t n = write(fds[1], p, left);
+          if (n <= 0) _exit(3);
+          p += n;
+          left -= static_cast<std::size_t>(n);
+        }
+        _exit(0);
+      }
+      close(fds[1]);
+      kids.emplace_back(pid, fds[0]);
+      first += count;
+    }
+    bool first_result = true;
+    for (auto [pid, fd] : kids) {
+      auto r = std::make_unique<Result>();
+      char* p = reinterpret_cast<char*>(r.get());
+      std::size_t left = sizeof(Result);
+      while (left > 0) {
+        const ssize_t n = read(fd, p, left);
+        if (n <= 0) break;
+        p += n;
+        left -= static_cast<std::size_t>(n);
+      }
+      close(fd);
+      int status = 0;
+      waitpid(pid, &status, 0);
+      if (left != 0) die("a generator process died (pid " + std::to_string(pid) + ")");
+      if (first_result) {
+        total = *r;
+        first_result = false;
+      } else {
+        total.merge(*r);
+      }
+    }
+  }
+  total.server_rss_before = rss_before;
+  munmap(mem, sizeof(Shared));
+  return total;
+}
+
+// ----------------------------------------------------------------- output --
+
+struct Report {
+  const Options* o;
+  Result r;
+  bool has_baseline = false;
+  Result baseline;  // relay: directly against the upstream
+};
+
+double per_s(std::uint64_t n, double s) { return s > 0 ? static_cast<double>(n) / s : 0; }
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    if (static_cast<unsigned char>(ch) < 0x20) continue;
+    out += ch;
+  }
+  return out;
+}
+
+void json_hist(std::string& j, const char* name, const Histogram& h) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "\"%s\":{\"count\":%" PRIu64 ",\"mean_us\":%.2f,\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,"
+                "\"p999_us\":%.2f,\"max_us\":%.2f}",
+                name, h.total, h.mean() / 1e3, h.percentile(0.5) / 1e3, h.percentile(0.9) / 1e3,
+                h.percentile(0.99) / 1e3, h.percentile(0.999) / 1e3, static_cast<double>(h.max) / 1e3);
+  j += buf;
+}
+
+void print_json(const Report& rep) {
+  const Options& o = *rep.o;
+  const Result& r = rep.r;
+  std::string j = "{";
+  char buf[1024];
+  std::snprintf(buf, sizeof buf,
+                "\"scenario\":\"%s\",\"label\":\"%s\",\"protocol\":\"%s\",\"url\":\"%s\",\"conns\":%d,\"procs\":%d,"
+                "\"rate\":%.1f,\"duration_s\":%.3f,\"warmup_s\":%.3f,\"window_s\":%.3f,",
+                o.scenario_name.c_str(), json_escape(o.label).c_str(), o.proto == Proto::Standard ? "standard" : "plain",
+                json_escape(o.url).c_str(), o.conns, o.procs, o.rate, o.duration, o.warmup, r.window_s);
+  j += buf;
+  const double establish = r.last_ready && r.first_start ? static_cast<double>(r.last_ready - r.first_start) / 1e9 : 0;
+  std::snprintf(buf, sizeof buf,
+                "\"messages\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"per_s\":%.1f,\"sent_per_s\":%.1f,\"lost\":%" PRIu64
+                ",\"conns_ready\":%" PRIu64 ",\"establish_s\":%.3f,\"connect_fail\":%" PRIu64
+                ",\"handshake_fail\":%" PRIu64 ",\"peer_closed\":%" PRIu64 ",\"error_replies\":%" PRIu64
+                ",\"cycle_fail\":%" PRIu64 ",\"stray\":%" PRIu64 ",",
+                r.messages, r.sent, per_s(r.messages, r.window_s), per_s(r.sent, r.window_s), r.lost, r.conns_ready,
+                establish, r.connect_fail, r.handshake_fail, r.peer_closed, r.error_replies, r.cycle_fail, r.stray);
+  j += buf;
+  std::snprintf(buf, sizeof buf,
+                "\"generator\":{\"cpu_s\":%.3f,\"cpu_frac\":%.3f,\"cpu_max_frac\":%.3f,\"saturated\":%s},",
+                r.cpu_s, o.scenario == Scenario::Idle ? r.cpu_max_frac : r.window_s > 0 ? r.cpu_s / r.window_s : 0,
+                r.cpu_max_frac, r.cpu_max_frac > 0.9 ? "true" : "false");
+  j += buf;
+  const long rss_delta = r.server_rss_after >= 0 && r.server_rss_before >= 0 ? r.server_rss_after - r.server_rss_before : 0;
+  std::snprintf(buf, sizeof buf,
+                "\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"per_cpu_s\":%.1f,\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,"
+                "\"kib_per_conn\":%.3f},",
+                static_cast<int>(o.server_pid), r.server_cpu_s,
+                r.server_cpu_s > 0 ? static_cast<double>(r.messages) / r.server_cpu_s : 0.0, r.server_rss_before,
+                r.server_rss_after,
+                r.conns_ready && r.server_rss_after >= 0 ? static_cast<double>(rss_delta) / static_cast<double>(r.conns_ready) : 0.0);
+  j += buf;
+  json_hist(j, "latency", r.lat);
+  j += ",";
+  json_hist(j, "setup", r.setup);
+  if (rep.has_baseline) {
+    j += ",\"baseline\":{";
+    std::snprintf(buf, sizeof buf, "\"url\":\"%s\",\"per_s\":%.1f,\"lost\":%" PRIu64 ",", json_escape(o.upstream_url).c_str(),
+                  per_s(rep.baseline.messages, rep.baseline.window_s), rep.baseline.lost);
+    j += buf;
+    json_hist(j, "latency", rep.baseline.lat);
+    j += "},";
+    std::snprintf(buf, sizeof buf, "\"added_us\":{\"p50\":%.2f,\"p99\":%.2f,\"p999\":%.2f}",
+                  (r.lat.percentile(0.5) - rep.baseline.lat.percentile(0.5)) / 1e3,
+                  (r.lat.percentile(0.99) - rep.baseline.lat.percentile(0.99)) / 1e3,
+                  (r.lat.percentile(0.999) - rep.baseline.lat.percentile(0.999)) / 1e3);
+    j += buf;
+  }
+  j += "}";
+  std::puts(j.c_str());
+}
+
+void print_hist_row(const char* name, const Histogram& h) {
+  std::printf("  %-22s %9.1f %9.1f %9.1f %9.1f %9.1f   (n=%" PRIu64 ")\n", name, h.percentile(0.5) / 1e3,
+              h.percentile(0.9) / 1e3, h.percentile(0.99) / 1e3, h.percentile(0.999) / 1e3,
+              static_cast<double>(h.max) / 1e3, h.total);
+}
+
+void print_table(const Report& rep) {
+  const Options& o = *rep.o;
+  const Result& r = rep.r;
+  std::printf("wsrelay-bench %s  %s  protocol=%s  conns=%d  procs=%d%s%s\n", o.scenario_name.c_str(), o.url.c_str(),
+              o.proto == Proto::Standard ? "standard" : "plain", o.conns, o.procs,
+              o.label.empty() ? "" : "  label=", o.label.c_str());
+  std::printf("  window %.2f s (after %.2f s warm-up)\n", r.window_s, o.warmup);
+  const char* unit = "msg/s";
+  switch (o.scenario) {
+    case Scenario::Fanout:
+      unit = "deliveries/s";
+      std::printf("  %-22s %12.0f\n", "publishes/s", per_s(r.sent, r.window_s));
+      break;
+    case Scenario::Churn:
+      unit = "cycles/s";
+      std::printf("  %-22s %12.0f\n", "cycles started/s", per_s(r.sent, r.window_s));
+      break;
+    default:
+      break;
+  }
+  if (o.scenario == Scenario::Idle) {
+    const double establish = r.last_ready && r.first_start ? static_cast<double>(r.last_ready - r.first_start) / 1e9 : 0;
+    std::printf("  %-22s %12" PRIu64 " of %d\n", "connections ready", r.conns_ready, o.conns);
+    std::printf("  %-22s %12.3f s\n", "time to establish", establish);
+    if (r.server_rss_after >= 0 && r.server_rss_before >= 0 && r.conns_ready)
+      std::printf("  %-22s %12.2f KiB  (RSS %ld -> %ld KiB)\n", "server RSS/connection",
+                  static_cast<double>(r.server_rss_after - r.server_rss_before) / static_cast<double>(r.conns_ready),
+                  r.server_rss_before, r.server_rss_after);
+  } else {
+    std::printf("  %-22s %12.0f\n", unit, per_s(r.messages, r.window_s));
+  }
+  if (r.server_cpu_s >= 0)
+    std::printf("  %-22s %12.3f s  (%.0f per server CPU-second)\n", "server CPU", r.server_cpu_s,
+                r.server_cpu_s > 0 ? static_cast<double>(r.messages) / r.server_cpu_s : 0.0);
+  if (o.scenario == Scenario::Churn && r.server_rss_before >= 0)
+    std::printf("  %-22s %ld -> %ld KiB\n", "server RSS", r.server_rss_before, r.server_rss_after);
+  std::printf("  %-22s %12.0f%% of a core (busiest process %.0f%%)%s\n", "generator CPU",
+              o.scenario == Scenario::Idle ? 100 * r.cpu_max_frac : r.window_s > 0 ? 100 * r.cpu_s / r.window_s : 0,
+              100 * r.cpu_max_frac,
+              r.cpu_max_frac > 0.9 ? "  ** generator saturated: the server may be faster than this **" : "");
+  std::printf("  latency (us)           %9s %9s %9s %9s %9s\n", "p50", "p90", "p99", "p99.9", "max");
+  if (rep.has_baseline) print_hist_row("direct to upstream", rep.baseline.lat);
+  if (o.scenario != Scenario::Idle) print_hist_row(o.scenario == Scenario::Churn ? "cycle (to subscribed)" : "through server", o.scenario == Scenario::Churn ? r.setup : r.lat);
+  if (o.scenario == Scenario::Idle) print_hist_row("connect -> ready", r.setup);
+  if (rep.has_baseline)
+    std::printf("  %-22s %9.1f %9s %9.1f %9.1f\n", "added by the relay", (r.lat.percentile(0.5) - rep.baseline.lat.percentile(0.5)) / 1e3,
+                "", (r.lat.percentile(0.99) - rep.baseline.lat.percentile(0.99)) / 1e3,
+                (r.lat.percentile(0.999) - rep.baseline.lat.percentile(0.999)) / 1e3);
+  const std::uint64_t problems = r.connect_fail + r.handshake_fail + r.peer_closed + r.error_replies + r.cycle_fail + r.lost;
+  std::printf("  problems: connect_fail=%" PRIu64 " handshake_fail=%" PRIu64 " peer_closed=%" PRIu64
+              " error_replies=%" PRIu64 " cycle_fail=%" PRIu64 " lost=%" PRIu64 " stray=%" PRIu64 "%s\n",
+              r.connect_fail, r.handshake_fail, r.peer_closed, r.error_replies, r.cycle_fail, r.lost, r.stray,
+              problems ? "  **" : "");
+}
+
+// ------------------------------------------------------------- serve-echo --
+
+// A plain WebSocket echo server: the relay scenario's upstream. Text and
+// binary frames come back unmasked with the same opcode, pings get pongs,
+// a close gets a close.
+volatile sig_atomic_t g_stop = 0;
+
+struct EchoConn {
+  int fd = -1;
+  bool open = false;
+  std::string in, out;
+};
+
+int serve_echo(const Options& o) {
+  signal(SIGTERM, [](int) { g_stop = 1; });
+  signal(SIGINT, [](int) { g_stop = 1; });
+  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(o.listen_port));
+  if (inet_pton(AF_INET, o.listen_host.c_str(), &a.sin_addr) != 1 || (ntohl(a.sin_addr.s_addr) >> 24) != 127)
+    die("--listen-host: a loopback IPv4 address");
+  if (bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(lfd, 4096) != 0)
+    die(std::string("serve-echo: cannot listen: ") + std::strerror(errno));
+  socklen_t alen = sizeof a;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &alen);
+  std::printf("serve-echo listening on ws://%s:%d/\n", o.listen_host.c_str(), ntohs(a.sin_port));
+  std::fflush(stdout);
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;
+  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  std::vector<epoll_event> events(512);
+  std::vector<char> buf(256 * 1024);
+  auto drop = [&](EchoConn* c) {
+    close(c->fd);
+    delete c;
+  };
+  auto flush = [&](EchoConn* c) -> bool {
+    while (!c->out.empty()) {
+      const ssize_t w = ::send(c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return false;
+      }
+      c->out.erase(0, static_cast<std::size_t>(w));
+    }
+    epoll_event e{};
+    e.events = EPOLLIN | (c->out.empty() ? 0u : EPOLLOUT);
+    e.data.ptr = c;
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
+    return true;
+  };
+  while (!g_stop) {
+    const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 200);
+    for (int i = 0; i < n; ++i) {
+      auto* c = static_cast<EchoConn*>(events[i].data.ptr);
+      if (!c) {
+        while (true) {
+          const int fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (fd < 0) break;
+          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          auto* nc = new EchoConn;
+          nc->fd = fd;
+          epoll_event e{};
+          e.events = EPOLLIN;
+          e.data.ptr = nc;
+          epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+        }
+        continue;
+      }
+      if (events[i].events & EPOLLOUT) {
+        if (!flush(c)) {
+          drop(c);
+          continue;
+        }
+      }
+      if (!(events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
+      const ssize_t r = ::read(c->fd, buf.data(), buf.size());
+      if (r == 0 || (r < 0 && errno != EAGAIN)) {
+        drop(c);
+        continue;
+      }
+      if (r < 0) continue;
+      c->in.append(buf.data(), static_cast<std::size_t>(r));
+      bool closing = false;
+      if (!c->open) {
+        const auto eoh = c->in.find("\r\n\r\n");
+        if (eoh == std::string::npos) continue;
+        std::string head = c->in.substr(0, eoh);
+        std::string lower = head;
+        for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        const auto k = lower.find("\r\nsec-websocket-key:");
+        if (k == std::string::npos) {
+          c->out = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+          flush(c);
+          drop(c);
+          continue;
+        }
+        std::size_t v = k + 20;
+        while (v < head.size() && head[v] == ' ') ++v;
+        std::size_t e = head.find("\r\n", v);
+        if (e == std::string::npos) e = head.size();
+        std::string key = head.substr(v, e - v);
+        while (!key.empty() && key.back() == ' ') key.pop_back();
+        c->out += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+                  ws::accept_key(key) + "\r\n\r\n";
+        c->in.erase(0, eoh + 4);
+        c->open = true;
+      }
+      std::size_t pos = 0;
+      while (pos < c->in.size()) {
+        ws::FrameHeader h;
+        const auto* p = reinterpret_cast<std::uint8_t*>(c->in.data() + pos);
+        const int rc = ws::parse_header(p, c->in.size() - pos, h);
+        if (rc < 0) {
+          closing = true;
+          break;
+        }
+        if (rc == 0 || c->in.size() - pos < h.header_len + h.len) break;
+        char* payload = c->in.data() + pos + h.header_len;
+        if (h.masked)
+          for (std::uint64_t j = 0; j < h.len; ++j) payload[j] = static_cast<char>(payload[j] ^ h.mask[j & 3]);
+        const std::string_view pl(payload, static_cast<std::size_t>(h.len));
+        if (h.opcode == ws::kPing) {
+          c->out += ws::server_frame(ws::kPong, pl);
+        } else if (h.opcode == ws::kClose) {
+          c->out += ws::server_frame(ws::kClose, pl.substr(0, std::min<std::size_t>(pl.size(), 2)));
+          closing = true;
+        } else if (h.opcode != ws::kPong) {
+          std::string hdr;
+          ws::put_header(hdr, h.opcode, pl.size(), false);
+          hdr[0] = static_cast<char>((h.fin ? 0x80 : 0) | h.opcode);
+          c->out += hdr;
+          c->out += pl;
+        }
+        pos += h.header_len + h.len;
+        if (closing) break;
+      }
+      c->in.erase(0, pos);
+      if (!flush(c) || closing) {
+        drop(c);
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace bench
+
+int main(int argc, char** argv) {
+  using namespace bench;
+  signal(SIGPIPE, SIG_IGN);
+  const Options o = parse_args(argc, argv);
+  raise_fd_limit();
+  if (o.scenario == Scenario::ServeEcho) return serve_echo(o);
+  const rlim_t need = static_cast<rlim_t>(o.conns) + 64;
+  if (fd_limit() < need) die("fd limit " + std::to_string(fd_limit()) + " is below --conns + 64; raise `ulimit -n`");
+
+  Report rep;
+  rep.o = &o;
+  if (o.scenario == Scenario::Relay) {
+    Options base = o;
+    base.url = o.upstream_url;
+    base.pub_url = o.upstream_url;
+    base.server_pid = 0;
+    rep.baseline = run_workers(base);
+    rep.has_baseline = true;
+  }
+  rep.r = run_workers(o);
+  if (o.scenario == Scenario::Churn && o.server_pid > 0) {
+    usleep(1000000);  // let the server finish its closes before reading RSS
+    rep.r.server_rss_after = proc_rss_kib(o.server_pid);
+  }
+  if (o.json) print_json(rep);
+  else print_table(rep);
+  return 0;
+}
