@@ -10,9 +10,9 @@ Compiles WsRelayClient.cs with the console harness (Harness.cs) using Mono's
 port, freeze and thaw it).
 
 Needs Debian's mono-mcs and mono-runtime. If they are missing and this runs as
-root, they are installed with apt-get; otherwise the test is skipped with a
-note (exit 0), as there is nothing to compile with. Set
-WSRELAY_NO_APT_INSTALL=1 to never install.
+root, they are installed with apt-get (WSRELAY_NO_APT_INSTALL=1: never);
+otherwise the test fails, or is skipped (exit 0 with a note) when
+WSRELAY_SKIP_MISSING_TOOLS=1 is set.
 """
 
 import os
@@ -53,8 +53,12 @@ def main():
     checker = Checker()
     tools = ensure_mono()
     if tools is None:
-        print("SKIP: mcs/mono not available (Debian: apt-get install mono-mcs mono-runtime)")
-        return 0
+        if os.environ.get("WSRELAY_SKIP_MISSING_TOOLS"):
+            print("SKIP: mcs/mono not available (Debian: apt-get install mono-mcs mono-runtime)")
+            return 0
+        checker.check(False, "mcs and mono available (Debian: apt-get install mono-mcs mono-runtime; "
+                             "or set WSRELAY_SKIP_MISSING_TOOLS=1 to skip)")
+        return checker.report()
     mcs, mono = tools
     src = os.path.join(source_dir, "examples", "clients", "csharp")
     with tempfile.TemporaryDirectory(prefix="wsrelay-cs-") as tmp:

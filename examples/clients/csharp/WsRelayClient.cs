@@ -35,7 +35,8 @@ namespace WsRelay
     public class WsRelayException : Exception
     {
         /// <summary>The server's code (bad_request, unauthorized, unknown_type, ...) or a
-        /// client one: "timeout", "disconnected", "closed", "bad_json".</summary>
+        /// client one: "timeout", "disconnected", "closed", "bad_json", "client_error" (the
+        /// TokenProvider failed; an Error event).</summary>
         public string Code { get; private set; }
         /// <summary>The server's human-readable message (or the client's).</summary>
         public string ServerMessage { get; private set; }
@@ -301,10 +302,11 @@ namespace WsRelay
                     {
                         using (var cts = new CancellationTokenSource(2000))
                             await conn.Ws.CloseOutputAsync((WebSocketCloseStatus)code, reason, cts.Token);
+                        // The server's close comes back and ends the connection.
+                        if (run != null) await Task.WhenAny(run, Task.Delay(2000));
                     }
                     catch (Exception) { }
                 }
-                if (run != null) await Task.WhenAny(run, Task.Delay(2000)); // the server's close comes back
                 if (life != null) life.Cancel();
                 if (run != null) await Task.WhenAny(run, Task.Delay(1000));
             });
@@ -439,6 +441,8 @@ namespace WsRelay
             }
             catch (Exception e)
             {
+                // e.g. the TokenProvider failed: report it, then try again later
+                Raise(() => Error, new WsRelayException("client_error", "handshake failed: " + Describe(e)));
                 Abandon(conn, 4000, "client error: " + Describe(e));
             }
             finally

@@ -43,7 +43,7 @@ export class WsRelayError extends Error {
   /**
    * @param {string} code  the server's error code (bad_request, unauthorized,
    *   unknown_type, ...) or a client one: "timeout", "disconnected", "closed",
-   *   "bad_json", "transport"
+   *   "bad_json", "transport", "client_error" (your token function failed)
    * @param {string} message
    * @param {object} [reply]  the server's error message, if there was one
    */
@@ -375,6 +375,10 @@ export class WsRelayClient {
         this._emit("error", err);
         this._shutdown(err);
       } else {
+        if (!(err instanceof WsRelayError)) {
+          // e.g. the token function failed: report it, then try again later
+          this._emit("error", new WsRelayError("client_error", "handshake failed: " + (err && err.message)));
+        }
         this._abandon(conn, 4000, "handshake failed: " + (err && err.message));
       }
     }

@@ -58,7 +58,8 @@ class WsRelayError(Exception):
     """An error reply from the server, or a client-side failure of a request.
 
     code: the server's code (bad_request, unauthorized, unknown_type, ...) or
-    a client one: "timeout", "disconnected", "closed", "bad_json".
+    a client one: "timeout", "disconnected", "closed", "bad_json",
+    "client_error" (the token function failed; an "error" event).
     reply: the server's error message (a dict), if there was one.
     """
 
@@ -307,6 +308,9 @@ class WsRelayClient:
                     conn.abandoned = (1000, "")
                 elif conn.abandoned is None and not reader.done():
                     conn.abandoned = (4000, "handshake failed: %s" % err.message)
+            except Exception as exc:  # noqa: BLE001 - e.g. the token function failed
+                self._emit("error", WsRelayError("client_error", "handshake failed: %r" % exc))
+                conn.abandoned = (4000, "handshake failed: %s" % type(exc).__name__)
             if conn.abandoned is None and not reader.done():
                 heartbeat = asyncio.ensure_future(self._heartbeat_loop(conn, reader))
                 await asyncio.wait([reader])  # until the connection ends
