@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include "json/json.hpp"
+
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -961,6 +963,16 @@ LoadResult parse(std::string_view text, const std::string& source_name, const st
     const std::size_t offset = !root && end != nullptr ? static_cast<std::size_t>(end - buffer.c_str()) : nul;
     const auto [line, column] = line_column(text, offset);
     loader.error("", "invalid JSON near line " + std::to_string(line) + ", column " + std::to_string(column));
+    result.errors = std::move(loader.errors());
+    return result;
+  }
+
+  // cJSON would cut a string at \u0000 ("secret\u0000rest" reads as
+  // "secret"): a silently shortened secret is worse than an error.
+  if (const std::size_t escaped = json::find_nul(text); escaped != std::string_view::npos) {
+    const auto [line, column] = line_column(text, escaped);
+    loader.error("", "\\u0000 in a string is not supported (line " + std::to_string(line) + ", column " +
+                         std::to_string(column) + ")");
     result.errors = std::move(loader.errors());
     return result;
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 struct wsrelay_plugin;
@@ -19,6 +20,17 @@ struct Enabled {
 
 // The extensions linked into the core, always enabled, in this order.
 const std::vector<Enabled>& builtins();
+
+// Where extension plugins named in a config are found (server::PluginSet:
+// the shared objects of the plugin folders).
+class Catalog {
+ public:
+  virtual ~Catalog() = default;
+  virtual const wsrelay_plugin* extension(std::string_view name) const = 0;
+  virtual std::vector<std::string> extension_names() const = 0;
+  // For errors: where it looked ("plugin folders: a, b").
+  virtual std::string describe_dirs() const = 0;
+};
 
 // The plugin's name (its header's name, as configs name it).
 std::string name_of(const wsrelay_plugin& plugin);

@@ -1,5 +1,7 @@
 #include "json/json.hpp"
 
+#include <algorithm>
+
 namespace wsrelay::json {
 
 namespace {
@@ -7,7 +9,7 @@ namespace {
 // cJSON decodes \u0000 into a NUL inside a C string, which silently cuts the
 // string short ("admin\u0000x" would read as "admin"). Refuse such input
 // instead. Returns the offset of the escape, or npos.
-std::size_t find_escaped_nul(std::string_view text) {
+std::size_t find_escaped_nul_impl(std::string_view text) {
   std::size_t i = text.find('\\');
   while (i != std::string_view::npos && i + 1 < text.size()) {
     if (text[i + 1] == 'u' && i + 5 < text.size() && text.compare(i + 2, 4, "0000") == 0) return i;
@@ -18,10 +20,18 @@ std::size_t find_escaped_nul(std::string_view text) {
 
 }  // namespace
 
+std::size_t find_nul(std::string_view text) {
+  // A raw NUL is never valid JSON, but cJSON copies it into a string and the
+  // string ends there ("alice<NUL>admin" would read as "alice").
+  const std::size_t raw = text.find('\0');
+  const std::size_t escaped = find_escaped_nul_impl(text);
+  return std::min(raw, escaped);
+}
+
 JsonPtr parse(std::string_view text, std::size_t* error_offset, std::string* reason) {
-  if (const std::size_t nul = find_escaped_nul(text); nul != std::string_view::npos) {
+  if (const std::size_t nul = find_nul(text); nul != std::string_view::npos) {
     if (error_offset != nullptr) *error_offset = nul;
-    if (reason != nullptr) *reason = "\\u0000 in a string is not supported (byte " + std::to_string(nul) + ")";
+    if (reason != nullptr) *reason = "NUL (or \\u0000) in a message is not supported (byte " + std::to_string(nul) + ")";
     return nullptr;
   }
   const char* end = nullptr;

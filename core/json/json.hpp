@@ -27,6 +27,10 @@ using PrintedJson = std::unique_ptr<char, CJsonFreeDeleter>;
 // reason, if given, gets a sentence for the client ("invalid JSON at byte 12").
 JsonPtr parse(std::string_view text, std::size_t* error_offset = nullptr, std::string* reason = nullptr);
 
+// Offset of the first raw NUL or \u0000 escape in text, or npos: cJSON cannot
+// hold either inside a string without cutting it short.
+std::size_t find_nul(std::string_view text);
+
 // Compact printing; empty string only if cJSON runs out of memory.
 std::string print(const cJSON* node);
 

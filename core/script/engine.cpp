@@ -753,7 +753,9 @@ void ScriptEngine::on_open(Session& s) {
 }
 
 void ScriptEngine::on_message(Session& s, std::string_view data, bool binary) {
-  extension::Instances* filters = in_->extensions != nullptr && in_->extensions->has_filters() ? in_->extensions.get() : nullptr;
+  // Extension filters around the script (none: no cost beyond this test).
+  extension::Instances* filters =
+      in_->extensions != nullptr && in_->extensions->has_filters() ? in_->extensions.get() : nullptr;
   if (filters != nullptr && !filters->before_message(s, data, binary)) return;
   dispatch_message(s, data, binary);
   if (filters != nullptr) filters->after_message(s, data, binary);

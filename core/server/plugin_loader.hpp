@@ -16,6 +16,7 @@
 #pragma once
 
 #include "config/config.hpp"
+#include "extension/extension.hpp"
 
 #include <memory>
 #include <string>
@@ -28,7 +29,7 @@ struct wsrelay_plugin;
 
 namespace wsrelay::server {
 
-class PluginSet {
+class PluginSet final : public extension::Catalog {
  public:
   // Whether the config uses plugins: extensions, or (with_protocols) a
   // listener serving plugin protocols. Without that nothing is loaded.
@@ -49,20 +50,20 @@ class PluginSet {
   // or '-' of the file name, cut at the first '.'. Empty if there is none.
   static std::string lws_symbol_of(std::string_view file_name);
 
-  ~PluginSet();
+  ~PluginSet() override;
   PluginSet(const PluginSet&) = delete;
   PluginSet& operator=(const PluginSet&) = delete;
 
   // A protocol from a loaded protocol plugin, or null.
   const lws_protocols* protocol(std::string_view name) const;
   // A loaded extension plugin by its name, or null.
-  const wsrelay_plugin* extension(std::string_view name) const;
+  const wsrelay_plugin* extension(std::string_view name) const override;
 
   std::vector<std::string> protocol_names() const;
-  std::vector<std::string> extension_names() const;
+  std::vector<std::string> extension_names() const override;
   const std::vector<std::string>& dirs() const { return dirs_; }
-  // "plugin_dirs: a, b" for error messages.
-  std::string describe_dirs() const;
+  // "plugin folders: a, b" for error messages.
+  std::string describe_dirs() const override;
 
  private:
   PluginSet() = default;

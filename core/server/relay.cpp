@@ -1,6 +1,5 @@
 #include "server/relay.hpp"
 
-#include "server/plugin_loader.hpp"
 #include "util/log.hpp"
 
 #include <algorithm>
@@ -47,7 +46,7 @@ bool uses_jwt(const config::Config& config) {
 
 // The built-in extensions, then those the config names (options applied).
 static std::optional<std::vector<extension::Enabled>> enabled_extensions(const config::Config& config,
-                                                                  const PluginSet* plugins,
+                                                                  const extension::Catalog* plugins,
                                                                   std::vector<std::string>& errors) {
   std::vector<extension::Enabled> enabled = extension::builtins();
   bool ok = true;
@@ -77,7 +76,7 @@ static std::optional<std::vector<extension::Enabled>> enabled_extensions(const c
 }
 
 std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<std::string>& errors,
-                                     const PluginSet* plugins) {
+                                     const extension::Catalog* plugins) {
   const auto extensions = enabled_extensions(config, plugins, errors);
   if (!extensions) return nullptr;
   std::unique_ptr<Relay> relay(new Relay());

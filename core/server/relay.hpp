@@ -33,16 +33,14 @@ std::string builtin_standard_script();
 // without a secret deserves the development-mode warning).
 bool uses_jwt(const config::Config& config);
 
-class PluginSet;
-
 class Relay {
  public:
   // Loads every endpoint's script. On failure returns null and appends one
   // error per script that failed ("standard.lua:12: ..." / "x.json: endpoints[0].script: ...").
-  // Extensions named in the config come from `plugins` (which must outlive
-  // the Relay); the built-in ones are always there.
+  // Extensions named in the config come from `plugins` (the loaded plugin
+  // folders, which must outlive the Relay); the built-in ones are always there.
   static std::unique_ptr<Relay> create(const config::Config& config, std::vector<std::string>& errors,
-                                       const PluginSet* plugins = nullptr);
+                                       const extension::Catalog* plugins = nullptr);
 
   // Re-reads every endpoint's script file and swaps it in, keeping sessions.
   // A script that fails to load keeps its previous version (logged with

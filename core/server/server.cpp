@@ -31,6 +31,7 @@ struct Server::Policy {
   // the listener names. lws copies these; it keeps pointers to the pvos.
   std::vector<std::vector<lws_protocols>> vhost_protocols;
   std::deque<lws_protocol_vhost_options> pvos;
+  std::deque<std::string> vhost_names;
   lws_context* context = nullptr;
 };
 
@@ -218,7 +219,14 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
       errors.push_back(resolve_error);
       return nullptr;
     }
-    vinfo.iface = iface ? iface->c_str() : nullptr;
+    // lws keeps the pointer (and reads it again at shutdown): the string lives
+    // in the Policy, like the vhost names.
+    if (iface) {
+      policy.vhost_names.push_back(*iface);
+      vinfo.iface = policy.vhost_names.back().c_str();
+    } else {
+      vinfo.iface = nullptr;
+    }
     vinfo.protocols = policy.vhost_protocols[i].data();
     // Each plugin protocol's options: one pvo node per protocol, its options below.
     const lws_protocol_vhost_options* pvo_head = nullptr;
@@ -234,8 +242,9 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     }
     vinfo.pvo = pvo_head;
     vinfo.retry_and_idle_policy = &policy.retry;
-    const std::string vhost_name = "wsrelay-" + std::to_string(i);
-    vinfo.vhost_name = vhost_name.c_str();
+    // lws keeps the pointer (lws_get_vhost_name, its log lines): the name lives in the policy.
+    policy.vhost_names.push_back("wsrelay-" + std::to_string(i));
+    vinfo.vhost_name = policy.vhost_names.back().c_str();
     vinfo.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     // Upstream wss:// links verify against the system CAs (Debian's bundle;
     // lws's compiled-in default folder does not exist here).

@@ -564,6 +564,11 @@ std::unique_ptr<VhostState> relay_from_pvo(const lws_protocol_vhost_options* pvo
     return nullptr;
   }
   register_secrets(*cfg);
+  // The host owns listeners, protocols and the loop.
+  if (cfg->watch_scripts) log::warn("pvo config: watch_scripts is ignored in a plugin (no file watch)");
+  for (const auto& l : cfg->listeners) {
+    if (!l.protocols.empty()) log::warn("pvo config: listen.protocols is ignored in a plugin (the host lists protocols)");
+  }
   auto state = std::make_unique<VhostState>();
   if (server::PluginSet::needed(*cfg, /*with_protocols=*/false)) {
     state->plugins = server::PluginSet::load(*cfg, errors);

@@ -113,15 +113,21 @@ async def rate_limits(c, binary, folder):
         got = await request(ws, {"type": "heartbeat", "id": "later"})
         c.equal(got.get("type"), "heartbeat", "after waiting, messages pass again")
         # Keep hammering: after rate_limit_close_after refusals in a row, 1008.
-        code = None
         try:
-            for i in range(40):
+            for i in range(60):
                 await send_json(ws, {"type": "heartbeat", "id": i})
             while True:
                 await asyncio.wait_for(ws.recv(), 5)
-        except websockets.ConnectionClosed as exc:
-            code = exc.rcvd.code if exc.rcvd else None
-        c.equal(code, 1008, "sustained abuse closes with 1008")
+        except websockets.ConnectionClosed:
+            pass
+        # The close may land while we are still sending: read the code the
+        # closing handshake settled on, not the exception's view of it.
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        # A client still sending when the server closes may lose the close
+        # frame to a TCP reset (it then sees 1006); the server's side is in
+        # its log either way.
+        c.check(ws.close_code in (1008, 1006) and "closing with 1008" in server.stderr_text(),
+                "sustained abuse closes with 1008 (client saw %s)" % ws.close_code)
         # Subscription cap.
         got = await request(other, {"type": "auth", "token": "ann"})
         for ch in ("a", "b"):
@@ -229,7 +235,11 @@ async def slow_consumer(c, binary, folder):
         await asyncio.wait_for(task, 30)
         rss_after = rss_kib(server.proc.pid)
         c.equal(received, list(range(1, count + 1)), "the reading subscriber gets every message in order")
-        c.check(rss_after - rss_before < 20000, "server memory stays bounded (RSS +%d KiB)" % (rss_after - rss_before))
+        if os.environ.get("WSRELAY_SANITIZERS"):
+            print("note: RSS bound not checked under sanitizers (ASan's quarantine keeps freed memory resident)")
+        else:
+            c.check(rss_after - rss_before < 20000,
+                    "server memory stays bounded (RSS +%d KiB)" % (rss_after - rss_before))
         status, _, body = http_get(server.connect_host(), server.port, "/status")
         c.check(json.loads(body).get("slow_consumer_closes", 0) >= 1, "the slow reader was disconnected", body[:300])
         slow.close()

@@ -270,13 +270,14 @@ f_setting(void *state, wsrelay_call *call)
 static int
 t_before(void *state, const wsrelay_message *m)
 {
+	static const char dropped[] = "{\"type\":\"dropped\"}";
 	struct state *s = state;
 	char count[32];
 
 	s->before++;
 	if (m->len >= 4 && !memcmp(m->data, "DROP", 4)) {
 		s->dropped++;
-		s->api->send(m->session, "{\"type\":\"dropped\"}", 17, 0);
+		s->api->send(m->session, dropped, strlen(dropped), 0);
 		return WSRELAY_FILTER_DROP;
 	}
 	snprintf(count, sizeof(count), "%lu", s->before - s->dropped);
