@@ -10,7 +10,7 @@ APT_PACKAGES := cmake g++ make pkg-config libwebsockets-dev libcjson-dev \
 # What only the test suite needs: a Prometheus parser, Chromium for the demo
 # page test (node and npm too, added below only when missing: NodeSource's
 # nodejs conflicts with Debian's npm).
-TEST_APT_PACKAGES := python3-prometheus-client chromium mono-mcs mono-runtime
+TEST_APT_PACKAGES := python3-prometheus-client chromium mono-mcs mono-runtime groff-base
 
 .PHONY: all deps test-deps configure build run test clean
 
