@@ -203,9 +203,15 @@ def main():
         # 3. examples/embed-lws against the installed tree: the plugin variant
         #    (links only libwebsockets) and the static-link variant.
         ebuild = os.path.join(tmp, "embed")
-        run(c, "configure examples/embed-lws against the install",
-            ["cmake", "-S", os.path.join(args.source, "examples", "embed-lws"), "-B", ebuild,
-             "-DCMAKE_PREFIX_PATH=" + prefix])
+        embed_configure = ["cmake", "-S", os.path.join(args.source, "examples", "embed-lws"), "-B", ebuild,
+                           "-DCMAKE_PREFIX_PATH=" + prefix]
+        # Under make test-asan the installed libraries are sanitized, and a host
+        # that loads them must carry the ASan runtime itself.
+        if os.environ.get("WSRELAY_SANITIZERS"):
+            flags = "-fsanitize=address,undefined -fno-omit-frame-pointer"
+            embed_configure += ["-DCMAKE_C_FLAGS=" + flags, "-DCMAKE_CXX_FLAGS=" + flags,
+                                "-DCMAKE_EXE_LINKER_FLAGS=" + flags]
+        run(c, "configure examples/embed-lws against the install", embed_configure)
         run(c, "build examples/embed-lws", ["cmake", "--build", ebuild])
         embed_test = os.path.join(args.source, "tests", "plugins", "test_embed.py")
         common = ["--plugins", plugindir, "--www", os.path.join(args.source, "examples", "embed-lws", "www"),
