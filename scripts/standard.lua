@@ -36,6 +36,31 @@ local function authed_channel(session, msg)
   return need_channel(msg)
 end
 
+-- Who may subscribe where. Two rules, both refused with "forbidden":
+--  * "user:<name>" is <name>'s personal channel: anyone may publish to it, only
+--    <name> may subscribe (a private inbox);
+--  * a JWT with a "channels" claim (an array of names; "news.*" matches every
+--    channel starting with "news.") limits its holder to those channels and
+--    their own personal channel.
+local function may_subscribe(session, channel)
+  local owner = channel:match("^user:(.*)$")
+  if owner then
+    if owner == session.user then return true end
+    return false, "channel '" .. channel .. "' belongs to another user"
+  end
+  local allowed = session.attrs.channels
+  if allowed then
+    for _, pattern in ipairs(allowed) do
+      if pattern == channel then return true end
+      if pattern:sub(-1) == "*" and channel:sub(1, #pattern - 1) == pattern:sub(1, -2) then
+        return true
+      end
+    end
+    return false, "the token does not grant channel '" .. channel .. "'"
+  end
+  return true
+end
+
 local handlers = {}
 
 function handlers.on_open(session)
@@ -50,7 +75,7 @@ end
 function handlers.auth(session, msg)
   local token, code, message = need_string(msg, "token")
   if not token then return nil, code, message end
-  local user
+  local user, channels
   if jwt.enabled() then
     local claims, reason = jwt.verify(token)
     if not claims then return nil, "unauthorized", "invalid token: " .. reason end
@@ -58,17 +83,28 @@ function handlers.auth(session, msg)
       return nil, "unauthorized", "invalid token: no subject"
     end
     user = claims.sub
+    channels = claims.channels
+    if channels ~= nil then
+      local ok = type(channels) == "table"
+      if ok then
+        for _, name in ipairs(channels) do ok = ok and type(name) == "string" end
+      end
+      if not ok then return nil, "unauthorized", "invalid token: 'channels' must be an array of strings" end
+    end
   else
     -- Development mode (no WSRELAY_JWT_SECRET): the token is the user name.
     user = token
   end
   session.user = user
+  session.attrs.channels = channels
   return { type = "auth.ok", id = msg.id, user = user }
 end
 
 function handlers.subscribe(session, msg)
   local channel, code, message = authed_channel(session, msg)
   if not channel then return nil, code, message end
+  local allowed, reason = may_subscribe(session, channel)
+  if not allowed then return nil, "forbidden", reason end
   local ok, why = session:subscribe(channel)
   if ok == nil then return nil, "bad_request", why end
   return { type = "subscribe.ok", id = msg.id, channel = channel }

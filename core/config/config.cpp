@@ -499,7 +499,7 @@ class Loader {
     check_keys(item, path, {"max_connections", "max_connections_per_ip", "messages_per_second", "message_burst",
                             "user_messages_per_second", "ip_messages_per_second", "rate_limit_close_after",
                             "max_subscriptions", "max_channel_length", "max_queue_bytes", "slow_consumer",
-                            "handshake_timeout", "script_instructions", "script_memory_mb"});
+                            "handshake_timeout", "script_instructions", "script_memory_mb", "message_types"});
     Limits& l = cfg.limits;
     auto integer = [&](const char* key, long long min, long long max, auto& target) {
       if (const cJSON* v = member(item, key)) {
@@ -530,6 +530,7 @@ class Loader {
     integer("handshake_timeout", 1, 3600, l.handshake_timeout_s);
     integer("script_instructions", 10000, 1LL << 40, l.script_instructions);
     integer("script_memory_mb", 1, 65536, l.script_memory_mb);
+    read_message_type_rates(member(item, "message_types"), child_path(path, "message_types"), l);
     if (const cJSON* v = member(item, "slow_consumer")) {
       if (auto s = get_string(v, child_path(path, "slow_consumer"))) {
         if (*s != "disconnect" && *s != "drop_oldest") {
@@ -538,6 +539,50 @@ class Loader {
           l.slow_consumer = *s;
         }
       }
+    }
+  }
+
+  // "message_types": {"chat": {"per_second": 5, "burst": 10}, ...}
+  void read_message_type_rates(const cJSON* item, const std::string& path, Limits& l) {
+    if (item == nullptr) return;
+    if (!cJSON_IsObject(item)) {
+      error(path, "expected an object mapping message types to {\"per_second\", \"burst\"}");
+      return;
+    }
+    for (const cJSON* entry = item->child; entry != nullptr; entry = entry->next) {
+      const std::string name = entry->string != nullptr ? entry->string : "";
+      const std::string entry_path = child_path(path, name.c_str());
+      if (name.empty()) {
+        error(path, "a message type name must not be empty");
+        continue;
+      }
+      if (!cJSON_IsObject(entry)) {
+        error(entry_path, "expected an object like {\"per_second\": 5, \"burst\": 10}");
+        continue;
+      }
+      check_keys(entry, entry_path, {"per_second", "burst"});
+      MessageTypeRate rate{name, 0, 0};
+      const cJSON* per_second = member(entry, "per_second");
+      if (per_second == nullptr) {
+        error(entry_path, "missing \"per_second\"");
+        continue;
+      }
+      if (!cJSON_IsNumber(per_second) || !std::isfinite(per_second->valuedouble) || per_second->valuedouble <= 0 ||
+          per_second->valuedouble > 1e6) {
+        error(child_path(entry_path, "per_second"), "expected a number above 0 and at most 1000000");
+        continue;
+      }
+      rate.per_second = per_second->valuedouble;
+      // Default burst: one second's worth, at least one message.
+      rate.burst = std::max(1, static_cast<int>(std::ceil(rate.per_second)));
+      if (const cJSON* burst = member(entry, "burst")) {
+        if (auto n = get_integer(burst, child_path(entry_path, "burst"), 1, 1000000)) {
+          rate.burst = static_cast<int>(*n);
+        } else {
+          continue;
+        }
+      }
+      l.message_types.push_back(std::move(rate));
     }
   }
 

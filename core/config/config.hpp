@@ -46,6 +46,15 @@ struct Listener {
   std::vector<PluginProtocol> protocols;  // served beside the relay (and its upstream client)
 };
 
+// A per-connection rate for one message type: "limits": {"message_types":
+// {"chat": {"per_second": 5, "burst": 10}}}. Checked after the message is
+// decoded and before its handler runs, on top of messages_per_second.
+struct MessageTypeRate {
+  std::string type;
+  double per_second = 0;
+  int burst = 1;
+};
+
 // Protection limits (docs/security.md). 0 turns a rate or count limit off.
 struct Limits {
   int max_connections = 10000;           // refused at the handshake with 503 beyond
@@ -55,6 +64,7 @@ struct Limits {
   double user_messages_per_second = 0;   // per authenticated user, across connections
   double ip_messages_per_second = 0;     // per client address, across connections
   int rate_limit_close_after = 50;       // rate-limited messages in a row before close 1008
+  std::vector<MessageTypeRate> message_types;  // per connection and message type; none by default
   int max_subscriptions = 256;           // per session
   int max_channel_length = 128;
   std::size_t max_queue_bytes = 4u << 20;  // per session outbound queue

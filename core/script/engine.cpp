@@ -5,6 +5,7 @@
 #include "script/engine_internal.hpp"
 #include "util/log.hpp"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -552,6 +553,44 @@ void call_handler(lua_State* L, Job& job, int msg_index, int nargs = 2) {
   }
 }
 
+// limits.message_types: a per-connection bucket for each limited type. A
+// refused message gets rate_limited (with its id echoed) and no handler runs;
+// rate_limit_close_after refusals in a row close the connection with 1008,
+// like the connection-wide limit.
+bool admit_message_type(lua_State* L, Job& job, std::string_view type, int msg_index) {
+  Internal& in = internal_of(L);
+  const auto& rates = in.engine->context().message_type_rates;
+  std::size_t index = 0;
+  while (index < rates.size() && rates[index].type != type) ++index;
+  if (index == rates.size()) return true;
+  Session& s = *job.session;
+  if (!s.type_rates) {
+    s.type_rates = std::make_unique<session::TypeRateState>();
+    for (const MessageTypeRate& rate : rates) s.type_rates->buckets.emplace_back(rate.per_second, rate.burst);
+  }
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch()).count();
+  session::TokenBucket& bucket = s.type_rates->buckets[index];
+  if (bucket.take(now)) {
+    s.type_rates->refused_in_a_row = 0;
+    return true;
+  }
+  if (session::Stats* stats = in.engine->context().stats) ++stats->rate_limited;
+  const int close_after = in.engine->context().rate_limit_close_after;
+  if (close_after > 0 && ++s.type_rates->refused_in_a_row >= close_after) {
+    log::warn("'" + std::string(type) + "' rate limit exceeded " + std::to_string(close_after) +
+                  " times in a row; closing with 1008",
+              s.id());
+    s.close(1008, "rate limit exceeded");
+    return false;
+  }
+  emit_error(L, job, codes::kRateLimited,
+             "too many '" + std::string(type) + "' messages; retry after " +
+                 std::to_string(bucket.retry_after_ms(now)) + " ms",
+             msg_index);
+  return false;
+}
+
 int dispatch_entry(lua_State* L) {
   Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
   Internal& in = internal_of(L);
@@ -628,6 +667,7 @@ int dispatch_entry(lua_State* L) {
   json::push_json(L, job.root.get());
   lua_insert(L, -2);
   const int msg_index = lua_gettop(L) - 1;
+  if (cJSON_IsString(type) && !admit_message_type(L, job, type->valuestring, msg_index)) return 0;
   push_session(L, s);
   lua_pushvalue(L, msg_index);
   call_handler(L, job, msg_index);

@@ -9,10 +9,12 @@
 #include "pubsub/subscriber.hpp"
 #include "session/frame.hpp"
 #include "session/stats.hpp"
+#include "session/token_bucket.hpp"
 #include "session/upstream_port.hpp"
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -73,6 +75,9 @@ class Session final : public pubsub::Subscriber {
 
   // The session's upstream link, if its endpoint has one (owned by the protocol).
   UpstreamPort* upstream = nullptr;
+  // Per-message-type rate state (limits.message_types), made on the first
+  // limited message so sessions of endpoints without such limits pay 8 bytes.
+  std::unique_ptr<TypeRateState> type_rates;
 
   std::uint64_t messages_in = 0;
   std::uint64_t messages_out = 0;

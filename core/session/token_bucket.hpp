@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace wsrelay::session {
 
@@ -43,6 +44,13 @@ class TokenBucket {
   double burst_ = 1;
   double tokens_ = 1;
   std::int64_t last_ms_ = 0;
+};
+
+// One bucket per configured message type (same order as the config), and how
+// many messages in a row those buckets refused.
+struct TypeRateState {
+  std::vector<TokenBucket> buckets;
+  int refused_in_a_row = 0;
 };
 
 }  // namespace wsrelay::session

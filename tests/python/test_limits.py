@@ -144,6 +144,45 @@ async def rate_limits(c, binary, folder):
         await other.close()
 
 
+async def message_type_limits(c, binary, folder):
+    cfg = write_config(folder, {"listen": {"port": 0}, "limits": {
+        "rate_limit_close_after": 3, "message_types": {"chat": {"per_second": 2, "burst": 2}}},
+        "endpoints": [{"path": "/ws"}]})
+    with Server(binary, ["--config", cfg]) as server:
+        status, _, body = http_get(server.connect_host(), server.port, "/status")
+        c.equal(json.loads(body)["limits"].get("message_types"), {"chat": {"per_second": 2, "burst": 2}},
+                "/status shows limits.message_types")
+        ws = await connect(server.url())
+        await recv_json(ws)
+        await request(ws, {"type": "auth", "token": "ann"})
+        replies = [await request(ws, {"type": "chat", "id": i, "channel": "c", "data": i}) for i in range(2)]
+        c.check(all(r.get("type") == "chat.ok" for r in replies), "the chat burst is served", replies)
+        got = await request(ws, {"type": "chat", "id": "over", "channel": "c", "data": 3})
+        c.equal((got.get("code"), got.get("id")), ("rate_limited", "over"),
+                "a third chat inside the second: rate_limited with its id")
+        c.check("'chat'" in got.get("message", "") and "retry after" in got.get("message", ""),
+                "the error names the type and gives a retry hint", got)
+        got = await request(ws, {"type": "heartbeat", "id": "hb"})
+        c.equal(got.get("type"), "heartbeat", "other types are not limited by the chat rate")
+        await asyncio.sleep(0.6)
+        got = await request(ws, {"type": "chat", "id": "later", "channel": "c", "data": 4})
+        c.equal(got.get("type"), "chat.ok", "after waiting, a chat passes again")
+        # rate_limit_close_after (3) refusals in a row close with 1008. Each
+        # refusal is read before the next send, so the close is not raced.
+        refusals = []
+        try:
+            for i in range(6):
+                refusals.append(await request(ws, {"type": "chat", "id": "x%d" % i, "channel": "c", "data": i}))
+        except websockets.ConnectionClosed:
+            pass
+        await asyncio.wait_for(ws.wait_closed(), 5)
+        c.check(ws.close_code == 1008, "sustained chat flooding closes with 1008", (ws.close_code, refusals))
+        c.check(sum(1 for r in refusals if r.get("code") == "rate_limited") >= 2,
+                "refusals come before the close", refusals)
+        status, _, body = http_get(server.connect_host(), server.port, "/status")
+        c.check(json.loads(body).get("rate_limited", 0) >= 3, "/status counts per-type refusals", body[:300])
+
+
 async def admin_routes(c, binary, folder):
     cfg = write_config(folder, {"listen": {"port": 0}, "endpoints": [{"path": "/ws"}]})
     env = clean_env({"WSRELAY_ADMIN_TOKEN": "admin-secret-token"})
@@ -276,7 +315,7 @@ async def tls_listener(c, binary, folder):
 
 async def main(c):
     binary = sys.argv[1]
-    for scenario in (origins, connection_caps, rate_limits, admin_routes, handshake_timeout, slow_consumer,
+    for scenario in (origins, connection_caps, rate_limits, message_type_limits, admin_routes, handshake_timeout, slow_consumer,
                      tls_listener):
         with tempfile.TemporaryDirectory() as folder:
             try:

@@ -481,6 +481,22 @@ async def test_protocol(c, server):
             extra = await expect_silence(b, SILENCE)
             c.check(extra is None, "B gets no chat after unsubscribing", "got %r" % (extra,))
 
+        # -- personal channels: user:<name> is <name>'s alone to read -----------------------
+        async with Section(c, "personal channels"):
+            r = await request(b, {"type": "subscribe", "id": "pc-1", "channel": "user:alice"})
+            check_error(c, r, "forbidden", "bob subscribing to user:alice", "pc-1")
+            r = await request(a, {"type": "subscribe", "id": "pc-2", "channel": "user:alice"})
+            c.equal(r.get("type"), "subscribe.ok", "alice subscribes to her own user:alice")
+            await send_json(b, {"type": "chat", "id": "pc-3", "channel": "user:alice", "data": "dm"})
+            r = await recv_json(b)
+            c.equal((r.get("type"), r.get("id")), ("chat.ok", "pc-3"), "bob may still publish to alice's inbox")
+            got = await recv_json(a)
+            c.equal((got.get("type"), got.get("from"), got.get("data")), ("chat", "bob", "dm"),
+                    "alice receives bob's message in her inbox")
+            r = await request(a, {"type": "unsubscribe", "id": "pc-4", "channel": "user:alice"})
+            c.equal(r.get("type"), "unsubscribe.ok", "alice leaves her inbox again")
+            await still_works(c, b, "B after forbidden", "hb-pc")
+
         # -- HTTP ---------------------------------------------------------------------------
         async with Section(c, "http"):
             host = server.connect_host()
@@ -660,6 +676,29 @@ async def test_jwt(c, server, secret):
             await send_json(ws, {"type": "chat", "id": "jwt-chat3", "channel": "j", "data": 3})
             chat, _ = await read_chat_and_ok(ws, "jwt-chat3")
             c.equal(chat.get("from"), "second-user", "re-auth replaces the user")
+
+            # Channel permissions (docs/protocol.md#channel-permissions).
+            limited = make_jwt({"sub": "bob", "exp": now + 60, "channels": ["news.*", "lobby"]}, secret)
+            r = await request(ws, {"type": "auth", "id": "jwt-ch", "token": limited})
+            c.equal(r.get("user"), "bob", "a token with a channels claim authenticates")
+            for rid, channel in (("ch-ok1", "news.sport"), ("ch-ok2", "lobby"), ("ch-ok3", "user:bob")):
+                r = await request(ws, {"type": "subscribe", "id": rid, "channel": channel})
+                c.equal((r.get("type"), r.get("id")), ("subscribe.ok", rid), "channels claim grants %s" % channel)
+            for rid, channel, reason in (("ch-no1", "admin", "does not grant channel 'admin'"),
+                                         ("ch-no2", "news", "does not grant channel 'news'"),
+                                         ("ch-no3", "lobby2", "does not grant"),
+                                         ("ch-no4", "user:alice", "belongs to another user")):
+                r = await request(ws, {"type": "subscribe", "id": rid, "channel": channel})
+                check_error(c, r, "forbidden", "subscribe to %s outside the grant" % channel, rid)
+                c.check(reason in str(r.get("message")), "forbidden for %s says '%s'" % (channel, reason), r)
+            bad_claim = make_jwt({"sub": "eve", "exp": now + 60, "channels": "news.*"}, secret)
+            r = await request(ws, {"type": "auth", "id": "jwt-badch", "token": bad_claim})
+            check_error(c, r, "unauthorized", "a channels claim that is not an array", "jwt-badch")
+            c.check("'channels' must be an array of strings" in str(r.get("message")), "and says why", r)
+            # A token without the claim lifts the restriction again.
+            r = await request(ws, {"type": "auth", "id": "jwt-open", "token": other})
+            r = await request(ws, {"type": "subscribe", "id": "ch-open", "channel": "admin"})
+            c.equal(r.get("type"), "subscribe.ok", "re-auth without a channels claim opens the channel again")
     finally:
         await close_quietly(ws)
 

@@ -633,3 +633,34 @@ TEST_CASE("config: load_file", "[config]") {
     CHECK(r.errors == Errors{file + ": endpoints[0].x: unknown key"});
   }
 }
+
+TEST_CASE("config: limits.message_types", "[config]") {
+  const Config c = config_of(R"({"limits": {"message_types": {"chat": {"per_second": 2.5, "burst": 5},
+                                  "typing": {"per_second": 10}, "slow": {"per_second": 0.2}}},
+                                 "endpoints": [{"path": "/ws"}]})");
+  REQUIRE(c.limits.message_types.size() == 3);
+  CHECK(c.limits.message_types[0].type == "chat");
+  CHECK(c.limits.message_types[0].per_second == 2.5);
+  CHECK(c.limits.message_types[0].burst == 5);
+  CHECK(c.limits.message_types[1].burst == 10);  // default: one second's worth
+  CHECK(c.limits.message_types[2].burst == 1);   // at least one message
+  CHECK(config_of(R"({"endpoints": [{"path": "/ws"}]})").limits.message_types.empty());
+
+  auto one = [](const std::string& types) {
+    return errors_of(R"({"limits": {"message_types": )" + types + R"(}, "endpoints": [{"path": "/ws"}]})");
+  };
+  CHECK(one("[]") == Errors{"config.json: limits.message_types: expected an object mapping message types to "
+                            "{\"per_second\", \"burst\"}"});
+  CHECK(one(R"({"chat": 5})") ==
+        Errors{"config.json: limits.message_types.chat: expected an object like {\"per_second\": 5, \"burst\": 10}"});
+  CHECK(one(R"({"chat": {}})") == Errors{"config.json: limits.message_types.chat: missing \"per_second\""});
+  CHECK(one(R"({"chat": {"per_second": 0}})") ==
+        Errors{"config.json: limits.message_types.chat.per_second: expected a number above 0 and at most 1000000"});
+  CHECK(one(R"({"chat": {"per_second": "5"}})") ==
+        Errors{"config.json: limits.message_types.chat.per_second: expected a number above 0 and at most 1000000"});
+  CHECK(one(R"({"chat": {"per_second": 5, "burst": 0}})") ==
+        Errors{"config.json: limits.message_types.chat.burst: must be between 1 and 1000000"});
+  CHECK(one(R"({"chat": {"per_second": 5, "brust": 3}})").size() == 1);
+  CHECK(one(R"({"": {"per_second": 5}})") ==
+        Errors{"config.json: limits.message_types: a message type name must not be empty"});
+}
