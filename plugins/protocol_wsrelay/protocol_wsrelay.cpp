@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -294,8 +295,35 @@ int on_confirm_upgrade(lws* wsi) {
   return 0;
 }
 
+// The handshake clock: a connection's accept time rides in its wsi's opaque
+// slot, as a number of microseconds (not a pointer: nothing to free). lws
+// hands every accepted connection to the vhost's first protocol right after
+// accept() (SERVER_NEW_CLIENT_INSTANTIATED, before TLS and HTTP), the
+// earliest callback where the slot can be written: lws resets it after
+// WSI_CREATE. In an lws host where the relay is not the first protocol no
+// stamp is made and no handshake is timed.
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void stamp_accept(lws* wsi) {
+  if (lws_get_opaque_user_data(wsi) != nullptr) return;  // someone else's
+  lws_set_opaque_user_data(wsi, reinterpret_cast<void*>(static_cast<std::uintptr_t>(now_us())));
+}
+
+// Seconds since the accept stamp, once (the stamp is cleared); -1 without one.
+double take_handshake_seconds(lws* wsi) {
+  const auto stamp = reinterpret_cast<std::uintptr_t>(lws_get_opaque_user_data(wsi));
+  if (stamp == 0) return -1;
+  lws_set_opaque_user_data(wsi, nullptr);
+  const std::int64_t elapsed = now_us() - static_cast<std::int64_t>(stamp);
+  return elapsed < 0 ? 0.0 : static_cast<double>(elapsed) / 1e6;
+}
+
 int on_established(lws* wsi, PerSession* pss) {
   server::Relay* relay = relay_of(wsi);
+  const double handshake_s = take_handshake_seconds(wsi);
   session::SessionInfo info;
   info.path = header(wsi, WSI_TOKEN_GET_URI);
   server::EndpointRuntime* endpoint = relay->match(info.path, info.params);
@@ -328,6 +356,7 @@ int on_established(lws* wsi, PerSession* pss) {
   ++endpoint->connections;
   ++relay->stats().connections;
   ++relay->stats().connections_total;
+  if (handshake_s >= 0) relay->stats().handshake_seconds.observe(handshake_s);
   log::info("open " + s.info().path + " from " + s.info().remote, s.id());
   if (endpoint->config.upstream) {
     conn->upstream = new upstream::UpstreamClient(lws_get_context(wsi), lws_get_vhost(wsi), *endpoint->config.upstream,
@@ -641,6 +670,9 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
         delete pss->http;
         pss->http = nullptr;
       }
+      return 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+      stamp_accept(wsi);
       return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
       return on_confirm_upgrade(wsi);
