@@ -695,8 +695,9 @@ class Loader {
         std::size_t i = 0;
         for (const cJSON* o = v->child; o != nullptr; o = o->next, ++i) {
           if (auto origin = get_string(o, index_path(origins_path, i))) {
-            if (origin->empty() || (origin->rfind("http://", 0) != 0 && origin->rfind("https://", 0) != 0 && *origin != "*")) {
-              error(index_path(origins_path, i), "expected an origin like \"https://example.com\" or \"*\"");
+            if (origin->empty() || (origin->rfind("http://", 0) != 0 && origin->rfind("https://", 0) != 0 &&
+                                    *origin != "*" && *origin != "self")) {
+              error(index_path(origins_path, i), "expected an origin like \"https://example.com\", \"self\" or \"*\"");
               continue;
             }
             while (origin->size() > 1 && origin->back() == '/') origin->pop_back();

@@ -282,7 +282,7 @@ int on_confirm_upgrade(lws* wsi) {
   // Cross-site WebSocket hijacking: a browser page from another site would
   // carry its own Origin; only the configured ones may open a session.
   const std::string origin = header(wsi, WSI_TOKEN_ORIGIN);
-  if (!server::Admission::origin_allowed(endpoint->config.allowed_origins, origin)) {
+  if (!server::Admission::origin_allowed(endpoint->config.allowed_origins, origin, header(wsi, WSI_TOKEN_HOST))) {
     return refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed",
                           "origin '" + origin + "' not allowed on " + endpoint->config.path);
   }
