@@ -35,7 +35,9 @@ const char* const kUsage =
     "  --help            print this help and exit\n"
     "\n"
     "Environment: WSRELAY_JWT_SECRET (HS256 secret for auth tokens; unset means\n"
-    "development mode, where the token itself is the user name).\n";
+    "development mode, where the token itself is the user name).\n"
+    "  OPENAI_API_KEY         without --config: adds the demo's /assistant endpoint\n"
+    "  WSRELAY_ASSISTANT_URL  its upstream (default wss://api.openai.com/v1/realtime?model=gpt-realtime)\n";
 
 struct Options {
   std::optional<std::string> config;
@@ -124,7 +126,13 @@ int main(int argc, char** argv) {
     }
     cfg = std::move(*loaded.config);
   } else {
-    cfg = config::default_config(env);
+    config::LoadResult loaded = config::load_default(env);
+    if (!loaded.config) {
+      for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.c_str());
+      if (!options.check) std::fprintf(stderr, "wsrelay: not started: the built-in config has errors\n");
+      return 1;
+    }
+    cfg = std::move(*loaded.config);
   }
   if (options.host) cfg.listeners.front().host = *options.host;
   if (options.port) cfg.listeners.front().port = *options.port;
@@ -166,6 +174,9 @@ int main(int argc, char** argv) {
     const std::string host = ipv6 ? "[" + listener.host + "]" : listener.host;
     const char* scheme = listener.tls_cert.empty() ? "ws://" : "wss://";
     wsrelay::log::info(std::string("listening on ") + scheme + host + ":" + std::to_string(port) + " endpoints:" + endpoints);
+  }
+  if (!options.config && cfg.endpoints.size() == 1) {
+    wsrelay::log::info("the demo's assistant (/assistant) is off: set OPENAI_API_KEY to turn it on");
   }
   g_server = server.get();
   struct sigaction sa;

@@ -31,6 +31,10 @@ namespace fs = std::filesystem;
 #ifndef WSRELAY_DEMO_DIRS
 #define WSRELAY_DEMO_DIRS ""
 #endif
+// Where the built-in config finds the assistant's script (realtime.lua).
+#ifndef WSRELAY_ASSISTANT_SCRIPTS
+#define WSRELAY_ASSISTANT_SCRIPTS ""
+#endif
 
 struct JsonDeleter {
   void operator()(cJSON* p) const noexcept { cJSON_Delete(p); }
@@ -740,8 +744,9 @@ class Loader {
         std::size_t i = 0;
         for (const cJSON* o = v->child; o != nullptr; o = o->next, ++i) {
           if (auto origin = get_string(o, index_path(origins_path, i))) {
-            if (origin->empty() || (origin->rfind("http://", 0) != 0 && origin->rfind("https://", 0) != 0 && *origin != "*")) {
-              error(index_path(origins_path, i), "expected an origin like \"https://example.com\" or \"*\"");
+            if (origin->empty() || (origin->rfind("http://", 0) != 0 && origin->rfind("https://", 0) != 0 &&
+                                    *origin != "*" && *origin != "self")) {
+              error(index_path(origins_path, i), "expected an origin like \"https://example.com\", \"self\" or \"*\"");
               continue;
             }
             while (origin->size() > 1 && origin->back() == '/') origin->pop_back();
@@ -1061,6 +1066,71 @@ Config default_config(const EnvLookup& env) {
     }
   }
   return cfg;
+}
+
+LoadResult load_default(const EnvLookup& env) {
+  LoadResult result;
+  Config cfg = default_config(env);
+  const std::string key = env ? env(std::string(kAssistantKeyEnv)).value_or("") : "";
+  if (key.empty()) {
+    result.config = std::move(cfg);
+    return result;
+  }
+  std::string script;
+  std::string looked;
+  for (const char* file : {WSRELAY_ASSISTANT_SCRIPTS}) {
+    std::error_code ec;
+    if (file[0] == '\0') continue;
+    looked += (looked.empty() ? "" : ", ") + std::string(file);
+    if (fs::is_regular_file(file, ec)) {
+      script = fs::canonical(file, ec).string();
+      break;
+    }
+  }
+  const std::string source = "<built-in assistant>";
+  if (script.empty()) {
+    result.errors.push_back(source + ": " + std::string(kAssistantKeyEnv) +
+                            " is set but the assistant's script realtime.lua is missing (looked in: " +
+                            (looked.empty() ? "nowhere" : looked) + ")");
+    return result;
+  }
+  // The endpoint as a config file would say it (examples/realtime-relay), so
+  // the URL and the key go through the same ${VAR} expansion and checks.
+  JsonPtr root(cJSON_CreateObject());
+  cJSON* endpoints = cJSON_AddArrayToObject(root.get(), "endpoints");
+  cJSON* ep = cJSON_CreateObject();
+  cJSON_AddItemToArray(endpoints, ep);
+  cJSON_AddStringToObject(ep, "path", std::string(kAssistantPath).c_str());
+  // Named as it is in the file's folder, which is the base of relative paths:
+  // logs, errors and /status say "realtime.lua".
+  cJSON_AddStringToObject(ep, "script", fs::path(script).filename().string().c_str());
+  // Only the page the relay serves may spend the key (not any site the
+  // browser visits): its Origin must name this host.
+  cJSON* origins = cJSON_AddArrayToObject(ep, "allowed_origins");
+  cJSON_AddItemToArray(origins, cJSON_CreateString("self"));
+  cJSON* upstream = cJSON_AddObjectToObject(ep, "upstream");
+  const std::string url = "${" + std::string(kAssistantUrlEnv) + ":-" + std::string(kAssistantDefaultUrl) + "}";
+  cJSON_AddStringToObject(upstream, "url", url.c_str());
+  cJSON* headers = cJSON_AddObjectToObject(upstream, "headers");
+  const std::string authorization = "Bearer ${" + std::string(kAssistantKeyEnv) + "}";
+  cJSON_AddStringToObject(headers, "Authorization", authorization.c_str());
+  cJSON_AddStringToObject(upstream, "connect", "open");
+  cJSON_AddStringToObject(upstream, "on_close", "close_client");
+  // A text panel: ask for text replies only (no audio to pay for and drop).
+  cJSON* options = cJSON_AddObjectToObject(ep, "options");
+  cJSON* response = cJSON_AddObjectToObject(options, "response");
+  cJSON* modalities = cJSON_AddArrayToObject(response, "output_modalities");
+  cJSON_AddItemToArray(modalities, cJSON_CreateString("text"));
+  JsonText text(cJSON_PrintUnformatted(root.get()));
+  if (!text) {
+    result.errors.push_back(source + ": out of memory");
+    return result;
+  }
+  LoadResult assistant = parse(text.get(), source, fs::path(script).parent_path().string(), env);
+  if (!assistant.config) return assistant;
+  cfg.endpoints.push_back(std::move(assistant.config->endpoints.front()));
+  result.config = std::move(cfg);
+  return result;
 }
 
 }  // namespace wsrelay::config

@@ -159,4 +159,18 @@ LoadResult load_file(const std::string& path, const EnvLookup& env);
 // 127.0.0.1:8000, one endpoint "/ws" with the built-in script; jwt.secret from env.
 Config default_config(const EnvLookup& env);
 
+// The demo's assistant endpoint in the built-in config: the path, and the
+// environment variables that turn it on (the key) and point it elsewhere.
+inline constexpr std::string_view kAssistantPath = "/assistant";
+inline constexpr std::string_view kAssistantKeyEnv = "OPENAI_API_KEY";
+inline constexpr std::string_view kAssistantUrlEnv = "WSRELAY_ASSISTANT_URL";
+inline constexpr std::string_view kAssistantDefaultUrl = "wss://api.openai.com/v1/realtime?model=gpt-realtime";
+
+// What a plain `wsrelay` (no --config) serves: default_config(env), plus,
+// when OPENAI_API_KEY is set, the endpoint /assistant running realtime.lua
+// (examples/realtime-relay) with one upstream per client to
+// WSRELAY_ASSISTANT_URL (default kAssistantDefaultUrl), text replies only.
+// Errors (a bad URL, the script not found) are reported like a config file's.
+LoadResult load_default(const EnvLookup& env);
+
 }  // namespace wsrelay::config

@@ -4,6 +4,7 @@
 
 #include <wsrelay/plugin.h>
 #include "script/engine.hpp"
+#include "session/log_fields.hpp"
 #include "util/log.hpp"
 
 #include <algorithm>
@@ -68,7 +69,7 @@ void api_log(wsrelay_host* host, int level, const char* message) {
   try {
     const log::Level l = level_of(level);
     if (!log::enabled(l)) return;
-    log::write(l, {}, (host != nullptr ? host->name : std::string("plugin")) + ": " + (message ? message : ""));
+    log::write(l, std::string_view(), (host != nullptr ? host->name : std::string("plugin")) + ": " + (message ? message : ""));
   } catch (...) {
   }
 }
@@ -297,7 +298,7 @@ bool Instances::before_message(session::Session& s, std::string_view data, bool 
   for (const auto& host : hosts_) {
     if (host->plugin->before_message == nullptr) continue;
     if (host->plugin->before_message(host->state, &message) == WSRELAY_FILTER_DROP) {
-      log::debug("message dropped by extension '" + host->name + "'", s.id());
+      log::debug("message dropped by extension '" + host->name + "'", session::log_fields(s));
       return false;
     }
   }

@@ -267,6 +267,26 @@ std::string metrics_text(server::Relay& relay) {
     append_label(out, type);
     out += "} " + std::to_string(count) + "\n";
   }
+  {
+    // Prometheus histogram: cumulative buckets, then +Inf (= _count), _sum, _count.
+    const auto& h = st.handshake_seconds;
+    out += "# HELP wsrelay_handshake_duration_seconds Time from TCP accept to WebSocket established.\n"
+           "# TYPE wsrelay_handshake_duration_seconds histogram\n";
+    char buf[96];
+    for (std::size_t i = 0; i < h.size(); ++i) {
+      std::snprintf(buf, sizeof buf, "wsrelay_handshake_duration_seconds_bucket{le=\"%g\"} %llu\n", h.bound(i),
+                    static_cast<unsigned long long>(h.cumulative(i)));
+      out += buf;
+    }
+    std::snprintf(buf, sizeof buf, "wsrelay_handshake_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                  static_cast<unsigned long long>(h.count()));
+    out += buf;
+    std::snprintf(buf, sizeof buf, "wsrelay_handshake_duration_seconds_sum %.17g\n", h.sum());
+    out += buf;
+    std::snprintf(buf, sizeof buf, "wsrelay_handshake_duration_seconds_count %llu\n",
+                  static_cast<unsigned long long>(h.count()));
+    out += buf;
+  }
   out += "# HELP wsrelay_endpoint_connections Open sessions per endpoint.\n"
          "# TYPE wsrelay_endpoint_connections gauge\n";
   for (const auto& ep : relay.endpoints()) {

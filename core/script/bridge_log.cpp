@@ -1,6 +1,8 @@
 // bridge_log: relay.log(level, ...) — one line, prefixed with the script name;
-// with a session as the second argument the line carries its id.
+// with a session as the second argument the line carries its id, user and
+// endpoint.
 #include "script/engine_internal.hpp"
+#include "session/log_fields.hpp"
 #include "util/log.hpp"
 
 namespace wsrelay::script {
@@ -11,11 +13,8 @@ int relay_log(lua_State* L) {
   const auto level = log::parse_level(level_name);
   if (!level) return luaL_argerror(L, 1, "level must be debug, info, warn or error");
   int first = 2;
-  std::string session_id;
-  if (session::Session* s = to_session(L, 2)) {
-    session_id = s->id();
-    first = 3;
-  }
+  session::Session* about = to_session(L, 2);
+  if (about != nullptr) first = 3;
   if (!log::enabled(*level)) return 0;
   std::string line = internal_of(L).engine->name() + ":";
   const int top = lua_gettop(L);
@@ -26,7 +25,11 @@ int relay_log(lua_State* L) {
     line.append(text, len);
     lua_pop(L, 1);
   }
-  log::write(*level, session_id, line);
+  if (about != nullptr) {
+    log::write(*level, session::log_fields(*about), line);
+  } else {
+    log::write(*level, std::string_view(), line);
+  }
   return 0;
 }
 

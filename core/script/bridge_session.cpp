@@ -4,6 +4,7 @@
 // pointer. User value 1 is the session's attrs table.
 #include "json/lua_json.hpp"
 #include "script/engine_internal.hpp"
+#include "session/log_fields.hpp"
 
 #include <string>
 
@@ -233,12 +234,17 @@ int session_newindex(lua_State* L) {
   if (key == "user") {
     luaL_argexpected(L, lua_isnil(L, 3) || lua_type(L, 3) == LUA_TSTRING, 3, "string or nil");
     if (box->session == nullptr) return 0;
+    session::Session& s = *box->session;
     if (lua_isnil(L, 3)) {
-      box->session->set_user(std::nullopt);
+      if (s.user()) log::info("auth: signed out (was " + *s.user() + ")", session::log_fields(s));
+      s.set_user(std::nullopt);
     } else {
       size_t len = 0;
       const char* user = lua_tolstring(L, 3, &len);
-      box->session->set_user(std::string(user, len));
+      const bool changed = !s.user() || *s.user() != std::string_view(user, len);
+      s.set_user(std::string(user, len));
+      // One line per sign-in, carrying the new user (as every later line does).
+      if (changed) log::info("auth: signed in", session::log_fields(s));
     }
     return 0;
   }

@@ -3,6 +3,7 @@
 #include "json/json.hpp"
 #include "json/lua_json.hpp"
 #include "script/engine_internal.hpp"
+#include "session/log_fields.hpp"
 #include "util/log.hpp"
 
 #include <chrono>
@@ -472,7 +473,8 @@ bool send_value(lua_State* L, Session& s, std::string_view what, const std::stri
   std::string error;
   if (!to_frame(L, -1, frame, error)) {
     lua_pop(L, 1);
-    log::error(script + ": " + std::string(what) + " returned a reply that cannot be sent: " + error, s.id());
+    log::error(script + ": " + std::string(what) + " returned a reply that cannot be sent: " + error,
+               session::log_fields(s));
     return false;
   }
   lua_pop(L, 1);
@@ -488,7 +490,7 @@ void emit_error(lua_State* L, Job& job, std::string_view code, std::string_view 
   count_error(s, *in.engine);
   // One line per error reply, so an operator can see why a client is unhappy.
   if (log::enabled(log::Level::Info)) {
-    log::info("error " + std::string(code) + ": " + std::string(message), s.id());
+    log::info("error " + std::string(code) + ": " + std::string(message), session::log_fields(s));
   }
   if (!in.budget_exceeded && push_handler(L, "on_error")) {
     push_session(L, s);
@@ -504,7 +506,7 @@ void emit_error(lua_State* L, Job& job, std::string_view code, std::string_view 
         return;  // the script chose to send nothing
       }
     } else {
-      log::error(error, s.id());
+      log::error(error, session::log_fields(s));
     }
   }
   s.send_text(default_error_json(job.root.get(), code, message));
@@ -544,8 +546,8 @@ void call_handler(lua_State* L, Job& job, int msg_index, int nargs = 2) {
     if (timeout) ++in.engine->context().stats->script_timeouts;
   }
   log::error(in.engine->name() + ": handler '" + std::string(job.handler_name) + "' failed: " + error,
-             job.session->id());
-  if (detail.size() > error.size()) log::debug(detail, job.session->id());
+             session::log_fields(*job.session));
+  if (detail.size() > error.size()) log::debug(detail, session::log_fields(*job.session));
   if (timeout) {
     emit_error(L, job, codes::kScriptTimeout, "the handler ran past its instruction budget", msg_index);
   } else {
@@ -697,7 +699,8 @@ int close_entry(lua_State* L) {
     if (!protected_call(L, 3, 0, error)) {
       Internal& in = internal_of(L);
       if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
-      log::error(in.engine->name() + ": handler 'on_close' failed: " + error, job.session->id());
+      log::error(in.engine->name() + ": handler 'on_close' failed: " + error,
+                 session::log_fields(*job.session));
     }
   }
   return 0;
@@ -772,7 +775,7 @@ void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
     // instruction budget tripping in on_error): answer without Lua.
     const bool timeout = in.budget_exceeded;
     if (context_.stats != nullptr) ++context_.stats->script_errors;
-    log::error(source_name_ + ": " + error, job.session->id());
+    log::error(source_name_ + ": " + error, session::log_fields(*job.session));
     if (entry != close_entry) {
       job.session->send_text(default_error_json(
           job.root.get(), timeout ? codes::kScriptTimeout : codes::kScriptError,

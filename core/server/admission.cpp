@@ -38,12 +38,14 @@ void Admission::release(const std::string& address) {
   if (--it->second.connections <= 0) addresses_.erase(it);
 }
 
-bool Admission::origin_allowed(const std::vector<std::string>& allowed, const std::string& origin) {
+bool Admission::origin_allowed(const std::vector<std::string>& allowed, const std::string& origin,
+                               const std::string& host) {
   if (allowed.empty()) return true;
   std::string o = origin;
   while (o.size() > 1 && o.back() == '/') o.pop_back();
   for (const auto& a : allowed) {
     if (a == "*" || a == o) return true;
+    if (a == "self" && !host.empty() && !o.empty() && (o == "http://" + host || o == "https://" + host)) return true;
   }
   return false;
 }

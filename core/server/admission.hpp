@@ -25,7 +25,10 @@ class Admission {
   Verdict admit(const std::string& address, std::uint64_t open_connections);
   void release(const std::string& address);
 
-  static bool origin_allowed(const std::vector<std::string>& allowed, const std::string& origin);
+  // "*" allows any Origin; "self" an Origin naming the host the request was
+  // sent to (http://<Host> or https://<Host>): the page the relay serves.
+  static bool origin_allowed(const std::vector<std::string>& allowed, const std::string& origin,
+                             const std::string& host = {});
 
   // A fresh bucket for a new connection.
   session::TokenBucket connection_bucket() const {

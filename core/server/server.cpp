@@ -164,6 +164,7 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
   std::unique_ptr<Server> server(new Server());
   // Secrets never appear in a log line, whoever writes it.
   log::add_secret(config.jwt.secret);
+  log::add_secret(config.admin_token);
   for (const auto& ep : config.endpoints) {
     if (!ep.upstream) continue;
     for (const auto& header : ep.upstream->headers) log::add_secret(header.second);

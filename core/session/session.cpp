@@ -1,5 +1,7 @@
 #include "session/session.hpp"
 
+#include "session/log_fields.hpp"
+
 #include <openssl/rand.h>
 
 #include <random>
@@ -25,12 +27,15 @@ SendStatus Session::send(const FramePtr& frame) {
       queue_.erase(queue_.begin() + 1);
       ++dropped;
       if (stats_ != nullptr) ++stats_->frames_dropped;
+      if (dropped == 1) log::warn("slow consumer: outbound queue full; dropping the oldest frames", log_fields(*this));
     }
   }
   if (queued_bytes_ + frame->size() > max_queue_bytes_ && !queue_.empty() && !drop_oldest_) {
     // A reader this far behind would grow memory without bound: let it go and
     // keep serving everyone else. 1008 (policy) with a reason saying why.
     if (stats_ != nullptr) ++stats_->slow_consumer_closes;
+    log::warn("slow consumer: outbound queue full (" + std::to_string(queued_bytes_) + " bytes); closing with 1008",
+              log_fields(*this));
     // The close must not wait behind megabytes the reader is not reading:
     // drop what is queued so the 1008 goes out next.
     queue_.clear();

@@ -2,6 +2,8 @@
 // Plain integers: every writer runs on the one lws service thread.
 #pragma once
 
+#include "util/histogram.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -31,6 +33,9 @@ struct Stats {
   std::uint64_t upstream_failures = 0;       // attempts that failed or links that dropped
   std::uint64_t upstream_messages_in = 0;    // messages received from upstreams
   std::uint64_t upstream_messages_out = 0;   // messages sent to upstreams
+  // TCP accept to WebSocket established, in seconds (wsrelay_handshake_duration_seconds).
+  util::Histogram<13> handshake_seconds{
+      {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}};
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 

@@ -19,7 +19,12 @@ std::string describe(const config::Upstream& c) {
 
 UpstreamClient::UpstreamClient(lws_context* context, lws_vhost* vhost, const config::Upstream& config,
                                UpstreamEvents* owner, session::Stats* stats, std::string log_id)
-    : context_(context), vhost_(vhost), config_(config), owner_(owner), stats_(stats), log_id_(std::move(log_id)) {}
+    : context_(context), vhost_(vhost), config_(config), owner_(owner), stats_(stats), log_session_(std::move(log_id)) {}
+
+log::Fields UpstreamClient::log_fields() const {
+  if (owner_ != nullptr) return owner_->upstream_log_fields();
+  return log::Fields{log_session_, log_user_, log_endpoint_};
+}
 
 UpstreamClient::~UpstreamClient() { lws_sul_cancel(&retry_timer_.sul); }
 
@@ -74,7 +79,7 @@ void UpstreamClient::connect_now() {
     }
   }
   log::info("upstream connecting to " + describe(config_) + " (attempt " + std::to_string(attempts_ + 1) + ")",
-            log_id_);
+            log_fields());
   info.context = context_;
   if (lws_client_connect_via_info(&info) == nullptr) {
     // lws reports most failures through CLIENT_CONNECTION_ERROR; a null here
@@ -120,6 +125,12 @@ void UpstreamClient::upstream_close(int code, std::string_view reason) {
 }
 
 void UpstreamClient::detach() {
+  if (owner_ != nullptr) {
+    const log::Fields f = owner_->upstream_log_fields();
+    log_session_ = f.session;
+    log_user_ = f.user;
+    log_endpoint_ = f.endpoint;
+  }
   owner_ = nullptr;
   lws_sul_cancel(&retry_timer_.sul);
   queue_.clear();
@@ -155,7 +166,7 @@ void UpstreamClient::on_closed(int code, std::string reason, bool failed) {
   if (failed && !we_closed && stats_ != nullptr) ++stats_->upstream_failures;
   log::info("upstream closed code=" + std::to_string(code) + (reason.empty() ? "" : " reason=\"" + reason + "\"") +
                 (failed ? " (failed)" : ""),
-            log_id_);
+            log_fields());
   if (owner_ == nullptr) {
     delete this;
     return;
@@ -173,7 +184,7 @@ void UpstreamClient::on_closed(int code, std::string reason, bool failed) {
       counted_ = true;
     }
     lws_sul_schedule(context_, 0, &retry_timer_.sul, retry_fired, delay * LWS_US_PER_MS);
-    log::info("upstream reconnect in " + std::to_string(delay) + " ms", log_id_);
+    log::info("upstream reconnect in " + std::to_string(delay) + " ms", log_fields());
   }
   // Last: the owner may react by closing its client, which detaches us.
   owner_->upstream_closed(code, reason, failed, will_retry);
@@ -202,7 +213,7 @@ int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, 
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
       self->state_ = State::Open;
       self->attempts_ = 0;
-      log::info("upstream open " + describe(self->config_), self->log_id_);
+      log::info("upstream open " + describe(self->config_), self->log_fields());
       if (!self->queue_.empty()) lws_callback_on_writable(wsi);
       if (self->owner_ != nullptr) self->owner_->upstream_opened();
       return 0;
@@ -212,7 +223,7 @@ int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, 
         self->rx_binary_ = lws_frame_is_binary(wsi) != 0;
       }
       if (self->rx_.size() + len > kMaxUpstreamMessage) {
-        log::warn("upstream message larger than 64 MiB; closing the upstream", self->log_id_);
+        log::warn("upstream message larger than 64 MiB; closing the upstream", self->log_fields());
         self->close_code_ = 1009;
         self->close_reason_ = "message too large";
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);

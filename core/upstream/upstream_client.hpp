@@ -12,6 +12,7 @@
 #include "session/frame.hpp"
 #include "session/stats.hpp"
 #include "session/upstream_port.hpp"
+#include "util/log.hpp"
 
 #include <libwebsockets.h>
 
@@ -30,6 +31,8 @@ class UpstreamEvents {
   // failed: the link never opened, or dropped without a close frame.
   // will_retry: a reconnect is scheduled (on_close = "reconnect").
   virtual void upstream_closed(int code, const std::string& reason, bool failed, bool will_retry) = 0;
+  // Who the link's log lines are about (the client's session, user, endpoint).
+  virtual log::Fields upstream_log_fields() const = 0;
 };
 
 class UpstreamClient final : public session::UpstreamPort {
@@ -56,6 +59,8 @@ class UpstreamClient final : public session::UpstreamPort {
   void connect_now();
   void on_closed(int code, std::string reason, bool failed);
   void free_if_done();
+  // The owner's fields while attached; the copy taken at detach() after.
+  log::Fields log_fields() const;
 
   struct RetryTimer {
     lws_sorted_usec_list_t sul;  // first member: retry_fired gets back here from the sul
@@ -67,7 +72,8 @@ class UpstreamClient final : public session::UpstreamPort {
   config::Upstream config_;
   UpstreamEvents* owner_;
   session::Stats* stats_;
-  std::string log_id_;
+  // The owner's log fields as they were when it detached (the session id until then).
+  std::string log_session_, log_user_, log_endpoint_;
   lws* wsi_ = nullptr;
   State state_ = State::Idle;
   std::deque<session::FramePtr> queue_;

@@ -79,7 +79,39 @@ void set_format(Format format) { g_format.store(static_cast<int>(format)); }
 Level level() { return static_cast<Level>(g_level.load()); }
 bool enabled(Level l) { return static_cast<int>(l) >= g_level.load(); }
 
-void write(Level level, std::string_view session, std::string_view message) {
+namespace {
+void append_json_field(std::string& line, std::string_view name, std::string_view value) {
+  if (value.empty()) return;
+  line.append(",\"").append(name).append("\":\"");
+  append_json_escaped(line, value);
+  line.append("\"");
+}
+
+// A value that reads unambiguously in "[s=... user=... endpoint=...]" as it
+// is; anything else is written as a JSON string.
+bool plain_word(std::string_view value) {
+  for (unsigned char c : value) {
+    if (c <= 0x20 || c == 0x7f || c == '"' || c == '\\' || c == '[' || c == ']' || c == '=') return false;
+  }
+  return true;
+}
+
+void append_text_field(std::string& line, std::string_view name, std::string_view value, bool& first) {
+  if (value.empty()) return;
+  if (!first) line.push_back(' ');
+  first = false;
+  line.append(name).push_back('=');
+  if (plain_word(value)) {
+    line.append(value);
+  } else {
+    line.push_back('"');
+    append_json_escaped(line, value);
+    line.push_back('"');
+  }
+}
+}  // namespace
+
+void write(Level level, const Fields& fields, std::string_view message) {
   using namespace std::chrono;
   const auto now = system_clock::now();
   const std::time_t secs = system_clock::to_time_t(now);
@@ -90,24 +122,29 @@ void write(Level level, std::string_view session, std::string_view message) {
   std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
   std::string line;
-  line.reserve(64 + session.size() + message.size());
+  line.reserve(96 + fields.session.size() + fields.user.size() + fields.endpoint.size() + message.size());
   if (g_format.load() == static_cast<int>(Format::Json)) {
     std::string_view name = level_name(level);
     while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
     line.append("{\"ts\":\"").append(stamp).append("\",\"level\":\"");
     for (char c : name) line.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c));
     line.append("\"");
-    if (!session.empty()) {
-      line.append(",\"session\":\"");
-      append_json_escaped(line, session);
-      line.append("\"");
-    }
+    append_json_field(line, "session", fields.session);
+    append_json_field(line, "user", fields.user);
+    append_json_field(line, "endpoint", fields.endpoint);
     line.append(",\"msg\":\"");
     append_json_escaped(line, message);
     line.append("\"}");
   } else {
     line.append(stamp).append(" ").append(level_name(level)).append(" ");
-    if (!session.empty()) line.append("[s=").append(session).append("] ");
+    if (!fields.session.empty() || !fields.user.empty() || !fields.endpoint.empty()) {
+      bool first = true;
+      line.push_back('[');
+      append_text_field(line, "s", fields.session, first);
+      append_text_field(line, "user", fields.user, first);
+      append_text_field(line, "endpoint", fields.endpoint, first);
+      line.append("] ");
+    }
     for (char c : message) line.push_back(c == '\n' ? ' ' : c);  // one event, one line
   }
   if (!secrets().empty()) redact(line);

@@ -14,7 +14,9 @@
 //   ?name=ann&channel=lobby       prefill the login form
 //
 // The assistant panel is also shown when this relay's GET /status lists an
-// endpoint at /assistant (then it talks to ws(s)://<this host>/assistant).
+// endpoint at /assistant (then it talks to ws(s)://<this host>/assistant):
+// a plain `wsrelay` has one when started with OPENAI_API_KEY set. Without it
+// the login card says how to turn the assistant on.
 
 import { WsRelayClient, State } from "./wsrelay.js";
 
@@ -428,7 +430,11 @@ async function findAssistant() {
     if (!res.ok) return null;
     const status = await res.json();
     const ep = (status.endpoints || []).find((e) => e && e.path === ASSISTANT_PATH);
-    if (!ep) return null;
+    if (!ep) {
+      // This relay has no assistant: say how to get one (when it serves this page).
+      $("assistant-off").hidden = params.has("relay");
+      return null;
+    }
     return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${ASSISTANT_PATH}`;
   } catch (_) {
     return null;

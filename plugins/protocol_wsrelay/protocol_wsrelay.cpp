@@ -5,6 +5,7 @@
 #include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
 #include "session/session.hpp"
+#include "session/log_fields.hpp"
 #include "session/token_bucket.hpp"
 #include "upstream/upstream_client.hpp"
 #include "util/log.hpp"
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -47,6 +49,7 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
   void upstream_message(std::string_view data, bool binary) override {
     endpoint->engine->on_upstream_message(*session, data, binary);
   }
+  log::Fields upstream_log_fields() const override { return session::log_fields(*session); }
   void upstream_closed(int code, const std::string& reason, bool failed, bool will_retry) override {
     // The script sees it first (and may tell its client in its own dialect),
     // then the endpoint's policy applies.
@@ -279,7 +282,7 @@ int on_confirm_upgrade(lws* wsi) {
   // Cross-site WebSocket hijacking: a browser page from another site would
   // carry its own Origin; only the configured ones may open a session.
   const std::string origin = header(wsi, WSI_TOKEN_ORIGIN);
-  if (!server::Admission::origin_allowed(endpoint->config.allowed_origins, origin)) {
+  if (!server::Admission::origin_allowed(endpoint->config.allowed_origins, origin, header(wsi, WSI_TOKEN_HOST))) {
     return refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed",
                           "origin '" + origin + "' not allowed on " + endpoint->config.path);
   }
@@ -294,8 +297,35 @@ int on_confirm_upgrade(lws* wsi) {
   return 0;
 }
 
+// The handshake clock: a connection's accept time rides in its wsi's opaque
+// slot, as a number of microseconds (not a pointer: nothing to free). lws
+// hands every accepted connection to the vhost's first protocol right after
+// accept() (SERVER_NEW_CLIENT_INSTANTIATED, before TLS and HTTP), the
+// earliest callback where the slot can be written: lws resets it after
+// WSI_CREATE. In an lws host where the relay is not the first protocol no
+// stamp is made and no handshake is timed.
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void stamp_accept(lws* wsi) {
+  if (lws_get_opaque_user_data(wsi) != nullptr) return;  // someone else's
+  lws_set_opaque_user_data(wsi, reinterpret_cast<void*>(static_cast<std::uintptr_t>(now_us())));
+}
+
+// Seconds since the accept stamp, once (the stamp is cleared); -1 without one.
+double take_handshake_seconds(lws* wsi) {
+  const auto stamp = reinterpret_cast<std::uintptr_t>(lws_get_opaque_user_data(wsi));
+  if (stamp == 0) return -1;
+  lws_set_opaque_user_data(wsi, nullptr);
+  const std::int64_t elapsed = now_us() - static_cast<std::int64_t>(stamp);
+  return elapsed < 0 ? 0.0 : static_cast<double>(elapsed) / 1e6;
+}
+
 int on_established(lws* wsi, PerSession* pss) {
   server::Relay* relay = relay_of(wsi);
+  const double handshake_s = take_handshake_seconds(wsi);
   session::SessionInfo info;
   info.path = header(wsi, WSI_TOKEN_GET_URI);
   server::EndpointRuntime* endpoint = relay->match(info.path, info.params);
@@ -328,7 +358,8 @@ int on_established(lws* wsi, PerSession* pss) {
   ++endpoint->connections;
   ++relay->stats().connections;
   ++relay->stats().connections_total;
-  log::info("open " + s.info().path + " from " + s.info().remote, s.id());
+  if (handshake_s >= 0) relay->stats().handshake_seconds.observe(handshake_s);
+  log::info("open " + s.info().path + " from " + s.info().remote, session::log_fields(s));
   if (endpoint->config.upstream) {
     conn->upstream = new upstream::UpstreamClient(lws_get_context(wsi), lws_get_vhost(wsi), *endpoint->config.upstream,
                                                   conn, &relay->stats(), s.id());
@@ -360,7 +391,7 @@ bool admit_message(Connection* conn, session::Session& s) {
   ++conn->limited_in_a_row;
   const int close_after = conn->relay->config().limits.rate_limit_close_after;
   if (close_after > 0 && conn->limited_in_a_row >= close_after) {
-    log::warn("rate limit exceeded " + std::to_string(close_after) + " times in a row; closing with 1008", s.id());
+    log::warn("rate limit exceeded " + std::to_string(close_after) + " times in a row; closing with 1008", session::log_fields(s));
     s.close(LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded");
     return false;
   }
@@ -394,7 +425,7 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
     conn->discarding = true;
     conn->rx.clear();
     conn->rx.shrink_to_fit();
-    log::warn("message larger than " + std::to_string(limit) + " bytes; closing with 1009", s.id());
+    log::warn("message larger than " + std::to_string(limit) + " bytes; closing with 1009", session::log_fields(s));
     conn->endpoint->engine->send_error(
         s, script::codes::kTooLarge, "message larger than " + std::to_string(limit) + " bytes");
     s.close(LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
@@ -424,7 +455,7 @@ int on_writeable(lws* wsi, PerSession* pss) {
     const auto mode = frame->is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
     const int written = lws_write(wsi, frame->writable_payload(), frame->size(), mode);
     if (written < static_cast<int>(frame->size())) {
-      log::warn("write failed; dropping connection", s.id());
+      log::warn("write failed; dropping connection", session::log_fields(s));
       return -1;
     }
     if (s.has_pending() || s.closing()) lws_callback_on_writable(wsi);
@@ -483,7 +514,7 @@ void on_closed(PerSession* pss) {
   --relay->stats().connections;
   log::info("close code=" + std::to_string(code) + (reason.empty() ? "" : " reason=\"" + reason + "\"") +
                 " in=" + std::to_string(s.messages_in) + " out=" + std::to_string(s.messages_out),
-            s.id());
+            session::log_fields(s));
 }
 
 // --- plugin mode: a Relay made from the vhost's pvo -------------------------
@@ -495,6 +526,7 @@ const char* pvo_value(const lws_protocol_vhost_options* pvo, const char* name) {
 
 void register_secrets(const config::Config& config) {
   log::add_secret(config.jwt.secret);
+  log::add_secret(config.admin_token);
   for (const auto& ep : config.endpoints) {
     if (!ep.upstream) continue;
     for (const auto& h : ep.upstream->headers) log::add_secret(h.second);
@@ -641,6 +673,9 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
         delete pss->http;
         pss->http = nullptr;
       }
+      return 0;
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+      stamp_accept(wsi);
       return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
       return on_confirm_upgrade(wsi);

@@ -3,21 +3,24 @@
 //   node tests/browser/demo.spec.mjs --url http://127.0.0.1:PORT/ [options]
 //
 // Normally run by tests/python/test_demo_browser.py, which installs what is
-// missing, starts the relay (and, for the assistant panel, a second relay in
-// front of the fake OpenAI upstream) and passes:
+// missing, starts the relays (one with OPENAI_API_KEY set, its assistant in
+// front of the fake OpenAI upstream, and a plain one) and passes:
 //
 //   --url URL             the page (a relay serving examples/demo at /)
 //   --admin-token T       the relay's WSRELAY_ADMIN_TOKEN: used to drop a
 //                         session (POST /admin/disconnect) to see the page reconnect
-//   --assistant WSURL     a relay running examples/realtime-relay (fake upstream):
-//                         a third page opens with ?assistant=WSURL and asks it
+//   --assistant           the relay at --url has the assistant endpoint
+//                         (/assistant, fake upstream): ann's panel asks it
+//   --plain-url URL       a relay without it: its page shows no panel, and
+//                         says how to turn the assistant on
 //   --screenshot PATH     where to save the screenshot (repeatable)
 //   --chromium PATH       default /usr/bin/chromium
 //
 // Drives Debian's Chromium with playwright-core (tests/browser/package.json):
 // two browser contexts (two people, separate storage) log in as ann and bob,
 // join a channel, see each other's typing indicator and chat messages (from,
-// time, seq), leave a channel, survive a server-side disconnect, log out.
+// time, seq), leave a channel, survive a server-side disconnect, ask the
+// assistant, log out.
 // Prints "ok"/"not ok" per check and "N passed, M failed" at the end; exit
 // code 0 only if nothing failed.
 
@@ -28,7 +31,8 @@ import { chromium } from "playwright-core";
 // ---- arguments ------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const out = { url: null, adminToken: null, assistant: null, screenshots: [], chromium: "/usr/bin/chromium" };
+  const out = { url: null, plainUrl: null, adminToken: null, assistant: false, screenshots: [],
+                chromium: "/usr/bin/chromium" };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -37,7 +41,8 @@ function parseArgs(argv) {
     };
     if (a === "--url") out.url = next();
     else if (a === "--admin-token") out.adminToken = next();
-    else if (a === "--assistant") out.assistant = next();
+    else if (a === "--assistant") out.assistant = true;
+    else if (a === "--plain-url") out.plainUrl = next();
     else if (a === "--screenshot") out.screenshots.push(next());
     else if (a === "--chromium") out.chromium = next();
     else throw new Error(`unknown argument ${a}`);
@@ -192,9 +197,10 @@ try {
     check((await connState(ann)) === "closed", "before login the state is 'closed'", await connState(ann));
     check((await ann.locator("#relay-url").textContent()) === `ws://${base.host}/ws`,
           "the page talks to ws://<its host>/ws", await ann.locator("#relay-url").textContent());
-    // The default relay has no /assistant endpoint: no assistant panel.
     await ann.waitForLoadState("networkidle");
-    check(await ann.locator("#assistant").isHidden(), "no assistant panel without an assistant endpoint");
+    if (args.assistant) {
+      check(await ann.locator("#assistant-off").isHidden(), "no 'assistant: off' hint on a relay with one");
+    }
     const unlabelled = await ann.$$eval("input, button", (els) => els.filter((e) => {
       if (e.tagName === "BUTTON") return !(e.textContent.trim() || e.getAttribute("aria-label"));
       return !(e.labels && e.labels.length) && !e.getAttribute("aria-label");
@@ -322,6 +328,55 @@ try {
     });
   }
 
+  if (args.plainUrl) {
+    await step("no assistant without OPENAI_API_KEY", async () => {
+      const ctx = await browser.newContext(contextOptions);
+      const page = await ctx.newPage();
+      watch(page, "plain");
+      await page.goto(args.plainUrl, { waitUntil: "networkidle" });
+      await page.locator("#assistant-off").waitFor({ state: "visible" });
+      check(/OPENAI_API_KEY/.test(await page.locator("#assistant-off").textContent()),
+            "the login card says the assistant is off and how to turn it on");
+      await login(page, "dave", "lobby");
+      check(await page.locator("#assistant").isHidden(), "no assistant panel on a relay without /assistant");
+      await ctx.close();
+    });
+  }
+
+  if (args.assistant) {
+    await step("assistant panel", async () => {
+      await ann.locator("#assistant").waitFor({ state: "visible" });
+      check(true, "the relay lists /assistant in /status: ann sees the assistant panel");
+      check((await ann.locator("#assistant-path").textContent()) === `ws://${base.host}/assistant`,
+            "the panel talks to ws://<its host>/assistant", await ann.locator("#assistant-path").textContent());
+      check((await ann.locator("#assistant-state").getAttribute("data-state")) === "closed",
+            "the panel is not connected before the first question");
+      await ann.evaluate(() => {
+        // Every text the answer shows while it streams, to see it grow.
+        window.__answers = [];
+        new MutationObserver(() => {
+          const items = document.querySelectorAll("#assistant-log li.assistant .text");
+          if (items.length) window.__answers.push(items[items.length - 1].textContent);
+        }).observe(document.querySelector("#assistant-log"), { subtree: true, childList: true, characterData: true });
+      });
+      await ann.getByLabel("Ask the assistant").fill("what is wsrelay?");
+      await ann.getByRole("button", { name: "Ask" }).click();
+      const answer = await waitIn(ann, () => {
+        // aria-busy is set while the answer streams, removed at response.done
+        const items = [...document.querySelectorAll("#assistant-log li.assistant:not([aria-busy]) .text")];
+        return items.length && items.at(-1).textContent;
+      });
+      check(answer === "echo: what is wsrelay?", "the fake upstream's answer is shown", answer);
+      const seen = await ann.evaluate(() => window.__answers);
+      check(seen.some((t) => t.length > 0 && t.length < answer.length),
+            "the answer is shown as it streams (partial text first)", seen);
+      check((await ann.locator("#assistant-state").getAttribute("data-state")) === "open",
+            "the panel's connection state is 'open'");
+      const questions = await ann.$$eval("#assistant-log li.user .text", (ts) => ts.map((t) => t.textContent));
+      check(JSON.stringify(questions) === '["what is wsrelay?"]', "the question is shown in the panel", questions);
+    });
+  }
+
   // The screenshot for the README: ann's view, with bob typing.
   await step("screenshot", async () => {
     const say = async (page, text) => {
@@ -352,31 +407,6 @@ try {
     await waitIn(ann, () => document.querySelector("#typing").textContent === "", undefined, 9000);
     check(true, "bob's typing indicator does not outlive his logout");
   });
-
-  if (args.assistant) {
-    await step("assistant panel", async () => {
-      const ctx = await browser.newContext(contextOptions);
-      const carol = await ctx.newPage();
-      watch(carol, "carol");
-      const url = new URL(base.href);
-      url.searchParams.set("assistant", args.assistant);
-      await carol.goto(url.href);
-      await login(carol, "carol", "lobby");
-      await carol.locator("#assistant").waitFor({ state: "visible" });
-      check(true, "with ?assistant=… the assistant panel is shown");
-      await carol.getByLabel("Ask the assistant").fill("what is wsrelay?");
-      await carol.getByRole("button", { name: "Ask" }).click();
-      const answer = await waitIn(carol, () => {
-        // aria-busy is set while the answer streams, removed at response.done
-        const items = [...document.querySelectorAll("#assistant-log li.assistant:not([aria-busy]) .text")];
-        return items.length && items.at(-1).textContent;
-      });
-      check(answer === "echo: what is wsrelay?", "the assistant's streamed answer is shown", answer);
-      check((await carol.locator("#assistant-state").getAttribute("data-state")) === "open",
-            "the assistant link is open");
-      await ctx.close();
-    });
-  }
 
   check(problems.length === 0, "no uncaught exceptions or console errors in the pages", problems);
 } catch (err) {

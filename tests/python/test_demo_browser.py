@@ -10,15 +10,18 @@ What it does:
      Debian packages are installed with apt-get when running as root. Only if
      they cannot be had (not root, no network) is the test skipped: a "SKIP:"
      line and "0 passed, 0 failed", exit 0;
-  2. starts the relay as a plain `wsrelay --port 0` (the built-in default
-     config, which serves examples/demo/ at /), with WSRELAY_ADMIN_TOKEN set
-     so the browser test can drop a session and watch the page reconnect;
-  3. starts a second relay running examples/realtime-relay/config.json in
-     front of the fake OpenAI upstream (tests/upstream/fake_realtime.py), for
-     the assistant panel;
+  2. starts the fake OpenAI upstream (tests/upstream/fake_realtime.py) and
+     the relay as a plain `wsrelay --port 0` (the built-in default config,
+     which serves examples/demo/ at /), with WSRELAY_ADMIN_TOKEN set so the
+     browser test can drop a session and watch the page reconnect, and with
+     OPENAI_API_KEY (a test key) and WSRELAY_ASSISTANT_URL (the fake) so it
+     has the assistant endpoint /assistant, as `make run` with a key does;
+  3. starts a second plain relay without OPENAI_API_KEY (no assistant);
   4. runs tests/browser/demo.spec.mjs (playwright-core driving
      /usr/bin/chromium): two pages log in as ann and bob, join a channel, see
-     each other typing and chatting, reconnect, and a screenshot is saved to
+     each other typing and chatting, reconnect, ann asks the assistant panel
+     a question and sees the fake's answer stream in, the plain relay's page
+     has no panel, and a screenshot is saved to
      <build-dir>/demo-test/demo.png; after a run without failures it is
      copied to WSRELAY_DEMO_SCREENSHOT=<path> if set (e.g. docs/demo.png,
      the README's screenshot); by default a tracked file is left alone.
@@ -196,26 +199,12 @@ def run_spec(cmd, cwd, env, timeout):
     return proc.returncode, lines
 
 
-def start_assistant_relay(binary, source_dir, checker):
-    """The fake OpenAI upstream and a relay running examples/realtime-relay in
-    front of it. Returns (fake_proc, server) or (None, None) after a failed check."""
+def start_fake(source_dir):
+    """The fake OpenAI Realtime upstream: (module, proc, url)."""
     sys.path.insert(0, os.path.join(source_dir, "tests", "upstream"))
     import fake_realtime as fr  # noqa: E402
-
-    fake = None
-    try:
-        fake, fake_url, _ = fr.start_fake(["--port", "0"])
-        env = clean_env({"OPENAI_API_KEY": FAKE_KEY, "WSRELAY_HOST": "127.0.0.1",
-                         "OPENAI_REALTIME_URL": fake_url + "/v1/realtime?model=gpt-realtime"},
-                        remove=("WSRELAY_JWT_SECRET", "OPENAI_API_KEY", "OPENAI_REALTIME_URL"))
-        config = os.path.join(source_dir, "examples", "realtime-relay", "config.json")
-        server = Server(binary, ["--config", config], env=env).start()
-        return fake, server
-    except Exception as exc:  # noqa: BLE001
-        checker.error("starting the assistant relay (examples/realtime-relay + fake upstream)", exc)
-        if fake is not None:
-            fr.stop_fake(fake)
-        return None, None
+    proc, url, _ = fr.start_fake(["--port", "0"])
+    return fr, proc, url
 
 
 def main():
@@ -245,10 +234,15 @@ def main():
     # Only on request: a test run must not rewrite a tracked file.
     readme_shot = os.environ.get("WSRELAY_DEMO_SCREENSHOT", "")
 
-    relay = None
-    fake = assistant = None
+    relay = plain = None
+    fr = fake = None
     try:
-        relay = Server(binary, env=clean_env({"WSRELAY_ADMIN_TOKEN": ADMIN_TOKEN})).start()
+        fr, fake, fake_url = start_fake(source_dir)
+        relay = Server(binary, env=clean_env({
+            "WSRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "OPENAI_API_KEY": FAKE_KEY,
+            "WSRELAY_ASSISTANT_URL": fake_url + "/v1/realtime?model=gpt-realtime"},
+            remove=("WSRELAY_JWT_SECRET", "WSRELAY_ASSISTANT_URL"))).start()
+        plain = Server(binary, env=clean_env(remove=("WSRELAY_JWT_SECRET", "OPENAI_API_KEY"))).start()
         host, port = relay.connect_host(), relay.port
         page_url = "http://%s:%d/" % (host, port)
 
@@ -266,12 +260,13 @@ def main():
             checker.check(status == 200 and headers.get("content-type", "").startswith(kind),
                           "GET %s is %s" % (path, kind), (status, headers.get("content-type")))
 
-        fake, assistant = start_assistant_relay(binary, source_dir, checker)
+        status, _, body = http_get(host, port, "/status")
+        paths = [ep["path"] for ep in json.loads(body)["endpoints"]] if status == 200 else []
+        checker.equal(paths, ["/ws", "/assistant"], "with OPENAI_API_KEY the relay has /ws and /assistant")
 
         cmd = [node, spec, "--url", page_url, "--admin-token", ADMIN_TOKEN, "--chromium", CHROMIUM,
-               "--screenshot", shot]
-        if assistant is not None:
-            cmd += ["--assistant", assistant.url("/ws")]
+               "--screenshot", shot, "--assistant",
+               "--plain-url", "http://%s:%d/" % (plain.connect_host(), plain.port)]
         env = dict(os.environ)
         env.setdefault("HOME", tempfile.gettempdir())
         code, lines = run_spec(cmd, browser_dir, env, SPEC_TIMEOUT)
@@ -288,8 +283,7 @@ def main():
         size = png_size(shot)
         checker.check(size == (1200, 720), "screenshot %s is a 1200x720 PNG" % shot, size)
         checker.check(relay.alive(), "the relay is still running after the browser test")
-        if assistant is not None:
-            checker.check(assistant.alive(), "the assistant relay is still running")
+        checker.check(FAKE_KEY not in relay.stderr_text(), "the key is in no log line of the relay")
         if readme_shot and checker.failed == 0 and size is not None:
             try:
                 os.makedirs(os.path.dirname(os.path.abspath(readme_shot)), exist_ok=True)
@@ -301,13 +295,12 @@ def main():
     except ServerError as exc:
         checker.error("starting wsrelay", exc)
     finally:
-        for server in (assistant, relay):
+        for server in (plain, relay):
             if server is not None:
                 if server.alive() is False and server.proc is not None:
                     log("wsrelay stderr:\n" + server.stderr_text())
                 server.stop()
         if fake is not None:
-            import fake_realtime as fr  # noqa: E402
             fr.stop_fake(fake)
     log("took %.1f s" % (time.monotonic() - started))
     return checker.report()

@@ -203,6 +203,48 @@ TEST_CASE("config: default_config", "[config]") {
   CHECK(default_config(fake_env({})).jwt.secret == "");
 }
 
+TEST_CASE("config: load_default adds /assistant only with OPENAI_API_KEY", "[config]") {
+  const LoadResult plain = load_default(fake_env({}));
+  REQUIRE(plain.config);
+  CHECK(plain.config->endpoints.size() == 1);
+
+  const LoadResult with_key = load_default(fake_env({{"OPENAI_API_KEY", "sk-unit-test-key"}}));
+  REQUIRE(with_key.errors.empty());
+  REQUIRE(with_key.config);
+  REQUIRE(with_key.config->endpoints.size() == 2);
+  const Endpoint& ep = with_key.config->endpoints[1];
+  CHECK(ep.path == "/assistant");
+  CHECK(ep.script_name == "realtime.lua");
+  CHECK(fs::path(ep.script_path).filename() == "realtime.lua");
+  CHECK(ep.allowed_origins == std::vector<std::string>{"self"});
+  REQUIRE(ep.upstream);
+  CHECK(ep.upstream->url == "wss://api.openai.com/v1/realtime?model=gpt-realtime");
+  CHECK(ep.upstream->tls);
+  CHECK(ep.upstream->host == "api.openai.com");
+  REQUIRE(ep.upstream->headers.size() == 1);
+  CHECK(ep.upstream->headers[0] == std::pair<std::string, std::string>{"Authorization", "Bearer sk-unit-test-key"});
+  CHECK(ep.options_json.find("\"output_modalities\":[\"text\"]") != std::string::npos);
+
+  const LoadResult moved = load_default(
+      fake_env({{"OPENAI_API_KEY", "sk-unit-test-key"}, {"WSRELAY_ASSISTANT_URL", "ws://127.0.0.1:9/v1/realtime"}}));
+  REQUIRE(moved.config);
+  CHECK(moved.config->endpoints[1].upstream->url == "ws://127.0.0.1:9/v1/realtime");
+  CHECK(moved.config->endpoints[1].upstream->port == 9);
+
+  const LoadResult bad =
+      load_default(fake_env({{"OPENAI_API_KEY", "sk-unit-test-key"}, {"WSRELAY_ASSISTANT_URL", "http://x"}}));
+  CHECK_FALSE(bad.config);
+  REQUIRE(bad.errors.size() == 1);
+  CHECK(bad.errors[0].rfind("<built-in assistant>: endpoints[0].upstream.url: ", 0) == 0);
+}
+
+TEST_CASE("config: allowed_origins accepts \"self\"", "[config]") {
+  const LoadResult r = parse(R"({"endpoints":[{"path":"/ws","allowed_origins":["self","https://a.example"]}]})",
+                             "c.json", "/tmp", fake_env({}));
+  REQUIRE(r.config);
+  CHECK(r.config->endpoints[0].allowed_origins == std::vector<std::string>{"self", "https://a.example"});
+}
+
 // ---------------------------------------------------------------------------
 // Environment expansion
 
