@@ -3,6 +3,7 @@
 #include "json/json.hpp"
 
 #include <cjson/cJSON.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -28,6 +29,9 @@ namespace {
 namespace fs = std::filesystem;
 
 // Where a plain `wsrelay` looks for the demo page; set by the build.
+#ifndef WSRELAY_BUILD_DIR
+#define WSRELAY_BUILD_DIR ""
+#endif
 #ifndef WSRELAY_DEMO_DIRS
 #define WSRELAY_DEMO_DIRS ""
 #endif
@@ -1046,6 +1050,31 @@ LoadResult load_file(const std::string& path, const EnvLookup& env) {
   return parse(text, path, abs.lexically_normal().parent_path().string(), env);
 }
 
+namespace {
+
+// Data files (the demo page, the assistant's script) are looked for in the
+// installed share folder, then in the source tree. A build-tree binary flips
+// that order: an older installed copy must not shadow the tree being worked on.
+bool loaded_from_build_tree() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&loaded_from_build_tree), &info) == 0 || info.dli_fname == nullptr) return false;
+  std::error_code ec;
+  const fs::path here = fs::canonical(info.dli_fname, ec).parent_path();
+  const fs::path build = fs::canonical(WSRELAY_BUILD_DIR, ec);
+  return !ec && here == build;
+}
+
+std::vector<std::string> data_candidates(std::initializer_list<const char*> installed_then_source) {
+  std::vector<std::string> out;
+  for (const char* path : installed_then_source) {
+    if (path[0] != '\0') out.emplace_back(path);
+  }
+  if (loaded_from_build_tree()) std::reverse(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
 Config default_config(const EnvLookup& env) {
   Config cfg;
   cfg.listeners.push_back(Listener{});
@@ -1058,9 +1087,9 @@ Config default_config(const EnvLookup& env) {
   cfg.admin_token = env ? env("WSRELAY_ADMIN_TOKEN").value_or("") : "";
   // The demo page, from the installed share folder or this source tree, so
   // that a plain `wsrelay` (and `make run`) serves it at /.
-  for (const char* dir : {WSRELAY_DEMO_DIRS}) {
+  for (const std::string& dir : data_candidates({WSRELAY_DEMO_DIRS})) {
     std::error_code ec;
-    if (dir[0] != '\0' && fs::is_directory(dir, ec)) {
+    if (fs::is_directory(dir, ec)) {
       cfg.static_dir = fs::canonical(dir, ec).string();
       break;
     }
@@ -1078,10 +1107,9 @@ LoadResult load_default(const EnvLookup& env) {
   }
   std::string script;
   std::string looked;
-  for (const char* file : {WSRELAY_ASSISTANT_SCRIPTS}) {
+  for (const std::string& file : data_candidates({WSRELAY_ASSISTANT_SCRIPTS})) {
     std::error_code ec;
-    if (file[0] == '\0') continue;
-    looked += (looked.empty() ? "" : ", ") + std::string(file);
+    looked += (looked.empty() ? "" : ", ") + file;
     if (fs::is_regular_file(file, ec)) {
       script = fs::canonical(file, ec).string();
       break;
