@@ -172,7 +172,12 @@ struct Encoder {
         const bool ok = value(-1, depth + 1);
         lua_pop(L, 1);
         if (!ok) {
-          trail.push_back("[" + std::to_string(i) + "]");
+          // Built step by step: "[" + to_string(i) + "]" trips GCC 12's
+          // -Wrestrict false positive at -O3 (Release builds).
+          std::string step = "[";
+          step += std::to_string(i);
+          step += ']';
+          trail.push_back(std::move(step));
           return false;
         }
       }
