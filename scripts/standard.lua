@@ -25,6 +25,9 @@ local function need_channel(msg)
   if #channel > MAX_CHANNEL then
     return nil, "bad_request", "channel name longer than " .. MAX_CHANNEL .. " bytes"
   end
+  if channel:find("%c") then
+    return nil, "bad_request", "channel name contains a control character"
+  end
   return channel
 end
 

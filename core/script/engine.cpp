@@ -582,7 +582,7 @@ bool admit_message_type(lua_State* L, Job& job, std::string_view type, int msg_i
   if (close_after > 0 && ++s.type_rates->refused_in_a_row >= close_after) {
     log::warn("'" + std::string(type) + "' rate limit exceeded " + std::to_string(close_after) +
                   " times in a row; closing with 1008",
-              s.id());
+              session::log_fields(s));
     s.close(1008, "rate limit exceeded");
     return false;
   }

@@ -166,6 +166,10 @@ TEST_CASE("standard: subscribe and unsubscribe replies", "[script]") {
               "bad_request", "channel name longer than 128 bytes", "9");
   CHECK(f.ask(c, R"({"type":"subscribe","channel":")" + std::string(128, 'c') + "\"}").str("type") ==
         "subscribe.ok");
+  check_error(f.ask(c, R"({"type":"subscribe","id":10,"channel":"a\nb"})"), "bad_request",
+              "channel name contains a control character", "10");
+  check_error(f.ask(c, R"({"type":"chat","id":11,"channel":"a\u007fb","data":1})"), "bad_request",
+              "channel name contains a control character", "11");
 
   const Msg unsub = f.ask(c, R"({"type":"unsubscribe","id":2,"channel":"room"})");
   CHECK(unsub.str("type") == "unsubscribe.ok");
@@ -1301,4 +1305,57 @@ TEST_CASE("script: in JSON mode on_text catches frames that are not JSON", "[scr
   CHECK(f.ask(c, "plain words").str("text") == "plain words");
   CHECK(f.ask(c, "[1,2]").str("text") == "[1,2]");
   CHECK(f.ask(c, R"({"type":"ping"})").str("type") == "pong");
+}
+
+TEST_CASE("script: session:subscribe refuses names and counts over the limits with nil, why", "[script]") {
+  EngineFixture f;
+  f.context.max_channel_length = 8;
+  f.context.max_subscriptions = 2;
+  f.load(R"(
+    return {
+      sub = function(s, msg)
+        local ok, why = s:subscribe(msg.channel)
+        return {type = "sub", ok = ok == true, why = why or relay.null}
+      end,
+    }
+  )");
+  Client& c = f.connect();
+  CHECK(f.ask(c, R"({"type":"sub","channel":"a"})").raw("ok") == "true");
+  CHECK(f.ask(c, R"({"type":"sub","channel":"123456789"})").str("why") == "channel name longer than 8 bytes");
+  CHECK(f.ask(c, R"({"type":"sub","channel":"a\tb"})").str("why") == "channel name contains a control character");
+  CHECK(f.ask(c, R"({"type":"sub","channel":"b"})").raw("ok") == "true");
+  CHECK(f.ask(c, R"({"type":"sub","channel":"c"})").str("why") == "too many subscriptions (limit 2)");
+  CHECK(f.ask(c, R"({"type":"sub","channel":"a"})").raw("why") == "null");  // already in: not over the cap
+  CHECK(f.hub.subscriber_count("c") == 0);
+}
+
+TEST_CASE("script: limits.message_types refuses a type over its rate before the handler runs", "[script]") {
+  EngineFixture f;
+  f.context.message_type_rates = {{"chat", 0.001, 2}};  // two, then none for a long while
+  f.context.rate_limit_close_after = 3;
+  f.load(R"(
+    local n = 0
+    return {
+      chat = function(s, msg) n = n + 1; return {type = "chat.ok", id = msg.id, n = n} end,
+      other = function(s, msg) return {type = "other.ok"} end,
+    }
+  )");
+  Client& c = f.connect();
+  CHECK(f.ask(c, R"({"type":"chat","id":1})").raw("n") == "1");
+  CHECK(f.ask(c, R"({"type":"chat","id":2})").raw("n") == "2");
+  const Msg refused = f.ask(c, R"({"type":"chat","id":3})");
+  CHECK(refused.str("code") == "rate_limited");
+  CHECK(refused.raw("id") == "3");
+  CHECK(refused.str("message").find("too many 'chat' messages; retry after ") == 0);
+  CHECK(f.ask(c, R"({"type":"other"})").str("type") == "other.ok");  // other types pass
+  CHECK(f.stats.rate_limited == 1);
+  CHECK(f.ask(c, R"({"type":"chat","id":4})").str("code") == "rate_limited");
+  CHECK_FALSE(c.s().closing());
+  // The third refusal in a row closes with 1008 instead of answering.
+  f.send(c, R"({"type":"chat","id":5})");
+  CHECK(c.s().closing());
+  CHECK(c.s().close_code() == 1008);
+  // Another connection has its own buckets.
+  Client& d = f.connect();
+  CHECK(f.ask(d, R"({"type":"chat","id":1})").raw("n") == "3");
 }
