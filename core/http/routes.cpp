@@ -116,6 +116,17 @@ bool same_secret(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+// A close reason fits in 123 bytes (RFC 6455 5.5: control frames carry at
+// most 125, two of them the code) and must stay valid UTF-8: cut before a
+// continuation byte, never inside a character.
+std::string close_reason_prefix(std::string_view reason) {
+  constexpr std::size_t kMax = 123;
+  if (reason.size() <= kMax) return std::string(reason);
+  std::size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(reason.substr(0, cut));
+}
+
 Response json_response(int status, std::string body) {
   Response r;
   r.status = status;
@@ -197,7 +208,8 @@ Response admin(server::Relay& relay, const Request& request) {
   session::Session* target = relay.registry().find(id->valuestring);
   if (target == nullptr) return json_response(404, R"({"error":"not_found","message":"no such session"})");
   const cJSON* reason = cJSON_GetObjectItemCaseSensitive(body.get(), "reason");
-  target->close(1008, cJSON_IsString(reason) ? std::string(reason->valuestring).substr(0, 120) : "disconnected by an operator");
+  target->close(1008, cJSON_IsString(reason) ? close_reason_prefix(reason->valuestring)
+                                             : std::string("disconnected by an operator"));
   return json_response(200, R"({"disconnected":true})");
 }
 

@@ -69,7 +69,12 @@ struct HttpReply {
   std::string body;  // LWS_PRE bytes of headroom, then the body
   bool head_only = false;
   bool awaiting_body = false;  // headers wait until the request body is read
+  bool body_too_large = false; // over kMaxHttpBody: the rest is discarded, 413 answered
+  bool close_after = false;    // the connection cannot be reused (an unread body)
 };
+
+// Script routes and admin calls take small JSON bodies; a megabyte is plenty.
+constexpr std::size_t kMaxHttpBody = 1u << 20;
 
 struct PerSession {
   Connection* connection;
@@ -163,6 +168,15 @@ std::string method_of(lws* wsi) {
 
 void respond(lws* wsi, PerSession* pss) {
   HttpReply& reply = *pss->http;
+  if (reply.body_too_large) {
+    reply.status = 413;
+    reply.content_type = "application/json";
+    reply.body.assign(LWS_PRE, '\0');
+    reply.body += R"({"error":"too_large","message":"request body larger than )" + std::to_string(kMaxHttpBody) +
+                  R"( bytes"})";
+    reply.close_after = true;
+    return;
+  }
   const http::Response response = http::handle(*relay_of(wsi), reply.request);
   reply.status = response.status;
   reply.content_type = response.content_type;
@@ -194,6 +208,15 @@ int on_http(lws* wsi, PerSession* pss, const char* uri) {
   // body, so an empty body is answered at once.)
   const std::string length = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
   if (req.method != "GET" && req.method != "HEAD" && !length.empty() && length != "0") {
+    // A declared length over the cap is answered 413 at once; the body is
+    // never read and the connection closes after the reply.
+    char* parse_end = nullptr;
+    const unsigned long long declared = std::strtoull(length.c_str(), &parse_end, 10);
+    if (parse_end != nullptr && *parse_end == '\0' && declared > kMaxHttpBody) {
+      reply->body_too_large = true;
+      respond(wsi, pss);
+      return write_http_headers(wsi, *reply);
+    }
     reply->awaiting_body = true;
     return 0;
   }
@@ -203,9 +226,17 @@ int on_http(lws* wsi, PerSession* pss, const char* uri) {
 
 int on_http_body(PerSession* pss, const void* in, std::size_t len) {
   if (pss == nullptr || pss->http == nullptr) return -1;
-  std::string& body = pss->http->request.body;
-  // Script routes take small JSON bodies; a megabyte is plenty.
-  if (body.size() + len > (1u << 20)) return -1;
+  HttpReply& reply = *pss->http;
+  if (reply.body_too_large) return 0;
+  std::string& body = reply.request.body;
+  if (body.size() + len > kMaxHttpBody) {
+    // A body longer than it said, or chunked: drop what was read, keep
+    // reading to the end, then answer 413.
+    reply.body_too_large = true;
+    body.clear();
+    body.shrink_to_fit();
+    return 0;
+  }
   body.append(static_cast<const char*>(in), len);
   return 0;
 }
@@ -227,6 +258,7 @@ int on_http_writeable(lws* wsi, PerSession* pss) {
     auto* payload = reinterpret_cast<unsigned char*>(reply->body.data()) + LWS_PRE;
     if (lws_write(wsi, payload, size, LWS_WRITE_HTTP_FINAL) != static_cast<int>(size)) return 1;
   }
+  if (reply->close_after) return -1;
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 

@@ -216,6 +216,29 @@ async def admin_routes(c, binary, folder):
         except websockets.ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None
         c.equal(code, 1008, "the disconnected client sees 1008")
+        # A long reason in multi-byte characters is cut to fit a close frame
+        # without splitting a character (the client would fail the UTF-8 check).
+        ws2 = await connect(server.url())
+        welcome2 = await recv_json(ws2)
+        reason = "\u00e9" * 100  # 200 bytes of UTF-8
+        status, _, _ = http_get(host, port, "/admin/disconnect", method="POST", headers=auth,
+                                body=json.dumps({"session": welcome2.get("session"), "reason": reason}))
+        c.equal(status, 200, "disconnect with a 200-byte reason: 200")
+        try:
+            await asyncio.wait_for(ws2.recv(), 5)
+            got = None
+        except websockets.ConnectionClosed as exc:
+            got = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else None
+        c.equal(got, (1008, "\u00e9" * 61), "the reason is cut to 122 bytes at a character boundary")
+        # Oversized request bodies: 413, whether declared up front or not.
+        status, _, body = http_get(host, port, "/admin/broadcast", method="POST", headers=auth,
+                                   body="x" * (1024 * 1024 + 1))
+        c.equal(status, 413, "a body over 1 MiB: 413")
+        c.check('"too_large"' in body, "413 says too_large", body[:200])
+        with socket.create_connection((host, port), timeout=5) as raw:
+            raw.sendall(b"POST /admin/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000000\r\n\r\n")
+            head = raw.recv(4096).decode("latin-1")
+        c.check(head.startswith("HTTP/1.1 413"), "a declared 5 GB body is refused before it is sent", head[:100])
         status, _, body = http_get(host, port, "/healthz")
         c.equal((status, body), (200, "ok"), "/healthz stays open")
 
