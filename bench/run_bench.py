@@ -64,7 +64,8 @@ TMP = tempfile.mkdtemp(prefix="wsrelay-bench-")
 LOG_DIR = os.path.join(S["BENCH_BUILD"], "logs")
 os.makedirs(LOG_DIR, exist_ok=True)
 
-PORTS = {"wsrelay": 7800, "upstream": 7801, "floor": 7810, "node": 7820, "nchan": 7830, "lws-test-server": 7840}
+PORTS = {"wsrelay": 7800, "upstream": 7801, "floor": 7810, "node": 7820, "nchan": 7830, "lws-test-server": 7840,
+         "python": 7850}
 SERVER_FD_LIMIT = 65536
 
 problems = []      # what went wrong, for the report
@@ -170,7 +171,7 @@ def wsrelay_config():
 
 
 def start(kind, mode="echo"):
-    """kind: wsrelay | floor | node | nchan | lws-test-server; mode: echo | broadcast."""
+    """kind: wsrelay | floor | node | python | nchan | lws-test-server; mode: echo | broadcast."""
     if kind == "wsrelay":
         return Server("wsrelay", [S["WSRELAY"], "--config", wsrelay_config()], PORTS["wsrelay"])
     if kind == "floor":
@@ -179,6 +180,9 @@ def start(kind, mode="echo"):
     if kind == "node":
         script = os.path.join(NODE_DIR, "echo.js" if mode == "echo" else "broadcast.js")
         return Server("node", ["node", script, str(PORTS["node"])], PORTS["node"], log_name="node-ws")
+    if kind == "python":
+        return Server("python", ["/usr/bin/python3", os.path.join(ROOT, "bench", "python", "echo.py"),
+                                 str(PORTS["python"])], PORTS["python"], log_name="python-websockets")
     if kind == "nchan":
         d = os.path.join(TMP, "nginx")
         os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
@@ -305,6 +309,8 @@ def scenario_echo():
         ("wsrelay", lambda: start("wsrelay"), ["--url", url("wsrelay", "/ws"), "--protocol", "standard", "--conns", conns]),
         ("lws floor", lambda: start("floor"), ["--url", url("floor"), "--protocol", "plain", "--conns", conns]),
         ("node ws", lambda: start("node"), ["--url", url("node"), "--protocol", "plain", "--conns", conns]),
+        ("python websockets", lambda: start("python"),
+         ["--url", url("python"), "--protocol", "plain", "--conns", conns]),
     ])
 
 
@@ -598,6 +604,7 @@ def chart(rows, png):
 TARGETS = {
     ("echo", "lws floor"): (0.85, "≥ 0.85× the raw lws floor"),
     ("echo", "node ws"): (1.5, "≥ 1.5× node ws"),
+    ("echo", "python websockets"): (6.0, "≥ 6× Python websockets"),
     ("fanout", "lws floor"): (1.5, "≥ 1.5× (at 1k and 10k subscribers)"),
     ("fanout", "node ws"): (1.5, "≥ 1.5× (at 1k and 10k subscribers)"),
     ("fanout", "nginx nchan"): (1.0, "≥ 1× nchan"),
