@@ -648,6 +648,7 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after):
              "`\"limits\": {\"messages_per_second\": 0, \"max_connections_per_ip\": 0, \"max_connections\": 0}`, "
              "`log_level` warn. The peers speak plain WebSocket: the lws floor (bench/lws_floor.c: lws 4.1, no JSON, "
              "no Lua, one shared refcounted buffer per broadcast), node `ws` (bench/node/echo.js, broadcast.js), "
+             "Python websockets for echo (bench/python/echo.py, Debian's python3-websockets), "
              "nginx + nchan (bench/conf/nchan.conf, one process) for fan-out, Debian's "
              "`libwebsockets-test-server` (lws-mirror-protocol) for idle memory.")
     L.append("- echo: %s connections, one 36-byte message in flight each (`{\"type\":\"heartbeat\",\"id\":1000000001}`; "
@@ -732,9 +733,10 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after):
     L.append("```")
     L.append("")
     L.append("Servers: `build/wsrelay --config <bench config>` (above), `build-bench/lws-floor --port %d --mode "
-             "echo|broadcast`, `node bench/node/echo.js %d` / `broadcast.js`, `nginx -p <tmp> -c "
+             "echo|broadcast`, `node bench/node/echo.js %d` / `broadcast.js`, "
+             "`python3 bench/python/echo.py %d`, `nginx -p <tmp> -c "
              "bench/conf/nchan.conf` (port filled in), `libwebsockets-test-server --port %d`. Server logs: "
-             "build-bench/logs/.\n" % (PORTS["floor"], PORTS["node"], PORTS["lws-test-server"]))
+             "build-bench/logs/.\n" % (PORTS["floor"], PORTS["node"], PORTS["python"], PORTS["lws-test-server"]))
     with open(out, "w") as f:
         f.write("\n".join(L))
     return out
