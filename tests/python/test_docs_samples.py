@@ -50,9 +50,11 @@ Marks (an HTML comment before the block; see docs_samples.py):
   <!-- sample: skip (reason) -->       not run
   <!-- sample: fragment -->            lua: not a whole script (see above)
   <!-- sample: file NAME -->           also save the block as NAME
-  <!-- sample: response GET /path -->  json: the page's server answers the
+  <!-- sample: response GET /path [path=/ws/x] -->
+                                       json: the page's server answers the
                                        request with JSON of this shape (same
-                                       fields and types; values are live)
+                                       fields and types; values are live),
+                                       while a WebSocket on path= is open
   <!-- sample: plugin libNAME.so -->   c: compiled as a plugin into the page's
                                        `myplugins` folder and loaded by
                                        `wsrelay --check`; an extension is then
@@ -63,6 +65,7 @@ Marks (an HTML comment before the block; see docs_samples.py):
                                 `above`: the nearest lua block above)
         endpoint=/p/{x}         its endpoint path (default: path)
         path=/p/1               the URL path clients open (default /ws)
+        On a json block: its lines are what one client receives (`← ...`).
         after MSG ...           each client first sends these messages and
                                 reads one answer to each ("{client}" in
                                 them: the client's name, e.g. A)
@@ -440,6 +443,10 @@ def check_config(ctx, block, config, how):
 
 def run_json(ctx, block):
     body = block.body.strip()
+    if block.mark and block.mark.kind == "exchange":
+        # JSON lines under an exchange mark: what one client receives, in order.
+        run_exchange(ctx, block, "\n".join("\u2190 " + l for l in body.splitlines() if l.strip()))
+        return
     value = None
     try:
         value = loads_doc(body)
@@ -513,6 +520,8 @@ def check_response(ctx, block, expected):
     method, path = (words + ["GET", "/"])[:2] if len(words) >= 2 else ("GET", words[0] if words else "/")
     port = ctx.ensure_server()
     from wsrelay_harness import http_get
+    if "path" in block.mark.args:
+        open_live_session(ctx, port, block.mark.args["path"])
     status, _, body = http_get("127.0.0.1", port, path, method=method,
                                headers={"Authorization": "Bearer " + SECRETS["WSRELAY_ADMIN_TOKEN"]})
     try:
@@ -709,10 +718,10 @@ async def replay(url_for, lines, after, what):
                 pass
 
 
-def run_exchange(ctx, block):
+def run_exchange(ctx, block, body=None):
     mark = block.mark if block.mark and block.mark.kind == "exchange" else None
     args = mark.args if mark else {}
-    body, signed = sign_elided_jwts(block.body)
+    body, signed = sign_elided_jwts(block.body if body is None else body)
     lines = exchange_lines(body)
     server_args = list(ctx.server_args)
     path = args.get("path")
@@ -812,14 +821,14 @@ def substitute(ctx, cmd):
     return cmd
 
 
-def open_live_session(ctx, port):
+def open_live_session(ctx, port, path="/ws"):
     """A WebSocket session held open for the admin samples to list and close;
     its id comes from GET /admin/sessions."""
     from wsrelay_harness import http_get
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (port, key)).encode())
+    sock.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, port, key)).encode())
     data = b""
     while b"\r\n\r\n" not in data:
         data += sock.recv(4096)
