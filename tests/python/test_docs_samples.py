@@ -44,7 +44,12 @@ What is done with a block, by its language:
          JSON object (`# every session: {...}`) is what it prints: the output
          must have that shape (same fields and types). Building this tree (`cmake -S . -B build`,
          `cmake --build build`) is not redone. Every command must exit 0.
-  other  (c, cmake, ini, nginx, yaml, ...) no runner: must be marked.
+  ini    A systemd unit: `systemd-analyze verify` must accept it silently
+         (/usr/local/bin/wsrelay is the built binary).
+  nginx  A site: `nginx -t` must accept it inside an http block (its
+         certificates: fresh self-signed files).
+  c      Marked `plugin`: see below.
+  other  (cmake, yaml, ...) no runner: must be marked.
 
 Marks (an HTML comment before the block; see docs_samples.py):
   <!-- sample: skip (reason) -->       not run
@@ -615,6 +620,50 @@ def run_c_plugin(ctx, block):
     count(block.page, "run")
 
 
+# ---- ini (systemd units), nginx ------------------------------------------------
+
+
+def run_quiet(ctx, block, argv, what):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ctx.tmp)
+    out = (r.stdout + r.stderr).strip()
+    c.check(r.returncode == 0 and not out, "%s: %s" % (block.where, what), "exit %d: %s" % (r.returncode, out[-800:]))
+    count(block.page, "run")
+
+
+def run_systemd_unit(ctx, block):
+    """A systemd unit: `systemd-analyze verify` (the installed binary path is
+    the built one) must accept it without a word."""
+    tool = shutil.which("systemd-analyze")
+    if not tool:
+        count(block.page, "skip", "systemd-analyze is not installed")
+        return
+    path = ctx.save("units/wsrelay.service", block.body.replace("/usr/local/bin/wsrelay", BINARY))
+    run_quiet(ctx, block, [tool, "verify", "--man=no", path], "systemd-analyze verify accepts the unit")
+
+
+def run_nginx(ctx, block):
+    """An nginx site: `nginx -t` accepts it inside an http block, with
+    self-signed files for its certificates."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if not nginx:
+        count(block.page, "skip", "nginx is not installed")
+        return
+    folder = os.path.join(ctx.tmp, "nginx")
+    os.makedirs(folder, exist_ok=True)
+    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    site = re.sub(r"(ssl_certificate_key\s+)\S+;", lambda m: m.group(1) + key + ";", block.body)
+    site = re.sub(r"(ssl_certificate\s+)\S+;", lambda m: m.group(1) + cert + ";", site)
+    ctx.save("nginx/site.conf", site)
+    temp = " ".join("%s_temp_path %s;" % (k, folder) for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = ctx.save("nginx/nginx.conf", "pid %s/nginx.pid;\nerror_log %s/error.log;\nevents {}\n"
+                    "http { access_log off; %s include %s/site.conf; }\n" % (folder, folder, temp, folder))
+    r = subprocess.run([nginx, "-t", "-q", "-c", conf, "-p", folder + "/"], capture_output=True, text=True, timeout=60)
+    c.check(r.returncode == 0, "%s: nginx -t accepts the site" % block.where, (r.stdout + r.stderr)[-800:])
+    count(block.page, "run")
+
+
 # ---- exchanges --------------------------------------------------------------------
 
 LINE = re.compile(r"^\s*(?:([A-Za-z][\w-]*)\s+)?([\u2192\u2190])\s?(.*)$")
@@ -1011,6 +1060,10 @@ def run_block(ctx, block):
             count(block.page, "output")
     elif lang in ("sh", "bash", "shell"):
         run_sh(ctx, block)
+    elif lang == "ini" and "[Service]" in block.body:
+        run_systemd_unit(ctx, block)
+    elif lang == "nginx":
+        run_nginx(ctx, block)
     elif lang == "c" and mark and mark.kind == "plugin":
         run_c_plugin(ctx, block)
     elif mark and mark.kind == "fragment":
