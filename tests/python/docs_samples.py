@@ -10,6 +10,7 @@ allowed) by a mark, an HTML comment that Markdown renderers do not show:
     <!-- sample: file NAME -->         also save the block as NAME for later blocks
     <!-- sample: response GET /path --> JSON a live server answers with
     <!-- sample: plugin libNAME.so -->  C source of a plugin, compiled and loaded
+    <!-- sample: upstream -->          JSON the relay sends to (the fake) OpenAI
 
 test_docs_samples.py says what each kind does. Unmarked blocks are run
 whenever the test knows how; a block it cannot run must carry a mark.
@@ -42,7 +43,7 @@ def pages(source):
 
 
 class Mark:
-    KINDS = ("skip", "fragment", "exchange", "file", "response", "plugin")
+    KINDS = ("skip", "fragment", "exchange", "file", "response", "plugin", "upstream")
 
     def __init__(self, text):
         self.text = text

@@ -60,6 +60,11 @@ Marks (an HTML comment before the block; see docs_samples.py):
                                        request with JSON of this shape (same
                                        fields and types; values are live),
                                        while a WebSocket on path= is open
+  <!-- sample: upstream -->            json: frames the relay sends upstream;
+                                       the fake OpenAI (tests/upstream/
+                                       fake_realtime.py, which stands in for it
+                                       in every sample) must have received
+                                       them in this order
   <!-- sample: plugin libNAME.so -->   c: compiled as a plugin into the page's
                                        `myplugins` folder and loaded by
                                        `wsrelay --check`; an extension is then
@@ -195,14 +200,17 @@ def raw_decode_doc(text):
 
 
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
+HEX16_IN = re.compile(r"(?<![0-9a-f])[0-9a-f]{16}(?![0-9a-f])")
 
 
 def mismatch(expected, actual, where="$"):
     """None if actual matches the doc's expected value, else a description."""
     if expected == ELLIPSIS:
         return None
-    if isinstance(expected, str) and ELLIPSIS in expected and isinstance(actual, str):
-        pattern = ".*".join(re.escape(p) for p in expected.split(ELLIPSIS))
+    if isinstance(expected, str) and isinstance(actual, str) and (
+            ELLIPSIS in expected or HEX16_IN.search(expected)):
+        # `…` matches anything; a session id (16 hex characters) any session id.
+        pattern = ".*".join(HEX16_IN.sub("[0-9a-f]{16}", re.escape(p)) for p in expected.split(ELLIPSIS))
         return None if re.fullmatch(pattern, actual, re.S) else "%s: %r does not match %r" % (where, actual, expected)
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
@@ -467,6 +475,9 @@ def run_json(ctx, block):
         return
     if block.mark and block.mark.kind == "response":
         check_response(ctx, block, value)
+        return
+    if block.mark and block.mark.kind == "upstream":
+        check_upstream(ctx, block)
         return
     # JSON messages: one value, or one per line.
     bad = []
@@ -1073,9 +1084,53 @@ def run_block(ctx, block):
         return
 
 
+UPSTREAM_RECORD = os.path.join(tempfile.mkdtemp(prefix="docs-samples-upstream-"), "record.jsonl")
+
+
+def upstream_frames():
+    """What the fake OpenAI received so far: {connection: [frame text, ...]}."""
+    frames = {}
+    try:
+        with open(UPSTREAM_RECORD, encoding="utf-8") as f:
+            for line in f:
+                event = json.loads(line)
+                if event.get("event") == "recv" and not event.get("binary"):
+                    frames.setdefault(event.get("conn"), []).append(event["data"])
+    except (OSError, ValueError):
+        pass
+    return frames
+
+
+def check_upstream(ctx, block):
+    """<!-- sample: upstream -->: the block's lines are what the relay sends
+    upstream for a message; some connection of the fake OpenAI must have
+    received them, one after another, after the page's earlier samples ran."""
+    expected = [loads_doc(l) for l in block.body.splitlines() if l.strip()]
+    best = None
+    for conn, texts in upstream_frames().items():
+        got = []
+        for t in texts:
+            try:
+                got.append(json.loads(t))
+            except ValueError:
+                got.append(t)
+        for start in range(len(got) - len(expected) + 1):
+            problems = [mismatch(e, a) for e, a in zip(expected, got[start:start + len(expected)])]
+            if not any(problems):
+                c.check(True, block.where)
+                count(block.page, "run")
+                return
+            if got[start:start + 1] and isinstance(got[start], dict) and got[start].get("type") == expected[0].get("type"):
+                best = [p for p in problems if p]
+    c.check(False, "%s: the fake OpenAI received these frames in this order" % block.where,
+            best or "no connection got a %r" % expected[0].get("type"))
+    count(block.page, "run")
+
+
 def start_fake_openai():
     """tests/upstream/fake_realtime.py stands in for OpenAI's Realtime API."""
-    proc = subprocess.Popen([PYTHON, os.path.join(SOURCE, "tests", "upstream", "fake_realtime.py")],
+    proc = subprocess.Popen([PYTHON, os.path.join(SOURCE, "tests", "upstream", "fake_realtime.py"),
+                             "--record", UPSTREAM_RECORD],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("READY "):
