@@ -1148,6 +1148,7 @@ def main():
         fake.stdin.close()
         fake.terminate()
         fake.wait(5)
+        shutil.rmtree(os.path.dirname(UPSTREAM_RECORD), ignore_errors=True)
 
 
 def run_pages(only):
