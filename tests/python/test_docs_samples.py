@@ -42,8 +42,12 @@ What is done with a block, by its language:
          placeholders get the test's values; a 16-hex session id is replaced by
          a live session's. A comment right above a command that ends in a
          JSON object (`# every session: {...}`) is what it prints: the output
-         must have that shape (same fields and types). Building this tree (`cmake -S . -B build`,
-         `cmake --build build`) is not redone. Every command must exit 0.
+         must have that shape (same fields and types), and no output may show
+         an error reply. Building this tree (`cmake -S . -B build`, `cmake
+         --build build`) is not redone. Only the binary, python3 and a few
+         harmless tools run (RUNNABLE); anything else (make, apt-get,
+         systemctl, installs) needs a skip mark. HOME is the scratch folder.
+         Every command must exit 0.
   ini    A systemd unit: `systemd-analyze verify` must accept it silently
          (/usr/local/bin/wsrelay is the built binary).
   nginx  A site: `nginx -t` must accept it inside an http block (its
@@ -75,16 +79,20 @@ Marks (an HTML comment before the block; see docs_samples.py):
                                 `above`: the nearest lua block above)
         endpoint=/p/{x}         its endpoint path (default: path)
         path=/p/1               the URL path clients open (default /ws)
-        On a json block: its lines are what one client receives (`← ...`).
         after MSG ...           each client first sends these messages and
                                 reads one answer to each ("{client}" in
                                 them: the client's name, e.g. A)
+        On a json block: its lines are what one client receives on open.
+        Each exchange runs on a fresh server; a client connects at its first
+        line (what it is sent on open is read first unless that line is
+        `←`); `← …` skips frames up to the next line's; at the end no client
+        may have a frame the block does not show; a JWT shown as
+        `header.payload.…` is signed with the secret of a JWT-mode server.
 An unmarked block the test cannot run fails, so a new page cannot rot unseen.
 """
 
 import asyncio
 import base64
-import glob
 import hashlib
 import hmac
 import json
