@@ -39,7 +39,8 @@ What is done with a block, by its language:
          a command that talks to 127.0.0.1:8000 with no server of the page
          running starts the page's server first (the built-in default, or
          examples/X/config.json). `curl` runs with --fail; `NAME=...`
-         placeholders get the test's values; a 16-hex session id is replaced by
+         placeholders get the test's values; `sudo -u USER` is dropped; a
+         16-hex session id is replaced by
          a live session's. A comment right above a command that ends in a
          JSON object (`# every session: {...}`) is what it prints: the output
          must have that shape (same fields and types), and no output may show
@@ -58,7 +59,9 @@ What is done with a block, by its language:
 Marks (an HTML comment before the block; see docs_samples.py):
   <!-- sample: skip (reason) -->       not run
   <!-- sample: fragment -->            lua: not a whole script (see above)
-  <!-- sample: file NAME -->           also save the block as NAME
+  <!-- sample: file NAME -->           also save the block as NAME (an absolute
+                                       NAME is put in the scratch folder, and
+                                       commands naming it get that copy)
   <!-- sample: response GET /path [path=/ws/x] -->
                                        json: the page's server answers the
                                        request with JSON of this shape (same
@@ -318,7 +321,9 @@ class Page:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def save(self, name, text):
-        path = os.path.join(self.tmp, name)
+        """Writes a file into the scratch folder; an absolute name (a file
+        mark's /etc/wsrelay/config.json) goes under it too."""
+        path = os.path.join(self.tmp, name.lstrip("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
@@ -877,9 +882,13 @@ def substitute(ctx, cmd):
     cmd = re.sub(r"\$\(pidof wsrelay\)|`pidof wsrelay`",
                  " ".join(str(p.proc.pid if isinstance(p, Server) else p.pid)
                           for _, p, _ in ctx.servers if isinstance(p, Server)) or "0", cmd)
+    cmd = re.sub(r"^sudo -u \w+ ", "", cmd)  # the test runs as itself
     cmd = re.sub(r"(?<![\w/.-])(?:\./build/wsrelay|build/wsrelay|/usr/local/bin/wsrelay|wsrelay)(?=\s|$)",
                  BINARY, cmd)
     cmd = re.sub(r"(?<![\w/.-])(?:/usr/bin/python3|python3)(?=\s)", PYTHON, cmd)
+    for name, path in ctx.files.items():
+        if name.startswith("/"):
+            cmd = re.sub(r"(?<![\w/.-])%s(?![\w/.-])" % re.escape(name), path, cmd)
     for name, value in SECRETS.items():
         cmd = re.sub(r"\b%s=(?:sk-)?\.\.\.(?=\s|$)" % name, "%s=%s" % (name, value), cmd)
     for doc_port, actual in ctx.port_map().items():
@@ -965,7 +974,7 @@ def start_background(ctx, block, cmd):
     return False
 
 
-RUNNABLE = {"curl", "cp", "echo", "export", "kill", "openssl", "cat", "jq", "cc", "test", "true"}
+RUNNABLE = {"curl", "cp", "echo", "env", "export", "kill", "openssl", "cat", "jq", "cc", "test", "true"}
 
 
 def command_word(cmd):
