@@ -53,6 +53,8 @@ What is done with a block, by its language:
          (/usr/local/bin/wsrelay is the built binary).
   nginx  A site: `nginx -t` must accept it inside an http block (its
          certificates: fresh self-signed files).
+  yaml   A Prometheus scrape config: each target's metrics_path on the
+         page's server answers in the Prometheus text format.
   c      Marked `plugin`: see below.
   other  (cmake, yaml, ...) no runner: must be marked.
 
@@ -688,6 +690,33 @@ def run_nginx(ctx, block):
     count(block.page, "run")
 
 
+def run_prometheus(ctx, block):
+    """A Prometheus scrape config: it parses, and each target's metrics_path
+    on the page's server answers in the Prometheus text format."""
+    try:
+        import yaml
+    except ImportError:
+        count(block.page, "skip", "python3-yaml is not installed")
+        return
+    from wsrelay_harness import http_get
+    config = yaml.safe_load(block.body)
+    jobs = config.get("scrape_configs", []) if isinstance(config, dict) else []
+    c.check(jobs, "%s: scrape_configs has a job" % block.where, config)
+    for job in jobs:
+        path = job.get("metrics_path", "/metrics")
+        for static in job.get("static_configs", []):
+            for target in static.get("targets", []):
+                host, _, port = target.rpartition(":")
+                actual = ctx.port_map().get(int(port)) or (ctx.ensure_server() if int(port) == ctx.doc_port else None)
+                if not c.check(actual, "%s: target %s is a server of the page" % (block.where, target)):
+                    continue
+                status, headers, body = http_get("127.0.0.1", actual, path)
+                c.check(status == 200 and "text/plain" in headers.get("content-type", "") and "# TYPE wsrelay_" in body,
+                        "%s: %s%s answers in the Prometheus text format" % (block.where, target, path),
+                        (status, headers.get("content-type"), body[:200]))
+    count(block.page, "run")
+
+
 # ---- exchanges --------------------------------------------------------------------
 
 LINE = re.compile(r"^\s*(?:([A-Za-z][\w-]*)\s+)?([\u2192\u2190])\s?(.*)$")
@@ -1092,6 +1121,8 @@ def run_block(ctx, block):
         run_systemd_unit(ctx, block)
     elif lang == "nginx":
         run_nginx(ctx, block)
+    elif lang == "yaml" and "scrape_configs" in block.body:
+        run_prometheus(ctx, block)
     elif lang == "c" and mark and mark.kind == "plugin":
         run_c_plugin(ctx, block)
     elif mark and mark.kind == "fragment":
