@@ -759,7 +759,7 @@ async def replay(url_for, lines, after, what):
                 ws = await asyncio.wait_for(websockets.connect(url_for(who), max_size=None, close_timeout=2), 5)
                 clients[who] = ws
                 if outgoing or after:
-                    await drain(ws)  # what the server sends on open; the block does not show it
+                    await drain(ws, 0.5)  # what the server sends on open; the block does not show it
                 for message in after:
                     await ws.send(json.dumps(message).replace("{client}", who))
                     answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
