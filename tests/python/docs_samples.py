@@ -11,6 +11,7 @@ allowed) by a mark, an HTML comment that Markdown renderers do not show:
     <!-- sample: response GET /path --> JSON a live server answers with
     <!-- sample: plugin libNAME.so -->  C source of a plugin, compiled and loaded
     <!-- sample: upstream -->          JSON the relay sends to (the fake) OpenAI
+    <!-- sample: log [FLAGS] -->       log lines a relay prints
 
 test_docs_samples.py says what each kind does. Unmarked blocks are run
 whenever the test knows how; a block it cannot run must carry a mark.
@@ -43,7 +44,7 @@ def pages(source):
 
 
 class Mark:
-    KINDS = ("skip", "fragment", "exchange", "file", "response", "plugin", "upstream")
+    KINDS = ("skip", "fragment", "exchange", "file", "response", "plugin", "upstream", "log")
 
     def __init__(self, text):
         self.text = text

@@ -69,6 +69,9 @@ Marks (an HTML comment before the block; see docs_samples.py):
                                        request with JSON of this shape (same
                                        fields and types; values are live),
                                        while a WebSocket on path= is open
+  <!-- sample: log [FLAGS] -->         text: log lines a relay started with
+                                       FLAGS prints for a session (auth as
+                                       alice, subscribe lobby, close 1000)
   <!-- sample: upstream -->            json: frames the relay sends upstream;
                                        the fake OpenAI (tests/upstream/
                                        fake_realtime.py, which stands in for it
@@ -646,6 +649,58 @@ def run_c_plugin(ctx, block):
     count(block.page, "run")
 
 
+# ---- log lines -------------------------------------------------------------------
+
+TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+PORT = re.compile(r"(?<=[\w\]]):\d{2,5}\b")
+
+
+def normal_log(text):
+    """A log line with what changes from run to run made constant."""
+    text = TS.sub("TS", text)
+    text = HEX16_IN.sub("SESSION", text)
+    return PORT.sub(":PORT", text)
+
+
+def check_log(ctx, block):
+    """<!-- sample: log [FLAGS] -->: a relay started with FLAGS (the page's
+    server otherwise), with one session that authenticates as alice,
+    subscribes to lobby and closes with 1000, logs every line of the block
+    (timestamps, session ids and ports aside; JSON lines field by field)."""
+    server = Server(BINARY, ctx.server_args + block.mark.words, env=base_env(), cwd=ctx.tmp).start()
+    try:
+        async def session():
+            async with websockets.connect(server.url("/ws")) as ws:
+                await ws.recv()
+                for msg in ({"type": "auth", "id": 1, "token": "alice"},
+                            {"type": "subscribe", "id": 2, "channel": "lobby"}):
+                    await ws.send(json.dumps(msg))
+                    await ws.recv()
+        asyncio.run(asyncio.wait_for(session(), 10))
+        time.sleep(0.3)
+    finally:
+        server.stop()
+    logged = [normal_log(l) for l in server.stderr_lines]
+    for line in block.body.splitlines():
+        if not line.strip():
+            continue
+        want = normal_log(line.strip())
+        if want.startswith("{"):
+            expected = json.loads(want)
+            found = False
+            for got in logged:
+                try:
+                    found = mismatch(expected, json.loads(got)) is None
+                except ValueError:
+                    continue
+                if found:
+                    break
+        else:
+            found = want in logged
+        c.check(found, "%s: the relay logs %s" % (block.where, line.strip()), "\n".join(server.stderr_lines[-10:]))
+    count(block.page, "run")
+
+
 # ---- ini (systemd units), nginx ------------------------------------------------
 
 
@@ -1104,6 +1159,9 @@ def run_block(ctx, block):
         return
     if mark and mark.kind == "skip":
         count(block.page, "skip", mark.reason)
+        return
+    if mark and mark.kind == "log":
+        check_log(ctx, block)
         return
     lang = block.lang.split()[0] if block.lang else ""
     if lang == "json":
