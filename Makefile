@@ -9,8 +9,10 @@ APT_PACKAGES := cmake g++ make pkg-config libwebsockets-dev libcjson-dev \
                 openssl
 # What only the test suite needs: a Prometheus parser, Chromium for the demo
 # page test (node and npm too, added below only when missing: NodeSource's
-# nodejs conflicts with Debian's npm).
-TEST_APT_PACKAGES := python3-prometheus-client chromium mono-mcs mono-runtime groff-base
+# nodejs conflicts with Debian's npm); curl and a YAML parser for the docs'
+# samples (test_docs_samples also uses nginx and systemd-analyze when present).
+TEST_APT_PACKAGES := python3-prometheus-client chromium mono-mcs mono-runtime groff-base \
+                     curl python3-yaml
 
 .PHONY: all deps test-deps configure build run test clean
 

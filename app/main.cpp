@@ -34,10 +34,21 @@ const char* const kUsage =
     "  --version         print the version and exit\n"
     "  --help            print this help and exit\n"
     "\n"
-    "Environment: WSRELAY_JWT_SECRET (HS256 secret for auth tokens; unset means\n"
-    "development mode, where the token itself is the user name).\n"
-    "  OPENAI_API_KEY         without --config: adds the demo's /assistant endpoint\n"
-    "  WSRELAY_ASSISTANT_URL  its upstream (default wss://api.openai.com/v1/realtime?model=gpt-realtime)\n";
+    "Environment:\n"
+    "  WSRELAY_JWT_SECRET     HS256 secret for auth tokens, when the config has no\n"
+    "                         jwt.secret; unset: development mode, where the token\n"
+    "                         itself is the user name\n"
+    "  WSRELAY_ADMIN_TOKEN    bearer token of the /admin/* routes, when the config\n"
+    "                         has no admin_token; unset: every admin call gets 401\n"
+    "  OPENAI_API_KEY         without --config: adds the demo's /assistant endpoint;\n"
+    "                         the OpenAI key of the shipped OpenAI example configs\n"
+    "                         (they do not start without it)\n"
+    "  WSRELAY_ASSISTANT_URL  the /assistant endpoint's upstream (default\n"
+    "                         wss://api.openai.com/v1/realtime?model=gpt-realtime)\n"
+    "  OPENAI_REALTIME_URL    the example configs' upstream URL (same default)\n"
+    "  WSRELAY_HOST           listen address of the shipped example configs\n"
+    "Any ${NAME} or ${NAME:-default} in a config string is read from the\n"
+    "environment.\n";
 
 struct Options {
   std::optional<std::string> config;
