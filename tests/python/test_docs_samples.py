@@ -132,6 +132,7 @@ SECRETS = {
     "OPENAI_API_KEY": "sk-docs-samples-not-a-key",
     # Never the real OpenAI from a test: main() points this at tests/upstream/fake_realtime.py.
     "OPENAI_REALTIME_URL": "ws://127.0.0.1:9/v1/realtime",
+    "WSRELAY_ASSISTANT_URL": "ws://127.0.0.1:9/v1/realtime",  # the built-in config's /assistant
 }
 
 TOP_KEYS = {"listen", "heartbeat", "log_level", "jwt", "endpoints", "limits", "admin_token",
@@ -667,7 +668,11 @@ def check_log(ctx, block):
     server otherwise), with one session that authenticates as alice,
     subscribes to lobby and closes with 1000, logs every line of the block
     (timestamps, session ids and ports aside; JSON lines field by field)."""
-    server = Server(BINARY, ctx.server_args + block.mark.words, env=base_env(), cwd=ctx.tmp).start()
+    env = base_env()
+    # The pages show the log of a relay started as `make run` starts it: no
+    # OPENAI_API_KEY, so the built-in config has no /assistant endpoint.
+    env.pop("OPENAI_API_KEY", None)
+    server = Server(BINARY, ctx.server_args + block.mark.words, env=env, cwd=ctx.tmp).start()
     try:
         async def session():
             async with websockets.connect(server.url("/ws")) as ws:
@@ -1242,6 +1247,7 @@ def start_fake_openai():
     if not line.startswith("READY "):
         raise RuntimeError("fake_realtime.py: %r" % line)
     SECRETS["OPENAI_REALTIME_URL"] = line.split()[1] + "/v1/realtime?model=gpt-realtime"
+    SECRETS["WSRELAY_ASSISTANT_URL"] = SECRETS["OPENAI_REALTIME_URL"]
     return proc
 
 
