@@ -75,6 +75,10 @@ struct HttpReply {
 
 // Script routes and admin calls take small JSON bodies; a megabyte is plenty.
 constexpr std::size_t kMaxHttpBody = 1u << 20;
+// A body over the cap but under this is read and thrown away before the 413,
+// so that the client, still sending, gets the answer instead of a reset
+// (nginx's lingering close does the same). Beyond it, 413 at once.
+constexpr std::size_t kMaxDiscardedBody = 16u << 20;
 
 struct PerSession {
   Connection* connection;
@@ -208,11 +212,11 @@ int on_http(lws* wsi, PerSession* pss, const char* uri) {
   // body, so an empty body is answered at once.)
   const std::string length = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
   if (req.method != "GET" && req.method != "HEAD" && !length.empty() && length != "0") {
-    // A declared length over the cap is answered 413 at once; the body is
-    // never read and the connection closes after the reply.
+    // A declared length far over the cap is answered 413 at once; the body
+    // is never read and the connection closes after the reply.
     char* parse_end = nullptr;
     const unsigned long long declared = std::strtoull(length.c_str(), &parse_end, 10);
-    if (parse_end != nullptr && *parse_end == '\0' && declared > kMaxHttpBody) {
+    if (parse_end != nullptr && *parse_end == '\0' && declared > kMaxDiscardedBody) {
       reply->body_too_large = true;
       respond(wsi, pss);
       return write_http_headers(wsi, *reply);

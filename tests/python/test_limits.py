@@ -239,6 +239,9 @@ async def admin_routes(c, binary, folder):
             raw.sendall(b"POST /admin/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000000\r\n\r\n")
             head = raw.recv(4096).decode("latin-1")
         c.check(head.startswith("HTTP/1.1 413"), "a declared 5 GB body is refused before it is sent", head[:100])
+        status, _, body = http_get(host, port, "/admin/broadcast", method="POST", headers=auth,
+                                   body="y" * (3 * 1024 * 1024))
+        c.equal(status, 413, "a 3 MiB body is read to its end and refused with 413 (no reset)")
         status, _, body = http_get(host, port, "/healthz")
         c.equal((status, body), (200, "ok"), "/healthz stays open")
 
