@@ -201,7 +201,7 @@ def silent_client(port, path):
 
 
 async def keepalive(c, port, relay_path):
-    """heartbeat {"interval": 1, "timeout": 2}: the relay's sweep pings and hangs
+    """heartbeat {"interval": 1, "timeout": 4}: the relay's sweep pings and hangs
     up the silent; a client that answers pings (websockets does) stays."""
     url = "ws://127.0.0.1:%d" % port
     async with websockets.connect(url + relay_path, subprotocols=["wsrelay"], open_timeout=TIMEOUT,
@@ -246,7 +246,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         config = os.path.join(tmp, "relay.json")
         with open(config, "w") as f:
-            json.dump({"listen": {"port": 1}, "heartbeat": {"interval": 1, "timeout": 2},
+            json.dump({"listen": {"port": 1}, "heartbeat": {"interval": 1, "timeout": 4},
                        "endpoints": [{"path": "/relay/chat"}]}, f)
         host = Host(base + ["--config", config])
         try:
