@@ -787,8 +787,16 @@ int guarded_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in
   return -1;
 }
 
+// lws gives every WebSocket an rx buffer of rx_buffer_size (+ LWS_PRE) for
+// its whole life; 0 would mean the context's 4 KiB service buffer, more than
+// half of an idle connection's memory. Longer frames arrive in pieces, which
+// on_receive reassembles anyway. tx_packet_size keeps writes as they were:
+// left 0, lws would cut every write at rx_buffer_size.
+constexpr std::size_t kRxBufferSize = 512;
+constexpr std::size_t kTxPacketSize = 4096;
+
 const lws_protocols kProtocol = {
-    kProtocolName, guarded_callback, sizeof(PerSession), 0, 0, nullptr, 0,
+    kProtocolName, guarded_callback, sizeof(PerSession), kRxBufferSize, 0, nullptr, kTxPacketSize,
 };
 
 // Both protocols a vhost serving the relay needs: the relay and the client
