@@ -10,11 +10,12 @@ APT_PACKAGES := cmake g++ make pkg-config libwebsockets-dev libcjson-dev \
 # What only the test suite needs: a Prometheus parser, Chromium for the demo
 # page test (node and npm too, added below only when missing: NodeSource's
 # nodejs conflicts with Debian's npm); curl and a YAML parser for the docs'
-# samples (test_docs_samples also uses nginx and systemd-analyze when present).
+# samples (test_docs_samples also uses nginx and systemd-analyze when present);
+# valgrind for bench-smoke's instruction counts.
 TEST_APT_PACKAGES := python3-prometheus-client chromium mono-mcs mono-runtime groff-base \
-                     curl python3-yaml
+                     curl python3-yaml valgrind
 
-.PHONY: all deps test-deps configure build run test clean
+.PHONY: all deps test-deps configure build run test bench-smoke clean
 
 all: build
 
@@ -47,6 +48,14 @@ test-deps:
 
 test: test-deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# Instructions per message (heartbeat, fan-out, relay) under callgrind, checked
+# against bench/instructions.json (fails at +10%). Also a ctest test, so
+# `make test` runs it. Re-record after making a path cheaper:
+#   python3 bench/instructions.py --record bench/instructions.json \
+#     --wsrelay build/wsrelay --bench build/bench/wsrelay-bench
+bench-smoke: test-deps build
+	cd $(BUILD_DIR) && ctest --output-on-failure -L bench-smoke
 
 clean:
 	rm -rf $(BUILD_DIR)

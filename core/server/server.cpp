@@ -26,7 +26,7 @@ struct Server::Policy {
     lws_sorted_usec_list_t sul;  // first member: the tick finds its Server from it
     Server* server;
   } watch_timer{{}, nullptr};
-  lws_retry_bo_t retry{};
+  lws_retry_bo_t retry{};  // all zero: no per-connection lws validity timer
   // Per listener: the relay, its upstream client, then the plugin protocols
   // the listener names. lws copies these; it keeps pointers to the pvos.
   std::vector<std::vector<lws_protocols>> vhost_protocols;
@@ -180,10 +180,13 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
 
   server->policy_ = std::make_unique<Policy>();
   Policy& policy = *server->policy_;
-  // lws pings a connection idle for `interval` and hangs up one that has shown
-  // no sign of life (data or pong) for `timeout`.
-  policy.retry.secs_since_valid_ping = static_cast<uint16_t>(config.heartbeat.interval_s);
-  policy.retry.secs_since_valid_hangup = static_cast<uint16_t>(config.heartbeat.timeout_s);
+  // No lws validity timer: keepalive is the protocol's one sweep per vhost
+  // (heartbeat.interval / heartbeat.timeout, plugins/protocol_wsrelay). Left
+  // unset, a vhost would get lws's default policy (ping at 300 s, hang up at
+  // 310 s): one timer per connection in a sorted list lws inserts into by
+  // walking it, which made opening N connections O(N²). A policy whose
+  // secs_since_valid_hangup is 0 arms none.
+  policy.retry = lws_retry_bo_t{};
   const lws_protocols relay_protocol = plugin::hosted_protocol(*server->relay_);
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     std::vector<lws_protocols> list = {relay_protocol, upstream::UpstreamClient::protocol()};

@@ -24,7 +24,7 @@ SendStatus Session::send(const FramePtr& frame) {
     // frame at the front may be half written by lws already, so keep it.
     while (queued_bytes_ + frame->size() > max_queue_bytes_ && queue_.size() > 1) {
       queued_bytes_ -= queue_[1]->size();
-      queue_.erase(queue_.begin() + 1);
+      queue_.erase(1);
       ++dropped;
       if (stats_ != nullptr) ++stats_->frames_dropped;
       if (dropped == 1) log::warn("slow consumer: outbound queue full; dropping the oldest frames", log_fields(*this));

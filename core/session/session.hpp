@@ -8,12 +8,12 @@
 
 #include "pubsub/subscriber.hpp"
 #include "session/frame.hpp"
+#include "session/frame_queue.hpp"
 #include "session/stats.hpp"
 #include "session/token_bucket.hpp"
 #include "session/upstream_port.hpp"
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -91,7 +91,7 @@ class Session final : public pubsub::Subscriber {
   std::size_t max_queue_bytes_;
   bool drop_oldest_;  // slow-consumer policy: shed old frames instead of closing
   std::optional<std::string> user_;
-  std::deque<FramePtr> queue_;
+  FrameQueue queue_;
   std::size_t queued_bytes_ = 0;
   int close_code_ = 0;
   std::string close_reason_;

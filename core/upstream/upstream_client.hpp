@@ -10,13 +10,13 @@
 
 #include "config/config.hpp"
 #include "session/frame.hpp"
+#include "session/frame_queue.hpp"
 #include "session/stats.hpp"
 #include "session/upstream_port.hpp"
 #include "util/log.hpp"
 
 #include <libwebsockets.h>
 
-#include <deque>
 #include <string>
 
 namespace wsrelay::upstream {
@@ -76,7 +76,7 @@ class UpstreamClient final : public session::UpstreamPort {
   std::string log_session_, log_user_, log_endpoint_;
   lws* wsi_ = nullptr;
   State state_ = State::Idle;
-  std::deque<session::FramePtr> queue_;
+  session::FrameQueue queue_;  // no allocation while idle (lazy links)
   std::string rx_;
   bool rx_binary_ = false;
   int attempts_ = 0;          // consecutive failed attempts (reset when open)

@@ -4,6 +4,7 @@
 #include "http/routes.hpp"
 #include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
+#include "session/keepalive.hpp"
 #include "session/session.hpp"
 #include "session/log_fields.hpp"
 #include "session/token_bucket.hpp"
@@ -29,6 +30,13 @@ namespace {
 
 static_assert(LWS_PRE <= session::kFrameHeadroom, "Frame headroom must cover LWS_PRE");
 
+struct VhostState;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 struct Connection final : session::Transport, upstream::UpstreamEvents {
   lws* wsi = nullptr;
   upstream::UpstreamClient* upstream = nullptr;  // owned; detach() to let go
@@ -42,6 +50,10 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
   int limited_in_a_row = 0;      // rate-limited messages since the last accepted one
   int peer_close_code = 0;
   std::string peer_close_reason;
+  VhostState* home = nullptr;    // the vhost whose keepalive sweep watches this connection
+  std::size_t sweep_index = 0;   // position in home->connections
+  session::Liveness liveness;
+  bool ping_due = false;         // the sweep asked for a ping: written at the next WRITEABLE
 
   void request_write() override { lws_callback_on_writable(wsi); }
 
@@ -88,7 +100,18 @@ struct PerSession {
 // What a vhost serves. lws keeps a VhostSlot per vhost for this protocol
 // (zero-allocated and freed by lws); the state it points to is ours.
 struct VhostState {
+  // The keepalive sweep: one lws timer per vhost, whatever the number of
+  // connections (first member of a standard-layout struct: the callback
+  // finds its VhostState from the sul).
+  struct SweepTimer {
+    lws_sorted_usec_list_t sul;
+    VhostState* state;
+  } sweep{{}, nullptr};
+  lws_context* context = nullptr;
   server::Relay* relay = nullptr;
+  bool hosted = false;  // the wsrelay server's vhost: lws's own validity timer is off
+  session::KeepalivePolicy keepalive;
+  std::vector<Connection*> connections;  // every WebSocket of this vhost, for the sweep
   std::unique_ptr<server::PluginSet> plugins;  // extension plugins of a pvo config; outlive `owned`
   std::unique_ptr<server::Relay> owned;        // plugin mode: made from the vhost's pvo
 };
@@ -97,9 +120,72 @@ struct VhostSlot {
   VhostState* state;
 };
 
-server::Relay* relay_of(lws* wsi) {
+VhostState* state_of(lws* wsi) {
   auto* slot = static_cast<VhostSlot*>(lws_protocol_vh_priv_get(lws_get_vhost(wsi), lws_get_protocol(wsi)));
-  return slot != nullptr && slot->state != nullptr ? slot->state->relay : nullptr;
+  return slot != nullptr ? slot->state : nullptr;
+}
+
+server::Relay* relay_of(lws* wsi) {
+  VhostState* state = state_of(wsi);
+  return state != nullptr ? state->relay : nullptr;
+}
+
+// --- keepalive ----------------------------------------------------------------
+//
+// Once a second, every connection of the vhost is asked whether it has been
+// silent (no frame, no pong) for heartbeat.interval — then it is pinged, from
+// its next WRITEABLE — or for heartbeat.timeout — then it is hung up without
+// a close frame (the peer and the script's on_close see 1006), as lws's
+// validity timer did before. A connection costs nothing between sweeps.
+constexpr lws_usec_t kSweepPeriod = LWS_US_PER_SEC;
+
+void sweep_tick(lws_sorted_usec_list_t* sul) {
+  VhostState& state = *reinterpret_cast<VhostState::SweepTimer*>(sul)->state;
+  const std::int64_t now = now_ms();
+  for (Connection* conn : state.connections) {
+    switch (conn->liveness.check(now, state.keepalive)) {
+      case session::KeepaliveAction::None:
+        break;
+      case session::KeepaliveAction::Ping:
+        conn->ping_due = true;
+        lws_callback_on_writable(conn->wsi);
+        break;
+      case session::KeepaliveAction::HangUp:
+        // Closed from lws's next service pass, not here: CLOSED would edit
+        // the list this loop walks. A dead peer would not read a close frame.
+        log::info("no frame or pong for " + std::to_string(state.keepalive.timeout_ms / 1000) +
+                      " s; hanging up",
+                  conn->session->id());
+        lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        break;
+    }
+  }
+  lws_sul_schedule(state.context, 0, sul, sweep_tick, kSweepPeriod);
+}
+
+void watch(VhostState& state, Connection* conn) {
+  conn->home = &state;
+  conn->sweep_index = state.connections.size();
+  state.connections.push_back(conn);
+}
+
+void unwatch(Connection* conn) {
+  if (conn->home == nullptr) return;
+  auto& list = conn->home->connections;
+  Connection* last = list.back();
+  list[conn->sweep_index] = last;
+  last->sweep_index = conn->sweep_index;
+  list.pop_back();
+  conn->home = nullptr;
+}
+
+// A frame from the client. In a foreign lws server (plugin mode) the host's
+// vhost may run lws's validity timer as well: it is told too, at most once a
+// second per connection, since each call re-sorts that timer in lws's list.
+void saw_life(lws* wsi, Connection* conn, std::int64_t now) {
+  const std::int64_t before = conn->liveness.last_active_ms();
+  conn->liveness.seen(now);
+  if (conn->home != nullptr && !conn->home->hosted && now - before >= 1000) lws_validity_confirmed(wsi);
 }
 
 // Relays of servers that hand theirs over (the wsrelay binary). Servers may
@@ -360,7 +446,8 @@ double take_handshake_seconds(lws* wsi) {
 }
 
 int on_established(lws* wsi, PerSession* pss) {
-  server::Relay* relay = relay_of(wsi);
+  VhostState* state = state_of(wsi);
+  server::Relay* relay = state->relay;
   const double handshake_s = take_handshake_seconds(wsi);
   session::SessionInfo info;
   info.path = header(wsi, WSI_TOKEN_GET_URI);
@@ -388,6 +475,8 @@ int on_established(lws* wsi, PerSession* pss) {
                                                      &relay->stats(), max_queue,
                                                      limits.slow_consumer == "drop_oldest");
   conn->bucket = relay->admission().connection_bucket();
+  conn->liveness.seen(now_ms());
+  watch(*state, conn);
   pss->connection = conn;
   session::Session& s = *conn->session;
   relay->registry().add(&s);
@@ -411,9 +500,7 @@ int on_established(lws* wsi, PerSession* pss) {
 // Rate limits: per connection, then per address and per user. A refused
 // message gets rate_limited with a retry hint; a client that keeps going
 // anyway is closed with 1008.
-bool admit_message(Connection* conn, session::Session& s) {
-  const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::steady_clock::now().time_since_epoch()).count();
+bool admit_message(Connection* conn, session::Session& s, std::int64_t now) {
   std::int64_t retry_ms = 0;
   if (!conn->bucket.take(now)) {
     retry_ms = conn->bucket.retry_after_ms(now);
@@ -445,7 +532,8 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
   relay->stats().bytes_in += len;
   // Any data is a sign of life, not only pongs: a client that sends its own
   // heartbeats but whose stack does not answer pings must not be hung up.
-  lws_validity_confirmed(wsi);
+  const std::int64_t now = now_ms();
+  saw_life(wsi, conn, now);
   if (lws_is_first_fragment(wsi)) {
     conn->rx.clear();
     conn->rx_binary = lws_frame_is_binary(wsi) != 0;
@@ -472,7 +560,7 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
   if (!final) return 0;
   ++relay->stats().messages_in;
   ++s.messages_in;
-  if (!admit_message(conn, s)) {
+  if (!admit_message(conn, s, now)) {
     conn->rx.clear();
     return 0;
   }
@@ -485,6 +573,19 @@ int on_writeable(lws* wsi, PerSession* pss) {
   Connection* conn = pss->connection;
   if (conn == nullptr) return -1;
   session::Session& s = *conn->session;
+  if (conn->ping_due && !s.closing()) {
+    // The sweep found the client silent for heartbeat.interval.
+    // Not empty: lws 4.1 reports no RECEIVE_PONG for a pong without payload,
+    // and the pong echoes the ping's.
+    conn->ping_due = false;
+    static constexpr char kPingPayload[] = "wsrelay";
+    constexpr std::size_t kPingSize = sizeof kPingPayload - 1;
+    unsigned char ping[LWS_PRE + kPingSize];
+    std::memcpy(ping + LWS_PRE, kPingPayload, kPingSize);
+    if (lws_write(wsi, ping + LWS_PRE, kPingSize, LWS_WRITE_PING) < static_cast<int>(kPingSize)) return -1;
+    if (s.has_pending()) lws_callback_on_writable(wsi);
+    return 0;
+  }
   if (s.has_pending()) {
     const session::FramePtr frame = s.front();
     s.pop_front();
@@ -522,6 +623,7 @@ void on_closed(PerSession* pss) {
   std::unique_ptr<Connection> conn(pss->connection);
   pss->connection = nullptr;
   if (!conn) return;
+  unwatch(conn.get());
   session::Session& s = *conn->session;
   server::Relay* relay = conn->relay;
   int code = 1006;
@@ -668,6 +770,13 @@ int on_protocol_init(lws* wsi, const lws_protocol_vhost_options* pvo) {
                 (ep.script_path.empty() ? std::string("built-in standard.lua") : ep.script_name) + ")");
     }
   }
+  state->context = lws_get_context(wsi);
+  state->hosted = state->owned == nullptr;
+  const config::Heartbeat& heartbeat = state->relay->config().heartbeat;
+  state->keepalive.interval_ms = static_cast<std::int64_t>(heartbeat.interval_s) * 1000;
+  state->keepalive.timeout_ms = static_cast<std::int64_t>(heartbeat.timeout_s) * 1000;
+  state->sweep.state = state.get();
+  lws_sul_schedule(state->context, 0, &state->sweep.sul, sweep_tick, kSweepPeriod);
   slot->state = state.release();
   return 0;
 }
@@ -675,6 +784,7 @@ int on_protocol_init(lws* wsi, const lws_protocol_vhost_options* pvo) {
 void on_protocol_destroy(lws* wsi) {
   auto* slot = static_cast<VhostSlot*>(lws_protocol_vh_priv_get(lws_get_vhost(wsi), lws_get_protocol(wsi)));
   if (slot == nullptr) return;
+  if (slot->state != nullptr) lws_sul_cancel(&slot->state->sweep.sul);
   delete slot->state;
   slot->state = nullptr;
 }
@@ -719,6 +829,9 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
       return on_established(wsi, pss);
     case LWS_CALLBACK_RECEIVE:
       return on_receive(wsi, pss, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+      if (pss != nullptr && pss->connection != nullptr) saw_life(wsi, pss->connection, now_ms());
+      return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
       return on_writeable(wsi, pss);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
@@ -745,8 +858,16 @@ int guarded_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in
   return -1;
 }
 
+// lws gives every WebSocket an rx buffer of rx_buffer_size (+ LWS_PRE) for
+// its whole life; 0 would mean the context's 4 KiB service buffer, more than
+// half of an idle connection's memory. Longer frames arrive in pieces, which
+// on_receive reassembles anyway. tx_packet_size keeps writes as they were:
+// left 0, lws would cut every write at rx_buffer_size.
+constexpr std::size_t kRxBufferSize = 512;
+constexpr std::size_t kTxPacketSize = 4096;
+
 const lws_protocols kProtocol = {
-    kProtocolName, guarded_callback, sizeof(PerSession), 0, 0, nullptr, 0,
+    kProtocolName, guarded_callback, sizeof(PerSession), kRxBufferSize, 0, nullptr, kTxPacketSize,
 };
 
 // Both protocols a vhost serving the relay needs: the relay and the client

@@ -11,8 +11,10 @@ import asyncio
 import http.client
 import json
 import os
+import base64
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -157,6 +159,62 @@ async def exercise(c, port, relay_path):
     c.check(status == 200 and "connections" in body, "the relay's /status through the mount", (status, body[:200]))
 
 
+def silent_client(port, path):
+    """A raw WebSocket client that never sends a frame and never answers a
+    ping: the opcodes the server sent until it hung up, and whether it did."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: wsrelay\r\n\r\n"
+                  % (path, port, key)).encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return [], False
+        data += chunk
+    data = data.split(b"\r\n\r\n", 1)[1]
+    opcodes = []
+    sock.settimeout(30)  # far past the heartbeat timeout: only a hang that never ends fails here
+    try:
+        while True:
+            while len(data) >= 2:  # server frames: unmasked
+                n, at = data[1] & 0x7F, 2
+                if n == 126:
+                    n, at = int.from_bytes(data[2:4], "big"), 4
+                elif n == 127:
+                    n, at = int.from_bytes(data[2:10], "big"), 10
+                if len(data) < at + n:
+                    break
+                opcodes.append(data[0] & 0x0F)
+                data = data[at + n:]
+            chunk = sock.recv(65536)
+            if not chunk:
+                return opcodes, True
+            data += chunk
+    except socket.timeout:
+        return opcodes, False
+    except OSError:  # reset: hung up too
+        return opcodes, True
+    finally:
+        sock.close()
+
+
+async def keepalive(c, port, relay_path):
+    """heartbeat {"interval": 1, "timeout": 4}: the relay's sweep pings and hangs
+    up the silent; a client that answers pings (websockets does) stays."""
+    url = "ws://127.0.0.1:%d" % port
+    async with websockets.connect(url + relay_path, subprotocols=["wsrelay"], open_timeout=TIMEOUT,
+                                  ping_interval=None) as lively:
+        c.check((await recv_json(lively)).get("type") == "welcome", "keepalive: welcome")
+        opcodes, hung_up = await asyncio.get_running_loop().run_in_executor(None, silent_client, port, relay_path)
+        c.check(hung_up, "keepalive: a client that answers no ping is hung up", opcodes)
+        c.check(0x9 in opcodes, "keepalive: it was pinged first", opcodes)
+        c.check(0x8 not in opcodes, "keepalive: hung up without a close frame (1006)", opcodes)
+        ok = await request(lively, {"type": "heartbeat", "id": "still"})
+        c.check(ok.get("id") == "still", "keepalive: the client answering pings is still served", ok)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
@@ -188,10 +246,12 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         config = os.path.join(tmp, "relay.json")
         with open(config, "w") as f:
-            json.dump({"listen": {"port": 1}, "endpoints": [{"path": "/relay/chat"}]}, f)
+            json.dump({"listen": {"port": 1}, "heartbeat": {"interval": 1, "timeout": 4},
+                       "endpoints": [{"path": "/relay/chat"}]}, f)
         host = Host(base + ["--config", config])
         try:
             asyncio.run(exercise(c, host.port, "/relay/chat"))
+            asyncio.run(keepalive(c, host.port, "/relay/chat"))
         finally:
             rc = host.stop()
         c.check(rc == 0, "embed_host (config pvo) stops cleanly", "rc=%s\n%s" % (rc, host.log()))
