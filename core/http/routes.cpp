@@ -279,6 +279,14 @@ std::string metrics_text(server::Relay& relay) {
     append_label(out, type);
     out += "} " + std::to_string(count) + "\n";
   }
+  out += "# HELP wsrelay_messages_out_by_type_total Messages queued to clients by their type field "
+         "(other: no leading type; binary: binary frames).\n"
+         "# TYPE wsrelay_messages_out_by_type_total counter\n";
+  for (const auto& [type, count] : st.messages_out_by_type) {
+    out += "wsrelay_messages_out_by_type_total{type=";
+    append_label(out, type);
+    out += "} " + std::to_string(count) + "\n";
+  }
   {
     // Prometheus histogram: cumulative buckets, then +Inf (= _count), _sum, _count.
     const auto& h = st.handshake_seconds;

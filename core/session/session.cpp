@@ -50,6 +50,7 @@ SendStatus Session::send(const FramePtr& frame) {
   if (stats_ != nullptr) {
     ++stats_->messages_out;
     stats_->bytes_out += frame->size();
+    stats_->count_out_type(frame->payload(), frame->is_binary());
   }
   if (was_empty) transport_->request_write();
   return SendStatus::Queued;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 namespace wsrelay::session {
 
@@ -24,6 +25,32 @@ struct Stats {
   // Messages in by the type that routed them. Only types a script handles
   // get their own entry ("unknown" otherwise), so clients cannot grow it.
   std::map<std::string, std::uint64_t, std::less<>> messages_by_type;
+  // Messages queued to clients by their "type": read from text frames that
+  // begin {"type":"…" (every JSON object wsrelay encodes puts "type" first,
+  // and upstream events mostly do too), "other" for the rest, "binary" for
+  // binary frames. At most kMaxOutTypes entries: a script echoing client
+  // types cannot grow it without bound.
+  std::map<std::string, std::uint64_t, std::less<>> messages_out_by_type;
+  static constexpr std::size_t kMaxOutTypes = 64;
+  void count_out_type(std::string_view payload, bool binary) {
+    std::string_view type = binary ? std::string_view("binary") : std::string_view("other");
+    constexpr std::string_view kLead = "{\"type\":\"";
+    if (!binary && payload.size() > kLead.size() && payload.substr(0, kLead.size()) == kLead) {
+      const std::size_t end = payload.find('"', kLead.size());
+      // Names with escapes, empty or long ones are not worth a series.
+      if (end != std::string_view::npos && end > kLead.size() && end - kLead.size() <= 64 &&
+          payload.substr(kLead.size(), end - kLead.size()).find('\\') == std::string_view::npos) {
+        type = payload.substr(kLead.size(), end - kLead.size());
+      }
+    }
+    auto it = messages_out_by_type.find(type);
+    if (it == messages_out_by_type.end()) {
+      // One slot stays for "other", where every later type goes.
+      if (messages_out_by_type.size() >= kMaxOutTypes - 1) type = "other";
+      it = messages_out_by_type.try_emplace(std::string(type), 0).first;
+    }
+    ++it->second;
+  }
   std::uint64_t slow_consumer_closes = 0;
   std::uint64_t frames_dropped = 0;          // shed by the drop_oldest policy
   std::uint64_t rate_limited = 0;            // messages refused by a rate limit

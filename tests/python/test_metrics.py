@@ -197,6 +197,12 @@ async def main(c):
         c.equal(after.get("wsrelay_publish_deliveries_total"), 2.0, "one chat fanned out to two subscribers")
         c.equal(after.get("wsrelay_messages_by_type_total{type=chat}"), 1.0, "messages by type: chat")
         c.equal(after.get("wsrelay_messages_by_type_total{type=unknown}"), 1.0, "messages by type: unknown")
+        out_by_type = {t: after.get("wsrelay_messages_out_by_type_total{type=%s}" % t) for t in
+                       ("welcome", "auth.ok", "subscribe.ok", "chat", "chat.ok", "error")}
+        c.equal(out_by_type, {"welcome": 2.0, "auth.ok": 2.0, "subscribe.ok": 2.0, "chat": 2.0, "chat.ok": 1.0,
+                              "error": 1.0}, "messages out by type: each reply and both chat deliveries")
+        c.equal(sum(v for k, v in after.items() if k.startswith("wsrelay_messages_out_by_type_total{")),
+                after.get("wsrelay_messages_out_total"), "out by type adds up to messages out")
         c.equal(after.get("wsrelay_errors_sent_total"), 1.0, "one error reply")
         c.equal(after.get("wsrelay_endpoint_connections{endpoint=/ws}"), 2.0, "per-endpoint connections")
         c.check(after.get("wsrelay_bytes_in_total", 0) > before.get("wsrelay_bytes_in_total", 0),

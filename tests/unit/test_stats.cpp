@@ -1,0 +1,37 @@
+// Unit tests for session::Stats::count_out_type: the type label of messages
+// out, read from the frame without parsing it, with a bounded label set.
+#include <catch2/catch.hpp>
+
+#include "session/stats.hpp"
+
+#include <string>
+
+using wsrelay::session::Stats;
+
+TEST_CASE("stats: messages out are counted by the frame's leading type", "[stats]") {
+  Stats st;
+  st.count_out_type(R"({"type":"chat","data":1})", false);
+  st.count_out_type(R"({"type":"chat"})", false);
+  st.count_out_type(R"({"type":"response.text.delta","delta":"x"})", false);
+  st.count_out_type(R"({"data":1,"type":"late"})", false);   // type not first: other
+  st.count_out_type(R"({"type":"a\"b"})", false);            // escaped: other
+  st.count_out_type(R"({"type":""})", false);                 // empty: other
+  st.count_out_type("plain text", false);
+  st.count_out_type(R"({"type":"chat"})", true);             // binary, whatever it holds
+  st.count_out_type(R"({"type":")", false);                   // cut short: other
+  CHECK(st.messages_out_by_type.at("chat") == 2);
+  CHECK(st.messages_out_by_type.at("response.text.delta") == 1);
+  CHECK(st.messages_out_by_type.at("other") == 5);
+  CHECK(st.messages_out_by_type.at("binary") == 1);
+  CHECK(st.messages_out_by_type.size() == 4);
+}
+
+TEST_CASE("stats: the out-by-type label set is bounded", "[stats]") {
+  Stats st;
+  for (int i = 0; i < 1000; ++i) st.count_out_type(R"({"type":"t)" + std::to_string(i) + R"("})", false);
+  CHECK(st.messages_out_by_type.size() <= Stats::kMaxOutTypes);
+  std::uint64_t total = 0;
+  for (const auto& [type, count] : st.messages_out_by_type) total += count;
+  CHECK(total == 1000);
+  CHECK(st.messages_out_by_type.at("other") == 1000 - (Stats::kMaxOutTypes - 1));
+}
