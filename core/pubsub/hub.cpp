@@ -60,6 +60,7 @@ std::size_t Hub::publish(std::string_view channel, const session::FramePtr& fram
     ++delivered;
   }
   deliveries_ += delivered;
+  if (stats_ != nullptr && delivered != 0) stats_->count_out_type(frame->payload(), frame->is_binary(), delivered);
   return delivered;
 }
 

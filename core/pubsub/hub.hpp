@@ -6,6 +6,7 @@
 
 #include "pubsub/broker.hpp"
 #include "pubsub/subscriber.hpp"
+#include "session/stats.hpp"
 
 #include <cstdint>
 #include <string>
@@ -35,6 +36,10 @@ class Hub final : public Broker {
   std::size_t subscription_count() const { return subscriptions_; }
   std::uint64_t deliveries() const { return deliveries_; }
 
+  // Where a publish's deliveries are counted by type (once per publish, not
+  // per subscriber); null: not counted.
+  void set_stats(session::Stats* stats) { stats_ = stats; }
+
  private:
   struct Channel {
     std::vector<Subscriber*> subscribers;  // vector: fan-out is a linear scan of pointers
@@ -48,6 +53,7 @@ class Hub final : public Broker {
   std::unordered_map<std::string, std::uint64_t, StringHash, std::equal_to<>> orphan_seq_;
   std::size_t subscriptions_ = 0;
   std::uint64_t deliveries_ = 0;
+  session::Stats* stats_ = nullptr;
 };
 
 }  // namespace wsrelay::pubsub

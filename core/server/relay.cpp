@@ -80,6 +80,7 @@ std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<s
   const auto extensions = enabled_extensions(config, plugins, errors);
   if (!extensions) return nullptr;
   std::unique_ptr<Relay> relay(new Relay());
+  relay->hub_.set_stats(&relay->stats_);
   relay->config_ = config;
   relay->admission_ = std::make_unique<Admission>(config.limits);
   const std::size_t errors_before = errors.size();

@@ -17,7 +17,7 @@ Session::Session(std::string id, SessionInfo info, Transport* transport, Stats* 
       max_queue_bytes_(max_queue_bytes),
       drop_oldest_(drop_oldest) {}
 
-SendStatus Session::send(const FramePtr& frame) {
+SendStatus Session::enqueue(const FramePtr& frame, bool count_type) {
   if (transport_ == nullptr || closing()) return SendStatus::Closed;
   if (drop_oldest_) {
     // Keep the newest: a live feed where only the latest state matters. The
@@ -50,7 +50,7 @@ SendStatus Session::send(const FramePtr& frame) {
   if (stats_ != nullptr) {
     ++stats_->messages_out;
     stats_->bytes_out += frame->size();
-    stats_->count_out_type(frame->payload(), frame->is_binary());
+    if (count_type) stats_->count_out_type(frame->payload(), frame->is_binary());
   }
   if (was_empty) transport_->request_write();
   return SendStatus::Queued;

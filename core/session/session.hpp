@@ -50,9 +50,10 @@ class Session final : public pubsub::Subscriber {
   const std::optional<std::string>& user() const { return user_; }
   void set_user(std::optional<std::string> user) { user_ = std::move(user); }
 
-  SendStatus send(const FramePtr& frame);
+  SendStatus send(const FramePtr& frame) { return enqueue(frame, true); }
   SendStatus send_text(std::string_view text) { return send(Frame::text(text)); }
-  void deliver(const FramePtr& frame) override { send(frame); }
+  // A publish delivery: the Hub counts its type once for all subscribers.
+  void deliver(const FramePtr& frame) override { enqueue(frame, false); }
 
   // Close after everything queued so far has been written.
   void close(int code, std::string reason);
@@ -84,6 +85,7 @@ class Session final : public pubsub::Subscriber {
   std::uint64_t dropped = 0;  // frames shed by the drop_oldest policy
 
  private:
+  SendStatus enqueue(const FramePtr& frame, bool count_type);
   std::string id_;
   SessionInfo info_;
   Transport* transport_;

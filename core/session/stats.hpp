@@ -32,7 +32,7 @@ struct Stats {
   // types cannot grow it without bound.
   std::map<std::string, std::uint64_t, std::less<>> messages_out_by_type;
   static constexpr std::size_t kMaxOutTypes = 64;
-  void count_out_type(std::string_view payload, bool binary) {
+  void count_out_type(std::string_view payload, bool binary, std::uint64_t messages = 1) {
     std::string_view type = binary ? std::string_view("binary") : std::string_view("other");
     constexpr std::string_view kLead = "{\"type\":\"";
     if (!binary && payload.size() > kLead.size() && payload.substr(0, kLead.size()) == kLead) {
@@ -43,13 +43,21 @@ struct Stats {
         type = payload.substr(kLead.size(), end - kLead.size());
       }
     }
+    // Replies of one type often come in a row: remember the last type's
+    // counter (map nodes never move) and skip the lookup.
+    if (last_out_counter_ != nullptr && type == last_out_type_) {
+      *last_out_counter_ += messages;
+      return;
+    }
     auto it = messages_out_by_type.find(type);
     if (it == messages_out_by_type.end()) {
       // One slot stays for "other", where every later type goes.
       if (messages_out_by_type.size() >= kMaxOutTypes - 1) type = "other";
       it = messages_out_by_type.try_emplace(std::string(type), 0).first;
     }
-    ++it->second;
+    it->second += messages;
+    last_out_type_.assign(type);
+    last_out_counter_ = &it->second;
   }
   std::uint64_t slow_consumer_closes = 0;
   std::uint64_t frames_dropped = 0;          // shed by the drop_oldest policy
@@ -64,6 +72,10 @@ struct Stats {
   util::Histogram<13> handshake_seconds{
       {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}};
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+ private:
+  std::string last_out_type_;
+  std::uint64_t* last_out_counter_ = nullptr;
 };
 
 }  // namespace wsrelay::session
