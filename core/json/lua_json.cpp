@@ -253,6 +253,29 @@ bool is_null(lua_State* L, int index) {
 
 void push_json(lua_State* L, const cJSON* node) { push_json_at(L, node, 0); }
 
+void push_flat_object(lua_State* L, const FlatObject& object) {
+  luaL_checkstack(L, 4, "JSON nested too deep");
+  // Sized and filled in document order, like push_json_at: same table layout,
+  // same pairs() order.
+  lua_createtable(L, 0, static_cast<int>(object.count));
+  for (std::size_t i = 0; i < object.count; ++i) {
+    const FlatMember& m = object.members[i];
+    lua_pushlstring(L, m.key, m.key_size);
+    switch (m.kind) {
+      case FlatMember::Kind::String: {
+        const std::string_view v = m.string();
+        lua_pushlstring(L, v.data(), v.size());
+        break;
+      }
+      case FlatMember::Kind::Integer: lua_pushinteger(L, static_cast<lua_Integer>(m.integer)); break;
+      case FlatMember::Kind::True: lua_pushboolean(L, 1); break;
+      case FlatMember::Kind::False: lua_pushboolean(L, 0); break;
+      case FlatMember::Kind::Null: push_null(L); break;
+    }
+    lua_rawset(L, -3);
+  }
+}
+
 bool encode_lua(lua_State* L, int index, std::string& out, std::string& error) {
   Encoder encoder{L, out, error, {}};
   const int top = lua_gettop(L);
