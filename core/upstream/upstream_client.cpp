@@ -291,7 +291,11 @@ int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, 
 }
 
 const lws_protocols& UpstreamClient::protocol() {
-  static const lws_protocols kProtocol = {kUpstreamProtocolName, UpstreamClient::callback, 0, 0, 0, nullptr, 0};
+  // As for client connections (plugins/protocol_wsrelay): lws keeps an rx
+  // buffer of rx_buffer_size per link for its life (0 would mean 4 KiB, and a
+  // relay endpoint has one link per client); longer frames arrive in pieces,
+  // reassembled above. tx_packet_size keeps writes as they were.
+  static const lws_protocols kProtocol = {kUpstreamProtocolName, UpstreamClient::callback, 0, 512, 0, nullptr, 4096};
   return kProtocol;
 }
 
