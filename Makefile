@@ -54,7 +54,8 @@ test: test-deps build
 # `make test` runs it. Re-record after making a path cheaper:
 #   python3 bench/instructions.py --record bench/instructions.json \
 #     --wsrelay build/wsrelay --bench build/bench/wsrelay-bench
-bench-smoke: test-deps build
+bench-smoke: build
+	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(APT_PACKAGES) valgrind"
 	cd $(BUILD_DIR) && ctest --output-on-failure -L bench-smoke
 
 clean:

@@ -11,7 +11,7 @@ message in flight, so every run takes the same path through lws's loop.
 
   heartbeat  the standard protocol's heartbeat (/ws, built-in standard.lua):
              {"type":"heartbeat","id":N} in, {"type":"heartbeat","id":N,"ts":..}
-             out: lws -> cJSON -> Lua -> reply encoded from Lua -> lws.
+             out: lws -> JSON decoded into Lua -> the handler -> reply encoded -> lws.
              Per message (one in, one out).
   fanout     1 publisher -> 10 subscribers on one channel (standard chat): per
              delivery, the publisher's own message and chat.ok included

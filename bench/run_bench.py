@@ -718,6 +718,24 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after):
     else:
         L.append("- none: no failed connection, no lost message, no error reply, no saturated generator.")
     L.append("")
+    instructions = os.path.join(ROOT, "bench", "instructions.json")
+    if os.path.exists(instructions):
+        with open(instructions) as f:
+            recorded = json.load(f)
+        L.append("## Instructions per message (callgrind)\n")
+        L.append("Not from this run: the figures `make bench-smoke` (part of `make test`) checks, from "
+                 "bench/instructions.json (bench/instructions.py: the server under `valgrind --tool=callgrind`, "
+                 "one message in flight, the difference of two runs with few and many messages). Counts do not "
+                 "depend on the machine's load; a path more than %.0f%% over its figure fails the test.\n"
+                 % (100 * recorded.get("tolerance", 0.1)))
+        L.append("| path | instructions | per |")
+        L.append("|---|---:|---|")
+        about = {"heartbeat": "heartbeat (standard protocol: JSON decoded into Lua, the handler, the reply encoded)",
+                 "fanout": "chat fan-out, 1 publisher → 10 subscribers",
+                 "relay": "relay pass-through (client → wsrelay → upstream echo → client)"}
+        for name, v in sorted(recorded.get("paths", {}).items()):
+            L.append("| %s | %s | %s |" % (about.get(name, name), fmt(v["instructions"]), v["per"]))
+        L.append("")
     findings = os.path.join(ROOT, "bench", "findings.md")
     if os.path.exists(findings):
         with open(findings) as f:

@@ -258,6 +258,29 @@ bool is_null(lua_State* L, int index) {
 
 void push_json(lua_State* L, const cJSON* node) { push_json_at(L, node, 0); }
 
+void push_flat_object(lua_State* L, const FlatObject& object) {
+  luaL_checkstack(L, 4, "JSON nested too deep");
+  // Sized and filled in document order, like push_json_at: same table layout,
+  // same pairs() order.
+  lua_createtable(L, 0, static_cast<int>(object.count));
+  for (std::size_t i = 0; i < object.count; ++i) {
+    const FlatMember& m = object.members[i];
+    lua_pushlstring(L, m.key, m.key_size);
+    switch (m.kind) {
+      case FlatMember::Kind::String: {
+        const std::string_view v = m.string();
+        lua_pushlstring(L, v.data(), v.size());
+        break;
+      }
+      case FlatMember::Kind::Integer: lua_pushinteger(L, static_cast<lua_Integer>(m.integer)); break;
+      case FlatMember::Kind::True: lua_pushboolean(L, 1); break;
+      case FlatMember::Kind::False: lua_pushboolean(L, 0); break;
+      case FlatMember::Kind::Null: push_null(L); break;
+    }
+    lua_rawset(L, -3);
+  }
+}
+
 bool encode_lua(lua_State* L, int index, std::string& out, std::string& error) {
   Encoder encoder{L, out, error, {}};
   const int top = lua_gettop(L);
@@ -270,7 +293,13 @@ bool encode_lua(lua_State* L, int index, std::string& out, std::string& error) {
 
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
-  for (unsigned char c : s) {
+  // Runs of characters that need no escape are appended whole.
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out.append("\\\""); break;
       case '\\': out.append("\\\\"); break;
@@ -280,15 +309,12 @@ void append_json_string(std::string& out, std::string_view s) {
       case '\b': out.append("\\b"); break;
       case '\f': out.append("\\f"); break;
       default:
-        if (c < 0x20) {
-          out.append("\\u00");
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xf]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
+        out.append("\\u00");
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
     }
   }
+  out.append(s.data() + run, s.size() - run);
   out.push_back('"');
 }
 

@@ -8,6 +8,8 @@
 // userdata NULL); numbers ⇄ integer when integral and exact, else float.
 #pragma once
 
+#include "json/flat.hpp"
+
 #include <cjson/cJSON.h>
 #include <lua.hpp>
 
@@ -24,6 +26,10 @@ void install_lua_json(lua_State* L);
 
 // Pushes the value of node. Raises only Lua memory errors (call inside a pcall).
 void push_json(lua_State* L, const cJSON* node);
+
+// Pushes a scanned flat object: the same table push_json gives for the
+// cJSON tree of the same text. Raises only Lua memory errors.
+void push_flat_object(lua_State* L, const FlatObject& object);
 
 // Pushes the sentinel used for JSON null.
 void push_null(lua_State* L);

@@ -17,7 +17,21 @@ struct Box {
   session::Session* session;
 };
 
-Box* box_at(lua_State* L, int index) { return static_cast<Box*>(luaL_checkudata(L, index, kSessionMeta)); }
+// The session metatable is also in the registry under this address: a
+// pointer key is cheaper to look up than luaL_checkudata's name, and every
+// session.x and session:m() checks its argument.
+const char kSessionMetaKey = 0;
+
+Box* box_at(lua_State* L, int index) {
+  void* p = lua_touserdata(L, index);
+  if (p != nullptr && lua_getmetatable(L, index)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kSessionMetaKey);
+    const bool ours = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (ours) return static_cast<Box*>(p);
+  }
+  return static_cast<Box*>(luaL_checkudata(L, index, kSessionMeta));  // raises the usual error
+}
 
 std::string_view check_channel(lua_State* L, int index) {
   size_t len = 0;
@@ -198,11 +212,10 @@ int session_index(lua_State* L) {
     lua_getiuservalue(L, 1, 1);
     return 1;
   }
-  // Methods live in the metatable's "methods" table.
-  luaL_getmetafield(L, 1, "methods");
+  // Methods live in the metatable's "methods" table (upvalue 1 of __index).
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, -2) != LUA_TNIL) return 1;
-  lua_pop(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
   if (key == "id") {
     lua_getiuservalue(L, 1, 2);
     return 1;
@@ -272,8 +285,8 @@ int session_tostring(lua_State* L) {
 
 void open_session_bridge(lua_State* L) {
   luaL_newmetatable(L, kSessionMeta);
-  lua_pushcfunction(L, trampoline<session_index>);
-  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kSessionMetaKey);
   lua_pushcfunction(L, trampoline<session_newindex>);
   lua_setfield(L, -2, "__newindex");
   lua_pushcfunction(L, trampoline<session_tostring>);
@@ -292,7 +305,10 @@ void open_session_bridge(lua_State* L) {
       {"upstream_connect", trampoline<m_upstream_connect>},
       {nullptr, nullptr}};
   luaL_newlib(L, methods);
-  lua_setfield(L, -2, "methods");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "methods");
+  lua_pushcclosure(L, trampoline<session_index>, 1);  // the methods table as its upvalue
+  lua_setfield(L, -2, "__index");
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");  // scripts cannot swap the session's behaviour
   lua_pop(L, 1);
@@ -345,10 +361,10 @@ bool to_frame(lua_State* L, int index, session::FramePtr& frame, std::string& er
     error = std::string("cannot send a ") + luaL_typename(L, index);
     return false;
   }
-  std::string text;
-  text.reserve(128);
+  // Encoded straight into the frame's buffer, behind the lws headroom.
+  std::string text = session::Frame::buffer(128);
   if (!json::encode_lua(L, index, text, error)) return false;
-  frame = session::Frame::text(text);
+  frame = session::Frame::adopt_text(std::move(text));
   return true;
 }
 

@@ -427,6 +427,8 @@ struct Job {
   std::string_view data;
   bool binary = false;
   json::JsonPtr root;             // decoded frame (JSON mode), or null
+  bool flat = false;              // decoded by the fast path instead: flat_object, no root
+  json::FlatObject flat_object;
   std::size_t parse_error_at = 0;
   std::string parse_error;
   std::string error_code;         // set when an error reply is to be sent by C++
@@ -446,12 +448,20 @@ bool push_handler(lua_State* L, const char* name) {
   return false;
 }
 
-std::string default_error_json(const cJSON* root, std::string_view code, std::string_view message) {
+std::string default_error_json(const Job& job, std::string_view code, std::string_view message) {
   std::string out = "{\"type\":\"error\"";
-  const cJSON* id = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "id") : nullptr;
-  if (id != nullptr) {
-    out += ",\"id\":";
-    out += json::print(id);
+  if (job.flat) {
+    if (const json::FlatMember* id = job.flat_object.find("id")) {
+      out += ",\"id\":";
+      out += id->json();  // as cJSON would print it (json/flat.hpp)
+    }
+  } else {
+    const cJSON* root = job.root.get();
+    const cJSON* id = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "id") : nullptr;
+    if (id != nullptr) {
+      out += ",\"id\":";
+      out += json::print(id);
+    }
   }
   out += ",\"code\":";
   json::append_json_string(out, code);
@@ -509,7 +519,7 @@ void emit_error(lua_State* L, Job& job, std::string_view code, std::string_view 
       log::error(error, session::log_fields(s));
     }
   }
-  s.send_text(default_error_json(job.root.get(), code, message));
+  s.send_text(default_error_json(job, code, message));
 }
 
 // Handles a handler's results (3 values on top of the stack): a reply, or nil
@@ -593,6 +603,15 @@ bool admit_message_type(lua_State* L, Job& job, std::string_view type, int msg_i
   return false;
 }
 
+// The decoded message as a Lua table, from whichever decoder read it.
+void push_message(lua_State* L, const Job& job) {
+  if (job.flat) {
+    json::push_flat_object(L, job.flat_object);
+  } else {
+    json::push_json(L, job.root.get());
+  }
+}
+
 int dispatch_entry(lua_State* L) {
   Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
   Internal& in = internal_of(L);
@@ -624,19 +643,34 @@ int dispatch_entry(lua_State* L) {
     as_text(codes::kBadRequest.data(), "text frames are not accepted");
     return 0;
   }
-  if (job.root == nullptr) {
+  if (!job.flat && job.root == nullptr) {
     as_text(codes::kBadJson.data(), job.parse_error);
     return 0;
   }
-  if (!cJSON_IsObject(job.root.get())) {
+  if (!job.flat && !cJSON_IsObject(job.root.get())) {
     as_text(codes::kBadRequest.data(), "a message must be a JSON object");
     return 0;
   }
-  const cJSON* type = cJSON_GetObjectItemCaseSensitive(job.root.get(), in.type_field.c_str());
+  bool type_present = false;
+  bool type_is_string = false;
   std::string type_name;
+  if (job.flat) {
+    const json::FlatMember* type = job.flat_object.find(in.type_field);
+    type_present = type != nullptr;
+    type_is_string = type != nullptr && type->kind == json::FlatMember::Kind::String;
+    if (type_is_string) type_name = type->string();
+  } else {
+    const cJSON* type = cJSON_GetObjectItemCaseSensitive(job.root.get(), in.type_field.c_str());
+    type_present = type != nullptr;
+    type_is_string = cJSON_IsString(type) && type->valuestring != nullptr;
+    if (type_is_string) type_name = type->valuestring;
+  }
+  // limits.message_types applies to the message's type, even when the
+  // on_message fallback handles it (type_name is about to name the handler).
+  const bool type_limited = type_is_string && !in.engine->context().message_type_rates.empty();
+  const std::string limited_type = type_limited ? type_name : std::string();
   bool found = false;
-  if (cJSON_IsString(type) && type->valuestring != nullptr) {
-    type_name = type->valuestring;
+  if (type_is_string) {
     // on_* names are lifecycle hooks, never message types.
     found = type_name.rfind("on_", 0) != 0 && push_handler(L, type_name.c_str());
   }
@@ -652,11 +686,11 @@ int dispatch_entry(lua_State* L) {
   }
   if (!found) {
     // The decoded message goes to on_error too, so the reply can echo its id.
-    json::push_json(L, job.root.get());
+    push_message(L, job);
     const int msg = lua_gettop(L);
-    if (type == nullptr) {
+    if (!type_present) {
       emit_error(L, job, codes::kBadRequest, "missing field '" + in.type_field + "'", msg);
-    } else if (!cJSON_IsString(type)) {
+    } else if (!type_is_string) {
       emit_error(L, job, codes::kBadRequest, "field '" + in.type_field + "' must be a string", msg);
     } else {
       emit_error(L, job, codes::kUnknownType, "unknown message type '" + type_name + "'", msg);
@@ -666,10 +700,10 @@ int dispatch_entry(lua_State* L) {
   job.handler_name = type_name;
   // Stack: job, fn. Keep the decoded message below the call so that an error
   // reply after a failed handler can still see it: job, msg, fn, session, msg.
-  json::push_json(L, job.root.get());
+  push_message(L, job);
   lua_insert(L, -2);
   const int msg_index = lua_gettop(L) - 1;
-  if (cJSON_IsString(type) && !admit_message_type(L, job, type->valuestring, msg_index)) return 0;
+  if (type_limited && !admit_message_type(L, job, limited_type, msg_index)) return 0;
   push_session(L, s);
   lua_pushvalue(L, msg_index);
   call_handler(L, job, msg_index);
@@ -778,7 +812,7 @@ void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
     log::error(source_name_ + ": " + error, session::log_fields(*job.session));
     if (entry != close_entry) {
       job.session->send_text(default_error_json(
-          job.root.get(), timeout ? codes::kScriptTimeout : codes::kScriptError,
+          job, timeout ? codes::kScriptTimeout : codes::kScriptError,
           timeout ? "the handler ran past its instruction budget" : "the script failed"));
     }
   }
@@ -810,7 +844,12 @@ void ScriptEngine::dispatch_message(Session& s, std::string_view data, bool bina
   job.session = &s;
   job.data = data;
   job.binary = binary;
-  if (!binary && in_->json_mode) job.root = json::parse(data, &job.parse_error_at, &job.parse_error);
+  if (!binary && in_->json_mode) {
+    // Most messages are flat objects of strings and small numbers: scanned in
+    // place; anything else goes through cJSON (json/flat.hpp).
+    job.flat = json::scan_flat_object(data, job.flat_object);
+    if (!job.flat) job.root = json::parse(data, &job.parse_error_at, &job.parse_error);
+  }
   run_job(*in_, job, dispatch_entry);
 }
 

@@ -212,6 +212,8 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
   server->context_.reset(context);
   policy.context = context;
 
+  bool uses_tls_upstream = false;
+  for (const auto& ep : config.endpoints) uses_tls_upstream = uses_tls_upstream || (ep.upstream && ep.upstream->tls);
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     const config::Listener& listener = config.listeners[i];
     lws_context_creation_info vinfo;
@@ -249,10 +251,16 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     // lws keeps the pointer (lws_get_vhost_name, its log lines): the name lives in the policy.
     policy.vhost_names.push_back("wsrelay-" + std::to_string(i));
     vinfo.vhost_name = policy.vhost_names.back().c_str();
-    vinfo.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    // Upstream wss:// links verify against the system CAs (Debian's bundle;
-    // lws's compiled-in default folder does not exist here).
-    if (access(kSystemCaBundle, R_OK) == 0) vinfo.client_ssl_ca_filepath = kSystemCaBundle;
+    vinfo.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    // TLS is set up on the vhost only when something uses it: a wss://
+    // upstream or a TLS listener. Upstream wss:// links verify against the
+    // system CAs (Debian's bundle; lws's compiled-in default folder does not
+    // exist here). Parsing that bundle is most of the server's start-up
+    // (~500 M instructions, ~1 MB) and is wasted on a plain ws:// relay.
+    if (uses_tls_upstream || !listener.tls_cert.empty()) {
+      vinfo.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+      if (access(kSystemCaBundle, R_OK) == 0) vinfo.client_ssl_ca_filepath = kSystemCaBundle;
+    }
     if (!listener.tls_cert.empty()) {
       vinfo.ssl_cert_filepath = listener.tls_cert.c_str();
       vinfo.ssl_private_key_filepath = listener.tls_key.c_str();

@@ -7,37 +7,52 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <string_view>
 
 namespace wsrelay::session {
 
 inline constexpr std::size_t kFrameHeadroom = 16;
 
+class Frame;
+using FramePtr = std::shared_ptr<const Frame>;
+
 class Frame {
+  struct Private {};
+
  public:
-  static std::shared_ptr<const Frame> text(std::string_view payload) { return make(payload, false); }
-  static std::shared_ptr<const Frame> binary(std::string_view payload) { return make(payload, true); }
+  static FramePtr text(std::string_view payload) { return make(payload, false); }
+  static FramePtr binary(std::string_view payload) { return make(payload, true); }
+  // A buffer whose first kFrameHeadroom bytes are headroom and the rest the
+  // payload (an encoder writes into it directly): taken over, not copied.
+  static FramePtr adopt_text(std::string&& headroom_and_payload) {
+    return std::make_shared<const Frame>(Private{}, std::move(headroom_and_payload), false);
+  }
+  // A string holding just the headroom, to append a payload to.
+  static std::string buffer(std::size_t payload_capacity) {
+    std::string b(kFrameHeadroom, '\0');
+    b.reserve(kFrameHeadroom + payload_capacity);
+    return b;
+  }
+
+  Frame(Private, std::string&& storage, bool binary) : storage_(std::move(storage)), binary_(binary) {}
 
   // lws writes the frame header into the headroom in place. Every write of the
   // same frame writes the same header bytes (server frames are unmasked), so
   // sharing one buffer between connections is safe.
-  unsigned char* writable_payload() const { return buffer_.get() + kFrameHeadroom; }
-  std::string_view payload() const {
-    return {reinterpret_cast<const char*>(buffer_.get() + kFrameHeadroom), size_};
+  unsigned char* writable_payload() const {
+    return reinterpret_cast<unsigned char*>(storage_.data()) + kFrameHeadroom;
   }
-  std::size_t size() const { return size_; }
+  std::string_view payload() const { return std::string_view(storage_).substr(kFrameHeadroom); }
+  std::size_t size() const { return storage_.size() - kFrameHeadroom; }
   bool is_binary() const { return binary_; }
 
  private:
-  Frame(std::unique_ptr<unsigned char[]> buffer, std::size_t size, bool binary)
-      : buffer_(std::move(buffer)), size_(size), binary_(binary) {}
-  static std::shared_ptr<const Frame> make(std::string_view payload, bool binary);
+  static FramePtr make(std::string_view payload, bool binary);
 
-  std::unique_ptr<unsigned char[]> buffer_;
-  std::size_t size_;
+  // mutable: lws writes each header into the headroom (see above).
+  mutable std::string storage_;  // headroom, payload, and std::string's NUL after it
   bool binary_;
 };
-
-using FramePtr = std::shared_ptr<const Frame>;
 
 }  // namespace wsrelay::session

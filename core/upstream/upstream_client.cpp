@@ -10,6 +10,7 @@ namespace {
 
 // Upstream messages (audio deltas) can be large; this bounds one reassembly.
 constexpr std::size_t kMaxUpstreamMessage = 64u << 20;
+constexpr int kWritesPerCallback = 16;
 
 std::string describe(const config::Upstream& c) {
   return std::string(c.tls ? "wss://" : "ws://") + c.host + ":" + std::to_string(c.port);
@@ -229,8 +230,17 @@ int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, 
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);
         return -1;
       }
+      const bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+      if (final && self->rx_.empty()) {
+        // Arrived whole (the usual case): handed on from lws's buffer, no copy.
+        if (self->stats_ != nullptr) ++self->stats_->upstream_messages_in;
+        if (self->owner_ != nullptr && self->state_ == State::Open) {
+          self->owner_->upstream_message(std::string_view(static_cast<const char*>(in), len), self->rx_binary_);
+        }
+        return 0;
+      }
       self->rx_.append(static_cast<const char*>(in), len);
-      if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0) return 0;
+      if (!final) return 0;
       if (self->stats_ != nullptr) ++self->stats_->upstream_messages_in;
       std::string message;
       message.swap(self->rx_);
@@ -245,14 +255,18 @@ int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, 
                          reinterpret_cast<unsigned char*>(self->close_reason_.data()), self->close_reason_.size());
         return -1;
       }
-      if (self->queue_.empty()) return 0;
-      const session::FramePtr frame = self->queue_.front();
-      self->queue_.pop_front();
-      const auto mode = frame->is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-      if (lws_write(wsi, frame->writable_payload(), frame->size(), mode) < static_cast<int>(frame->size())) {
-        return -1;
+      // Several queued frames per WRITEABLE while lws buffers none of them
+      // (as the relay protocol does towards clients).
+      for (int n = 0; n < kWritesPerCallback && !self->queue_.empty(); ++n) {
+        const session::Frame& frame = *self->queue_.front();
+        const auto mode = frame.is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+        const bool complete =
+            lws_write(wsi, frame.writable_payload(), frame.size(), mode) >= static_cast<int>(frame.size());
+        self->queue_.pop_front();  // after the write: the queue may hold the frame's last reference
+        if (!complete) return -1;
+        if (self->stats_ != nullptr) ++self->stats_->upstream_messages_out;
+        if (lws_partial_buffered(wsi)) break;
       }
-      if (self->stats_ != nullptr) ++self->stats_->upstream_messages_out;
       if (!self->queue_.empty()) lws_callback_on_writable(wsi);
       return 0;
     }
@@ -288,7 +302,11 @@ int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, 
 }
 
 const lws_protocols& UpstreamClient::protocol() {
-  static const lws_protocols kProtocol = {kUpstreamProtocolName, UpstreamClient::callback, 0, 0, 0, nullptr, 0};
+  // As for client connections (plugins/protocol_wsrelay): lws keeps an rx
+  // buffer of rx_buffer_size per link for its life (0 would mean 4 KiB, and a
+  // relay endpoint has one link per client); longer frames arrive in pieces,
+  // reassembled above. tx_packet_size keeps writes as they were.
+  static const lws_protocols kProtocol = {kUpstreamProtocolName, UpstreamClient::callback, 0, 512, 0, nullptr, 4096};
   return kProtocol;
 }
 

@@ -500,7 +500,7 @@ int on_established(lws* wsi, PerSession* pss) {
 // Rate limits: per connection, then per address and per user. A refused
 // message gets rate_limited with a retry hint; a client that keeps going
 // anyway is closed with 1008.
-bool admit_message(Connection* conn, session::Session& s, std::int64_t now) {
+bool admit_message(Connection* conn, session::Session& s, std::string_view message, std::int64_t now) {
   std::int64_t retry_ms = 0;
   if (!conn->bucket.take(now)) {
     retry_ms = conn->bucket.retry_after_ms(now);
@@ -520,7 +520,7 @@ bool admit_message(Connection* conn, session::Session& s, std::int64_t now) {
   }
   conn->endpoint->engine->send_error(s, "rate_limited",
                                      "too many messages; retry after " + std::to_string(retry_ms) + " ms",
-                                     conn->rx_binary ? std::string_view() : std::string_view(conn->rx));
+                                     conn->rx_binary ? std::string_view() : message);
   return false;
 }
 
@@ -556,18 +556,21 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
     lws_rx_flow_control(wsi, 0);
     return 0;
   }
-  conn->rx.append(static_cast<const char*>(in), len);
+  // A message that arrives whole (the usual case) is handed on from lws's
+  // buffer; only fragments are copied, to be reassembled.
+  const std::string_view piece(static_cast<const char*>(in), len);
+  const bool whole = final && conn->rx.empty();
+  if (!whole) conn->rx.append(piece);
   if (!final) return 0;
+  const std::string_view message = whole ? piece : std::string_view(conn->rx);
   ++relay->stats().messages_in;
   ++s.messages_in;
-  if (!admit_message(conn, s, now)) {
-    conn->rx.clear();
-    return 0;
-  }
-  conn->endpoint->engine->on_message(s, conn->rx, conn->rx_binary);
+  if (admit_message(conn, s, message, now)) conn->endpoint->engine->on_message(s, message, conn->rx_binary);
   conn->rx.clear();
   return 0;
 }
+
+constexpr int kWritesPerCallback = 16;
 
 int on_writeable(lws* wsi, PerSession* pss) {
   Connection* conn = pss->connection;
@@ -587,13 +590,21 @@ int on_writeable(lws* wsi, PerSession* pss) {
     return 0;
   }
   if (s.has_pending()) {
-    const session::FramePtr frame = s.front();
-    s.pop_front();
-    const auto mode = frame->is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-    const int written = lws_write(wsi, frame->writable_payload(), frame->size(), mode);
-    if (written < static_cast<int>(frame->size())) {
-      log::warn("write failed; dropping connection", session::log_fields(s));
-      return -1;
+    // Several queued frames per WRITEABLE (a burst, a fan-out backlog): one
+    // trip through lws's poll loop instead of one per frame. lws allows more
+    // than one write per callback while none of them was left partly
+    // buffered (lws_partial_buffered); then the rest waits for the next one.
+    for (int n = 0; n < kWritesPerCallback && s.has_pending(); ++n) {
+      const session::Frame& frame = *s.front();
+      const auto mode = frame.is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+      const int written = lws_write(wsi, frame.writable_payload(), frame.size(), mode);
+      const bool complete = written >= static_cast<int>(frame.size());
+      s.pop_front();  // after the write: the queue may hold the frame's last reference
+      if (!complete) {
+        log::warn("write failed; dropping connection", session::log_fields(s));
+        return -1;
+      }
+      if (lws_partial_buffered(wsi)) break;
     }
     if (s.has_pending() || s.closing()) lws_callback_on_writable(wsi);
     return 0;

@@ -1,0 +1,64 @@
+// session::FrameQueue: the outbound queue's order, middle erase and reuse.
+#include <catch2/catch.hpp>
+
+#include "session/frame.hpp"
+#include "session/frame_queue.hpp"
+
+#include <string>
+
+using wsrelay::session::Frame;
+using wsrelay::session::FrameQueue;
+
+TEST_CASE("frame queue: first in, first out, across compaction and reuse", "[frame_queue]") {
+  FrameQueue q;
+  CHECK(q.empty());
+  int next_in = 0, next_out = 0;
+  // Interleave pushes and pops so the read index runs ahead and the storage
+  // is compacted and reused on the way.
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 7; ++i) q.push_back(Frame::text(std::to_string(next_in++)));
+    for (int i = 0; i < 5; ++i) {
+      REQUIRE_FALSE(q.empty());
+      CHECK(q.front()->payload() == std::to_string(next_out++));
+      q.pop_front();
+    }
+  }
+  CHECK(q.size() == static_cast<std::size_t>(next_in - next_out));
+  while (!q.empty()) {
+    CHECK(q.front()->payload() == std::to_string(next_out++));
+    q.pop_front();
+  }
+  CHECK(next_out == next_in);
+  q.push_back(Frame::text("again"));
+  CHECK(q.size() == 1);
+  CHECK(q.front()->payload() == "again");
+}
+
+TEST_CASE("frame queue: erase and pop_back keep the order of the rest", "[frame_queue]") {
+  FrameQueue q;
+  for (const char* s : {"a", "b", "c", "d"}) q.push_back(Frame::text(s));
+  q.pop_front();  // b c d
+  q.erase(1);     // b d
+  REQUIRE(q.size() == 2);
+  CHECK(q[0]->payload() == "b");
+  CHECK(q[1]->payload() == "d");
+  q.pop_back();
+  REQUIRE(q.size() == 1);
+  CHECK(q.front()->payload() == "b");
+  q.pop_back();
+  CHECK(q.empty());
+}
+
+TEST_CASE("frame: the payload follows the headroom; adopt takes an encoder's buffer", "[frame_queue]") {
+  const auto f = Frame::text("hello");
+  CHECK(f->payload() == "hello");
+  CHECK(f->size() == 5);
+  CHECK_FALSE(f->is_binary());
+  CHECK(reinterpret_cast<const char*>(f->writable_payload()) == f->payload().data());
+  std::string buffer = Frame::buffer(4);
+  buffer += "{\"a\":1}";
+  const auto g = Frame::adopt_text(std::move(buffer));
+  CHECK(g->payload() == "{\"a\":1}");
+  CHECK(Frame::binary(std::string("\0x", 2))->is_binary());
+  CHECK(Frame::binary(std::string("\0x", 2))->size() == 2);
+}
