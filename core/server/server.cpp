@@ -363,14 +363,20 @@ int Server::run() {
     }
   }
   // Graceful stop: every client is told 1001 after what is already queued for
-  // it, then the loop runs until they are gone or the drain time is up.
+  // it, then the loop runs until they are gone or the drain time is up. Their
+  // upstream links close too (a close frame, then the upstream's answer):
+  // the loop also waits for those, so none is cut off mid-handshake or left
+  // behind when the context goes.
   const std::size_t open = relay_->registry().size();
   if (open > 0) {
     log::info("closing " + std::to_string(open) + " connection(s) with 1001");
     relay_->registry().for_each([](session::Session& s) { s.close(1001, "server shutting down"); });
+  }
+  auto busy = [this] { return relay_->registry().size() > 0 || relay_->stats().upstream_links > 0; };
+  if (busy()) {
     lws_sul_schedule(context_.get(), 0, &policy_->drain_tick, drain_tick, 50 * LWS_US_PER_MS);
     const auto deadline = std::chrono::steady_clock::now() + drain_timeout_;
-    while (relay_->registry().size() > 0 && std::chrono::steady_clock::now() < deadline) {
+    while (busy() && std::chrono::steady_clock::now() < deadline) {
       if (lws_service(context_.get(), 0) < 0) break;
     }
     lws_sul_cancel(&policy_->drain_tick);

@@ -212,6 +212,13 @@ int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, 
       return 0;
     }
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
+      if (self->state_ == State::Closing) {
+        // Closed (or its client gone) while connecting: lws clears the kill
+        // timeout once the handshake completes, so close it properly now —
+        // else the link would stay open with nobody behind it.
+        lws_callback_on_writable(wsi);
+        return 0;
+      }
       self->state_ = State::Open;
       self->attempts_ = 0;
       log::info("upstream open " + describe(self->config_), self->log_fields());
@@ -287,6 +294,10 @@ int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, 
       self->on_closed(1006, "connect failed: " + why, true);
       return 0;
     }
+    // Closed while still in its HTTP upgrade (e.g. killed after its client
+    // left mid-connect): lws reports that as the HTTP role's close, neither
+    // CONNECTION_ERROR nor CLIENT_CLOSED. Same ending.
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
     case LWS_CALLBACK_CLIENT_CLOSED: {
       lws_set_opaque_user_data(wsi, nullptr);
       self->wsi_ = nullptr;

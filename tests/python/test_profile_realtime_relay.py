@@ -29,7 +29,7 @@ import websockets  # noqa: E402
 
 import fake_realtime as fr  # noqa: E402
 from wsrelay_harness import (  # noqa: E402
-    Checker, Server, clean_env, close_quietly, connect, run_binary, usage_args)
+    Checker, Server, clean_env, close_quietly, connect, http_get, run_binary, usage_args)
 
 TEST_KEY = "sk-test-0123456789abcdefSECRET"
 UPSTREAM_PATH = "/v1/realtime?model=gpt-realtime"
@@ -331,6 +331,37 @@ async def check_isolation(c, profile, url, rec, all_frames):
         await close_quietly(b.ws)
 
 
+async def check_quick_leavers(c, profile, srv, rec):
+    """Clients that leave while their upstream is still connecting: every
+    upstream link still ends (a link left open would be an OpenAI session with
+    nobody behind it). lws reports such a link's end as the HTTP client's
+    close, which the relay once missed."""
+    url = srv.url(profile.path)
+    before_open = len([r for r in fr.read_records(rec) if r["event"] == "open"])
+    before_close = len([r for r in fr.read_records(rec) if r["event"] == "close"])
+
+    async def one(i):
+        ws = await connect(url)
+        if i % 3:
+            await asyncio.sleep(0.002 * i)
+        await close_quietly(ws)
+
+    await asyncio.gather(*[one(i) for i in range(24)])
+    links = None
+    for _ in range(100):
+        status, _, body = http_get(srv.connect_host(), srv.port, "/status")
+        links = json.loads(body).get("upstream_links") if status == 200 else None
+        if links == 0:
+            break
+        await asyncio.sleep(0.05)
+    c.equal(links, 0, "%s: 24 clients that left mid-connect leave no upstream link open" % profile.name)
+    recs = fr.wait_records(rec, lambda r: len([x for x in r if x["event"] == "close"]) - before_close >=
+                           len([x for x in r if x["event"] == "open"]) - before_open, timeout=5.0)
+    opened = len([r for r in recs if r["event"] == "open"]) - before_open
+    closed = len([r for r in recs if r["event"] == "close"]) - before_close
+    c.equal(closed, opened, "%s: the fake upstream saw every link it accepted closed (%d)" % (profile.name, opened))
+
+
 async def check_upstream_failures(c, profile, url, all_frames):
     """!drop and !close on the main fake."""
     a = await Client(c, profile, all_frames, "client drop").open(url)
@@ -444,6 +475,8 @@ async def run_openai_suite(c, profile, binary, source_dir):
                     await check_too_large(c, profile, url, all_frames)
                 async with Section(c, "upstream failures"):
                     await check_upstream_failures(c, profile, url, all_frames)
+                async with Section(c, "clients leaving mid-connect"):
+                    await check_quick_leavers(c, profile, srv, rec)
             log = srv.stderr_text()
             c.check(TEST_KEY not in log, "%s: the key is in no wsrelay log line (debug level)" % profile.name,
                     [line for line in log.splitlines() if TEST_KEY in line][:3])
