@@ -155,7 +155,7 @@ void sweep_tick(lws_sorted_usec_list_t* sul) {
         // the list this loop walks. A dead peer would not read a close frame.
         log::info("no frame or pong for " + std::to_string(state.keepalive.timeout_ms / 1000) +
                       " s; hanging up",
-                  conn->session->id());
+                  session::log_fields(*conn->session));
         lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         break;
     }
