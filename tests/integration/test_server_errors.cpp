@@ -16,26 +16,21 @@ using namespace wsrelay::test;
 
 namespace {
 
-// Checks one error reply: type, code, and the id (printed JSON) or its absence.
-void check_error(const Json& reply, const std::string& code, const std::optional<std::string>& id) {
-  INFO("reply: " << reply.print());
-  REQUIRE(reply.ok());
-  CHECK(reply.str("type") == "error");
-  CHECK(reply.str("code") == code);
-  CHECK(reply.get("message").is_string());
-  CHECK_FALSE(reply.str("message").empty());
-  if (id) {
-    CHECK(id_of(reply) == *id);
-  } else {
-    CHECK_FALSE(reply.has("id"));
-  }
+// True when reply is an error reply with this code, a non-empty message, and
+// the id (printed JSON) or, when id is empty, no id at all. The reply goes
+// with the next assertion's report.
+bool is_error(const Json& reply, const std::string& code, const std::optional<std::string>& id) {
+  UNSCOPED_INFO("reply: " << reply.print());
+  return reply.ok() && reply.str("type") == "error" && reply.str("code") == code &&
+         reply.get("message").is_string() && !reply.str("message").empty() &&
+         (id ? id_of(reply) == *id : !reply.has("id"));
 }
 
-// Sends `text` and checks the error it is answered with.
-void expect_error(WsClient& client, const std::string& text, const std::string& code,
-                  const std::optional<std::string>& id) {
-  INFO("sent: " << text);
-  check_error(request(client, text), code, id);
+// Sends `text`; true when it is answered with that error (see is_error).
+bool answered_with_error(WsClient& client, const std::string& text, const std::string& code,
+                         const std::optional<std::string>& id) {
+  UNSCOPED_INFO("sent: " << text);
+  return is_error(request(client, text), code, id);
 }
 
 // The offender's connection still works (a heartbeat round trip, then, after
@@ -113,7 +108,7 @@ TEST_CASE("server errors: invalid JSON is bad_json without an id", "[integration
            // \u0000 would truncate the string: refused rather than altered.
            std::string(R"({"type":"auth","id":5,"token":"admin\u0000x"})"),
        }) {
-    expect_error(*a, text, "bad_json", std::nullopt);
+    CHECK(answered_with_error(*a, text, "bad_json", std::nullopt));
   }
   require_alive(*a, *observer, false);
 }
@@ -123,7 +118,7 @@ TEST_CASE("server errors: JSON that is not an object is bad_request", "[integrat
   auto a = server.connect_as("alice");
   auto observer = server.connect_as("olivia", "room");
   for (const std::string text : {"[1,2]", "\"heartbeat\"", "42", "null", "true", "[]"}) {
-    expect_error(*a, text, "bad_request", std::nullopt);
+    CHECK(answered_with_error(*a, text, "bad_request", std::nullopt));
   }
   require_alive(*a, *observer, true);
 }
@@ -133,11 +128,11 @@ TEST_CASE("server errors: a missing or non-string type is bad_request, echoing t
   auto a = server.connect_as("alice");
   auto observer = server.connect_as("olivia", "room");
   // The message is a JSON object, so its id is echoed (docs/protocol.md, the id rule).
-  expect_error(*a, R"({"id":5,"channel":"room"})", "bad_request", std::string("5"));
-  expect_error(*a, R"({})", "bad_request", std::nullopt);
+  CHECK(answered_with_error(*a, R"({"id":5,"channel":"room"})", "bad_request", std::string("5")));
+  CHECK(answered_with_error(*a, R"({})", "bad_request", std::nullopt));
   for (const std::string type : {"5", "null", "true", "[\"chat\"]", "{\"t\":\"chat\"}"}) {
-    expect_error(*a, R"({"type":)" + type + R"(,"id":"t6"})", "bad_request", std::string("\"t6\""));
-    expect_error(*a, R"({"type":)" + type + "}", "bad_request", std::nullopt);
+    CHECK(answered_with_error(*a, R"({"type":)" + type + R"(,"id":"t6"})", "bad_request", std::string("\"t6\"")));
+    CHECK(answered_with_error(*a, R"({"type":)" + type + "}", "bad_request", std::nullopt));
   }
   require_alive(*a, *observer, true);
 }
@@ -153,8 +148,8 @@ TEST_CASE("server errors: a missing, empty, non-string or too long channel is ba
                                       std::string(R"(,"channel":5)"), std::string(R"(,"channel":null)"),
                                       std::string(R"(,"channel":["room"])"),
                                       std::string(R"(,"channel":")") + long_channel + "\""}) {
-      expect_error(*a, R"({"type":")" + type + R"(","id":7)" + channel + extra + "}", "bad_request",
-                   std::string("7"));
+      CHECK(answered_with_error(*a, R"({"type":")" + type + R"(","id":7)" + channel + extra + "}", "bad_request",
+                   std::string("7")));
     }
   }
   // The observer got nothing from any of these.
@@ -171,8 +166,8 @@ TEST_CASE("server errors: chat without data is bad_request", "[integration]") {
   ServerFixture server;
   auto a = server.connect_as("alice");
   auto observer = server.connect_as("olivia", "room");
-  expect_error(*a, R"({"type":"chat","id":9,"channel":"room"})", "bad_request", std::string("9"));
-  expect_error(*a, R"({"type":"chat","id":"s","channel":"room"})", "bad_request", std::string("\"s\""));
+  CHECK(answered_with_error(*a, R"({"type":"chat","id":9,"channel":"room"})", "bad_request", std::string("9")));
+  CHECK(answered_with_error(*a, R"({"type":"chat","id":"s","channel":"room"})", "bad_request", std::string("\"s\"")));
   CHECK(silent_for(*observer, 50ms));  // nothing was broadcast
   require_alive(*a, *observer, true);
 }
@@ -184,8 +179,8 @@ TEST_CASE("server errors: typing without a boolean is bad_request", "[integratio
   for (const std::string& typing :
        {std::string(""), std::string(R"(,"typing":"yes")"), std::string(R"(,"typing":1)"),
         std::string(R"(,"typing":null)"), std::string(R"(,"typing":[true])")}) {
-    expect_error(*a, R"({"type":"typing","id":10,"channel":"room")" + typing + "}", "bad_request",
-                 std::string("10"));
+    CHECK(answered_with_error(*a, R"({"type":"typing","id":10,"channel":"room")" + typing + "}", "bad_request",
+                 std::string("10")));
   }
   CHECK(silent_for(*observer, 50ms));  // no typing broadcast
   REQUIRE(request(*a, R"({"type":"unsubscribe","channel":"room"})").str("type") == "unsubscribe.ok");
@@ -198,10 +193,10 @@ TEST_CASE("server errors: auth without a usable token is bad_request", "[integra
   auto observer = server.connect_as("olivia", "room");
   for (const std::string& token : {std::string(""), std::string(R"(,"token":"")"), std::string(R"(,"token":5)"),
                                   std::string(R"(,"token":null)")}) {
-    expect_error(*a, R"({"type":"auth","id":"t")" + token + "}", "bad_request", std::string("\"t\""));
+    CHECK(answered_with_error(*a, R"({"type":"auth","id":"t")" + token + "}", "bad_request", std::string("\"t\"")));
   }
   // None of them authenticated the connection.
-  expect_error(*a, R"({"type":"subscribe","id":1,"channel":"room"})", "unauthorized", std::string("1"));
+  CHECK(answered_with_error(*a, R"({"type":"subscribe","id":1,"channel":"room"})", "unauthorized", std::string("1")));
   require_alive(*a, *observer, false);
 }
 
@@ -210,9 +205,9 @@ TEST_CASE("server errors: a binary frame is bad_request and the connection stays
   auto a = server.connect_as("alice");
   auto observer = server.connect_as("olivia", "room");
   REQUIRE(a->send_binary(R"({"type":"heartbeat","id":1})"));
-  check_error(recv_json(*a), "bad_request", std::nullopt);
+  CHECK(is_error(recv_json(*a), "bad_request", std::nullopt));
   REQUIRE(a->send_binary(std::string("\x00\xff\x10", 3)));
-  check_error(recv_json(*a), "bad_request", std::nullopt);
+  CHECK(is_error(recv_json(*a), "bad_request", std::nullopt));
   require_alive(*a, *observer, true);
 }
 
@@ -220,13 +215,13 @@ TEST_CASE("server errors: an unknown type is unknown_type, echoing the id", "[in
   ServerFixture server;
   auto a = server.connect_as("alice");
   auto observer = server.connect_as("olivia", "room");
-  expect_error(*a, R"({"type":"nope","id":7})", "unknown_type", std::string("7"));
-  expect_error(*a, R"({"type":"nope"})", "unknown_type", std::nullopt);
-  expect_error(*a, R"({"type":"","id":{"a":1}})", "unknown_type", std::string(R"({"a":1})"));
-  expect_error(*a, R"({"type":"Chat","id":"c","channel":"room","data":1})", "unknown_type", std::string("\"c\""));
+  CHECK(answered_with_error(*a, R"({"type":"nope","id":7})", "unknown_type", std::string("7")));
+  CHECK(answered_with_error(*a, R"({"type":"nope"})", "unknown_type", std::nullopt));
+  CHECK(answered_with_error(*a, R"({"type":"","id":{"a":1}})", "unknown_type", std::string(R"({"a":1})")));
+  CHECK(answered_with_error(*a, R"({"type":"Chat","id":"c","channel":"room","data":1})", "unknown_type", std::string("\"c\"")));
   // Hook names are never message types.
   for (const std::string hook : {"on_open", "on_close", "on_error", "on_message", "on_text"}) {
-    expect_error(*a, R"({"type":")" + hook + R"(","id":7})", "unknown_type", std::string("7"));
+    CHECK(answered_with_error(*a, R"({"type":")" + hook + R"(","id":7})", "unknown_type", std::string("7")));
   }
   CHECK(silent_for(*observer, 50ms));  // the "Chat" was not a chat
   require_alive(*a, *observer, true);
@@ -236,12 +231,12 @@ TEST_CASE("server errors: subscribe, unsubscribe, chat and typing before auth ar
   ServerFixture server;
   auto a = server.connect();
   auto observer = server.connect_as("olivia", "room");
-  expect_error(*a, R"({"type":"subscribe","id":1,"channel":"room"})", "unauthorized", std::string("1"));
-  expect_error(*a, R"({"type":"unsubscribe","id":"u","channel":"room"})", "unauthorized", std::string("\"u\""));
-  expect_error(*a, R"({"type":"chat","id":[3],"channel":"room","data":"sneaky"})", "unauthorized",
-               std::string("[3]"));
-  expect_error(*a, R"({"type":"typing","id":4,"channel":"room","typing":true})", "unauthorized", std::string("4"));
-  expect_error(*a, R"({"type":"chat","channel":"room","data":"no id"})", "unauthorized", std::nullopt);
+  CHECK(answered_with_error(*a, R"({"type":"subscribe","id":1,"channel":"room"})", "unauthorized", std::string("1")));
+  CHECK(answered_with_error(*a, R"({"type":"unsubscribe","id":"u","channel":"room"})", "unauthorized", std::string("\"u\"")));
+  CHECK(answered_with_error(*a, R"({"type":"chat","id":[3],"channel":"room","data":"sneaky"})", "unauthorized",
+               std::string("[3]")));
+  CHECK(answered_with_error(*a, R"({"type":"typing","id":4,"channel":"room","typing":true})", "unauthorized", std::string("4")));
+  CHECK(answered_with_error(*a, R"({"type":"chat","channel":"room","data":"no id"})", "unauthorized", std::nullopt));
   // Nothing of it reached the channel.
   CHECK(silent_for(*observer, 100ms));
   CHECK(server.status().num("subscriptions") == 1);  // the observer's only
@@ -262,7 +257,7 @@ TEST_CASE("server errors: a message over max_message_size is too_large, then clo
 
   // One byte more is not.
   REQUIRE(a->send_text(heartbeat_of_size(4097)));
-  check_error(recv_json(*a), "too_large", std::nullopt);
+  CHECK(is_error(recv_json(*a), "too_large", std::nullopt));
   auto close = a->recv();
   REQUIRE(close.has_value());
   CHECK(close->kind == WsMessage::Kind::Close);
@@ -286,7 +281,7 @@ TEST_CASE("server errors: a fragmented message over the limit only as a whole is
 
   // 5 x 1000 bytes: no fragment is too large, the message is.
   REQUIRE(a->send_fragmented_text(heartbeat_of_size(5000), 1000));
-  check_error(recv_json(*a), "too_large", std::nullopt);
+  CHECK(is_error(recv_json(*a), "too_large", std::nullopt));
   auto close = a->recv();
   REQUIRE(close.has_value());
   CHECK(close->kind == WsMessage::Kind::Close);
@@ -302,9 +297,9 @@ TEST_CASE("server errors: a handler that raises is script_error and nothing else
   auto b = server.connect_as("bob");
   auto observer = server.connect_as("olivia", "room");
 
-  expect_error(*a, R"({"type":"boom","id":21})", "script_error", std::string("21"));
-  expect_error(*a, R"({"type":"raise","id":"r"})", "script_error", std::string("\"r\""));
-  expect_error(*a, R"({"type":"raise"})", "script_error", std::nullopt);
+  CHECK(answered_with_error(*a, R"({"type":"boom","id":21})", "script_error", std::string("21")));
+  CHECK(answered_with_error(*a, R"({"type":"raise","id":"r"})", "script_error", std::string("\"r\"")));
+  CHECK(answered_with_error(*a, R"({"type":"raise"})", "script_error", std::nullopt));
   // The next message on the same connection works, and so does another client.
   Json echo = request(*a, R"({"type":"echo","id":22,"data":[1,{"x":null}]})");
   INFO("echo: " << echo.print());
@@ -322,7 +317,7 @@ TEST_CASE("server errors: a reply that cannot be encoded is script_error", "[int
   ServerFixture server(failing_script_config(dir));
   auto a = server.connect_as("alice");
   auto observer = server.connect_as("olivia", "room");
-  expect_error(*a, R"({"type":"unencodable","id":23})", "script_error", std::string("23"));
+  CHECK(answered_with_error(*a, R"({"type":"unencodable","id":23})", "script_error", std::string("23")));
   require_alive(*a, *observer, true);
 }
 
@@ -334,14 +329,14 @@ TEST_CASE("server errors: an endless handler is script_timeout", "[integration]"
   auto observer = server.connect_as("olivia", "room");
 
   const auto start = std::chrono::steady_clock::now();
-  expect_error(*a, R"({"type":"spin","id":24})", "script_timeout", std::string("24"));
+  CHECK(answered_with_error(*a, R"({"type":"spin","id":24})", "script_timeout", std::string("24")));
   const auto took = std::chrono::steady_clock::now() - start;
   CHECK(took < 5s);
   // The budget is per call: the same state serves the next message normally.
   CHECK(request(*a, R"({"type":"echo","id":25,"data":1})").str("type") == "echo");
   CHECK(request(*b, R"({"type":"echo","id":26,"data":2})").num("data") == 2);
   // And a second timeout is caught the same way.
-  expect_error(*b, R"({"type":"spin","id":"again"})", "script_timeout", std::string("\"again\""));
+  CHECK(answered_with_error(*b, R"({"type":"spin","id":"again"})", "script_timeout", std::string("\"again\"")));
   CHECK(server.status().num("script_errors") == 2);
   require_alive(*a, *observer, true);
 }
@@ -350,14 +345,14 @@ TEST_CASE("server errors: JSON nested 5000 deep is bad_json and the connection s
   ServerFixture server;
   auto a = server.connect_as("alice");
   auto observer = server.connect_as("olivia", "room");
-  expect_error(*a, nested_arrays(5000), "bad_json", std::nullopt);
-  expect_error(*a, R"({"type":"chat","id":1,"channel":"room","data":)" + nested_arrays(5000) + "}", "bad_json",
-               std::nullopt);
+  CHECK(answered_with_error(*a, nested_arrays(5000), "bad_json", std::nullopt));
+  CHECK(answered_with_error(*a, R"({"type":"chat","id":1,"channel":"room","data":)" + nested_arrays(5000) + "}", "bad_json",
+               std::nullopt));
   std::string objects;
   for (int i = 0; i < 5000; ++i) objects += "{\"a\":";
   objects += "1";
   objects += std::string(5000, '}');
-  expect_error(*a, objects, "bad_json", std::nullopt);
+  CHECK(answered_with_error(*a, objects, "bad_json", std::nullopt));
   CHECK(silent_for(*observer, 50ms));
   require_alive(*a, *observer, true);
 }
