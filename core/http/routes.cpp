@@ -272,21 +272,21 @@ std::string metrics_text(server::Relay& relay) {
   metric("wsrelay_upstream_failures_total", "counter", "Upstream links that failed to open or dropped.", u(st.upstream_failures));
   metric("wsrelay_upstream_messages_in_total", "counter", "Messages received from upstreams.", u(st.upstream_messages_in));
   metric("wsrelay_upstream_messages_out_total", "counter", "Messages sent to upstreams.", u(st.upstream_messages_out));
-  out += "# HELP wsrelay_messages_by_type_total Client messages by the handler type that routed them.\n"
-         "# TYPE wsrelay_messages_by_type_total counter\n";
-  for (const auto& [type, count] : st.messages_by_type) {
-    out += "wsrelay_messages_by_type_total{type=";
-    append_label(out, type);
-    out += "} " + std::to_string(count) + "\n";
-  }
-  out += "# HELP wsrelay_messages_out_by_type_total Messages queued to clients by their type field "
-         "(other: no leading type; binary: binary frames).\n"
-         "# TYPE wsrelay_messages_out_by_type_total counter\n";
-  for (const auto& [type, count] : st.messages_out_by_type) {
-    out += "wsrelay_messages_out_by_type_total{type=";
-    append_label(out, type);
-    out += "} " + std::to_string(count) + "\n";
-  }
+  // A counter family with one series per message type.
+  auto by_type = [&](const char* name, const char* help, const std::map<std::string, std::uint64_t, std::less<>>& counts) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n";
+    for (const auto& [type, count] : counts) {
+      out += name;
+      out += "{type=";
+      append_label(out, type);
+      out += "} " + std::to_string(count) + "\n";
+    }
+  };
+  by_type("wsrelay_messages_by_type_total", "Client messages by the handler type that routed them.",
+          st.messages_by_type);
+  by_type("wsrelay_messages_out_by_type_total",
+          "Messages queued to clients by their type field (other: no leading type; binary: binary frames).",
+          st.messages_out_by_type);
   {
     // Prometheus histogram: cumulative buckets, then +Inf (= _count), _sum, _count.
     const auto& h = st.handshake_seconds;
