@@ -13,6 +13,11 @@
 namespace wsrelay::session {
 
 struct Stats {
+  Stats() = default;
+  // Not copyable: count_out_type keeps a pointer into messages_out_by_type.
+  Stats(const Stats&) = delete;
+  Stats& operator=(const Stats&) = delete;
+
   std::uint64_t connections = 0;        // open WebSocket sessions now
   std::uint64_t connections_total = 0;  // accepted since start
   std::uint64_t messages_in = 0;        // complete messages received
