@@ -361,11 +361,17 @@ bool to_frame(lua_State* L, int index, session::FramePtr& frame, std::string& er
     error = std::string("cannot send a ") + luaL_typename(L, index);
     return false;
   }
-  // Encoded straight into the frame's buffer, behind the lws headroom.
-  std::string text = session::Frame::buffer(128);
-  if (!json::encode_lua(L, index, text, error)) return false;
-  frame = session::Frame::adopt_text(std::move(text));
-  return true;
+  // Encoded into a buffer kept from one message to the next (the encoder
+  // never calls back into Lua, so it is never in use twice), then copied
+  // into the frame's single allocation: a copy of a few hundred bytes is
+  // cheaper than growing a fresh string per message.
+  static std::string scratch;
+  constexpr std::size_t kKeepCapacity = 64 * 1024;
+  scratch.clear();
+  const bool ok = json::encode_lua(L, index, scratch, error);
+  if (ok) frame = session::Frame::text(scratch);
+  if (scratch.capacity() > kKeepCapacity) std::string().swap(scratch);
+  return ok;
 }
 
 }  // namespace wsrelay::script

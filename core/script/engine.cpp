@@ -434,6 +434,11 @@ struct Job {
   std::string error_code;         // set when an error reply is to be sent by C++
   std::string error_message;
   std::string_view handler_name;  // for logs
+  std::string type_name;          // the message's type: handler_name may point into it
+  // A handler runs without a protected call of its own: if it raises, the
+  // error unwinds to run_job's, which answers for it (handler_failed).
+  bool in_handler = false;
+  bool handler_has_msg = false;   // the decoded message goes to on_error too
   int close_code = 0;
   bool upstream_failed = false;
   bool upstream_retrying = false;
@@ -542,27 +547,15 @@ void handle_results(lua_State* L, Job& job, int msg_index) {
 }
 
 // Calls the handler already pushed, with the session and arg below... Stack on
-// entry: fn, session, arg.
+// entry: fn, session, arg. Not a protected call: a failure unwinds to
+// run_job (one protected call per message, not two), which logs it and
+// sends the error reply (handler_failed_entry).
 void call_handler(lua_State* L, Job& job, int msg_index, int nargs = 2) {
-  Internal& in = internal_of(L);
-  std::string error, detail;
-  if (protected_call(L, nargs, 3, error, &detail)) {
-    handle_results(L, job, msg_index);
-    return;
-  }
-  const bool timeout = in.budget_exceeded;
-  if (in.engine->context().stats != nullptr) {
-    ++in.engine->context().stats->script_errors;
-    if (timeout) ++in.engine->context().stats->script_timeouts;
-  }
-  log::error(in.engine->name() + ": handler '" + std::string(job.handler_name) + "' failed: " + error,
-             session::log_fields(*job.session));
-  if (detail.size() > error.size()) log::debug(detail, session::log_fields(*job.session));
-  if (timeout) {
-    emit_error(L, job, codes::kScriptTimeout, "the handler ran past its instruction budget", msg_index);
-  } else {
-    emit_error(L, job, codes::kScriptError, "the handler '" + std::string(job.handler_name) + "' failed", msg_index);
-  }
+  job.in_handler = true;
+  job.handler_has_msg = msg_index != 0;
+  lua_call(L, nargs, 3);
+  job.in_handler = false;
+  handle_results(L, job, msg_index);
 }
 
 // limits.message_types: a per-connection bucket for each limited type. A
@@ -653,7 +646,7 @@ int dispatch_entry(lua_State* L) {
   }
   bool type_present = false;
   bool type_is_string = false;
-  std::string type_name;
+  std::string& type_name = job.type_name;
   if (job.flat) {
     const json::FlatMember* type = job.flat_object.find(in.type_field);
     type_present = type != nullptr;
@@ -793,9 +786,53 @@ int error_entry(lua_State* L) {
   return 0;
 }
 
+// After a handler raised (run_job): the error reply, through on_error with
+// the decoded message when the handler had it.
+int handler_failed_entry(lua_State* L) {
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  Internal& in = internal_of(L);
+  int msg = 0;
+  if (job.handler_has_msg) {
+    push_message(L, job);
+    msg = lua_gettop(L);
+  }
+  if (in.budget_exceeded) {
+    emit_error(L, job, codes::kScriptTimeout, "the handler ran past its instruction budget", msg);
+  } else {
+    emit_error(L, job, codes::kScriptError, "the handler '" + std::string(job.handler_name) + "' failed", msg);
+  }
+  return 0;
+}
+
 }  // namespace
 
 namespace {
+void handler_failed(ScriptEngine::Internal& in, Job& job, const std::string& error, const std::string& detail) {
+  lua_State* L = in.L;
+  job.in_handler = false;
+  const bool timeout = in.budget_exceeded;
+  const ScriptContext& context = in.engine->context();
+  if (context.stats != nullptr) {
+    ++context.stats->script_errors;
+    if (timeout) ++context.stats->script_timeouts;
+  }
+  log::error(in.engine->name() + ": handler '" + std::string(job.handler_name) + "' failed: " + error,
+             session::log_fields(*job.session));
+  if (detail.size() > error.size()) log::debug(detail, session::log_fields(*job.session));
+  lua_settop(L, 0);
+  lua_pushcfunction(L, handler_failed_entry);
+  lua_pushlightuserdata(L, &job);
+  std::string reply_error;
+  if (!protected_call(L, 1, 0, reply_error)) {
+    // The error path failed too (memory exhausted): answer without Lua.
+    if (context.stats != nullptr) ++context.stats->script_errors;
+    log::error(in.engine->name() + ": " + reply_error, session::log_fields(*job.session));
+    job.session->send_text(default_error_json(
+        job, timeout ? codes::kScriptTimeout : codes::kScriptError,
+        timeout ? "the handler ran past its instruction budget" : "the script failed"));
+  }
+}
+
 void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
   lua_State* L = in.L;
   const ScriptContext& context_ = in.engine->context();
@@ -803,17 +840,21 @@ void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
   begin_call(in);
   lua_pushcfunction(L, entry);
   lua_pushlightuserdata(L, &job);
-  std::string error;
-  if (!protected_call(L, 1, 0, error)) {
-    // Only reached when the error path itself failed (memory exhausted, or the
-    // instruction budget tripping in on_error): answer without Lua.
-    const bool timeout = in.budget_exceeded;
-    if (context_.stats != nullptr) ++context_.stats->script_errors;
-    log::error(source_name_ + ": " + error, session::log_fields(*job.session));
-    if (entry != close_entry) {
-      job.session->send_text(default_error_json(
-          job, timeout ? codes::kScriptTimeout : codes::kScriptError,
-          timeout ? "the handler ran past its instruction budget" : "the script failed"));
+  std::string error, detail;
+  if (!protected_call(L, 1, 0, error, &detail)) {
+    if (job.in_handler) {
+      handler_failed(in, job, error, detail);
+    } else {
+      // Only reached when the error path itself failed (memory exhausted, or
+      // the instruction budget tripping in on_error): answer without Lua.
+      const bool timeout = in.budget_exceeded;
+      if (context_.stats != nullptr) ++context_.stats->script_errors;
+      log::error(source_name_ + ": " + error, session::log_fields(*job.session));
+      if (entry != close_entry) {
+        job.session->send_text(default_error_json(
+            job, timeout ? codes::kScriptTimeout : codes::kScriptError,
+            timeout ? "the handler ran past its instruction budget" : "the script failed"));
+      }
     }
   }
   lua_settop(L, 0);

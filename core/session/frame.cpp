@@ -1,13 +1,25 @@
 #include "session/frame.hpp"
 
+#include <cstring>
+#include <new>
+#include <type_traits>
+
 namespace wsrelay::session {
 
-// One allocation for the buffer and one (make_shared) for the Frame with its
-// reference count.
+static_assert(std::is_trivially_destructible_v<Frame>, "release() frees a frame without running a destructor");
+
+// One allocation: the Frame (its count, size and kind), the headroom, the
+// payload and a NUL.
 FramePtr Frame::make(std::string_view payload, bool binary) {
-  std::string storage = buffer(payload.size());
-  storage.append(payload);
-  return std::make_shared<const Frame>(Private{}, std::move(storage), binary);
+  void* block = ::operator new(sizeof(Frame) + kFrameHeadroom + payload.size() + 1);
+  auto* frame = new (block) Frame(payload.size(), binary);
+  unsigned char* bytes = frame->bytes();
+  std::memset(bytes, 0, kFrameHeadroom);
+  if (!payload.empty()) std::memcpy(bytes + kFrameHeadroom, payload.data(), payload.size());
+  bytes[kFrameHeadroom + payload.size()] = 0;
+  return FramePtr(frame);
 }
+
+void Frame::release(const Frame* frame) noexcept { ::operator delete(const_cast<Frame*>(frame)); }
 
 }  // namespace wsrelay::session

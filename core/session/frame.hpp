@@ -1,12 +1,17 @@
 // frame: one outbound WebSocket message, encoded once and shared.
 // Owns: the bytes of a message plus the headroom lws needs in front of them
-// (LWS_PRE), so a publish to N subscribers queues N pointers to one buffer.
+// (LWS_PRE), in one allocation with the frame's reference count, so a publish
+// to N subscribers queues N pointers to one buffer.
 // Uses: nothing of lws (the headroom size is checked against LWS_PRE where
 // lws is included: plugins/protocol_wsrelay).
+// Why not std::shared_ptr: a frame lives and dies on the event loop's one
+// thread, and shared_ptr's count is atomic (a locked instruction for every
+// subscriber a frame is queued to and popped from) and its control block,
+// with the payload's own buffer, made two allocations per frame.
 #pragma once
 
 #include <cstddef>
-#include <memory>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,44 +20,88 @@ namespace wsrelay::session {
 inline constexpr std::size_t kFrameHeadroom = 16;
 
 class Frame;
-using FramePtr = std::shared_ptr<const Frame>;
+
+// A counted reference to a frame (not thread-safe: see above).
+class FramePtr {
+ public:
+  FramePtr() = default;
+  FramePtr(std::nullptr_t) {}  // NOLINT: like a null shared_ptr
+  FramePtr(const FramePtr& other) noexcept;
+  FramePtr(FramePtr&& other) noexcept : frame_(other.frame_) { other.frame_ = nullptr; }
+  FramePtr& operator=(const FramePtr& other) noexcept;
+  FramePtr& operator=(FramePtr&& other) noexcept;
+  ~FramePtr() { reset(); }
+
+  void reset() noexcept;
+  const Frame* get() const { return frame_; }
+  const Frame& operator*() const { return *frame_; }
+  const Frame* operator->() const { return frame_; }
+  explicit operator bool() const { return frame_ != nullptr; }
+  long use_count() const;
+
+ private:
+  friend class Frame;
+  explicit FramePtr(Frame* adopted) : frame_(adopted) {}
+  Frame* frame_ = nullptr;
+};
 
 class Frame {
-  struct Private {};
-
  public:
   static FramePtr text(std::string_view payload) { return make(payload, false); }
   static FramePtr binary(std::string_view payload) { return make(payload, true); }
-  // A buffer whose first kFrameHeadroom bytes are headroom and the rest the
-  // payload (an encoder writes into it directly): taken over, not copied.
-  static FramePtr adopt_text(std::string&& headroom_and_payload) {
-    return std::make_shared<const Frame>(Private{}, std::move(headroom_and_payload), false);
-  }
-  // A string holding just the headroom, to append a payload to.
-  static std::string buffer(std::size_t payload_capacity) {
-    std::string b(kFrameHeadroom, '\0');
-    b.reserve(kFrameHeadroom + payload_capacity);
-    return b;
-  }
 
-  Frame(Private, std::string&& storage, bool binary) : storage_(std::move(storage)), binary_(binary) {}
+  Frame(const Frame&) = delete;
+  Frame& operator=(const Frame&) = delete;
 
   // lws writes the frame header into the headroom in place. Every write of the
   // same frame writes the same header bytes (server frames are unmasked), so
   // sharing one buffer between connections is safe.
-  unsigned char* writable_payload() const {
-    return reinterpret_cast<unsigned char*>(storage_.data()) + kFrameHeadroom;
+  unsigned char* writable_payload() const { return bytes() + kFrameHeadroom; }
+  std::string_view payload() const {
+    return std::string_view(reinterpret_cast<const char*>(bytes()) + kFrameHeadroom, size_);
   }
-  std::string_view payload() const { return std::string_view(storage_).substr(kFrameHeadroom); }
-  std::size_t size() const { return storage_.size() - kFrameHeadroom; }
+  std::size_t size() const { return size_; }
   bool is_binary() const { return binary_; }
 
  private:
+  friend class FramePtr;
+  Frame(std::size_t size, bool binary) : size_(size), binary_(binary) {}
   static FramePtr make(std::string_view payload, bool binary);
+  static void release(const Frame* frame) noexcept;
+  // The headroom, the payload and a NUL follow the object in its allocation.
+  unsigned char* bytes() const { return reinterpret_cast<unsigned char*>(const_cast<Frame*>(this) + 1); }
 
-  // mutable: lws writes each header into the headroom (see above).
-  mutable std::string storage_;  // headroom, payload, and std::string's NUL after it
+  mutable std::uint32_t refs_ = 1;  // mutable: counted through pointers to const
+  std::size_t size_;
   bool binary_;
 };
+
+inline FramePtr::FramePtr(const FramePtr& other) noexcept : frame_(other.frame_) {
+  if (frame_ != nullptr) ++frame_->refs_;
+}
+
+inline FramePtr& FramePtr::operator=(const FramePtr& other) noexcept {
+  Frame* taken = other.frame_;  // read first: other may be *this
+  if (taken != nullptr) ++taken->refs_;
+  reset();
+  frame_ = taken;
+  return *this;
+}
+
+inline FramePtr& FramePtr::operator=(FramePtr&& other) noexcept {
+  if (this != &other) {
+    reset();
+    frame_ = other.frame_;
+    other.frame_ = nullptr;
+  }
+  return *this;
+}
+
+inline void FramePtr::reset() noexcept {
+  if (frame_ != nullptr && --frame_->refs_ == 0) Frame::release(frame_);
+  frame_ = nullptr;
+}
+
+inline long FramePtr::use_count() const { return frame_ != nullptr ? static_cast<long>(frame_->refs_) : 0; }
 
 }  // namespace wsrelay::session

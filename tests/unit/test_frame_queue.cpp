@@ -7,6 +7,7 @@
 #include <string>
 
 using wsrelay::session::Frame;
+using wsrelay::session::FramePtr;
 using wsrelay::session::FrameQueue;
 
 TEST_CASE("frame queue: first in, first out, across compaction and reuse", "[frame_queue]") {
@@ -49,16 +50,38 @@ TEST_CASE("frame queue: erase and pop_back keep the order of the rest", "[frame_
   CHECK(q.empty());
 }
 
-TEST_CASE("frame: the payload follows the headroom; adopt takes an encoder's buffer", "[frame_queue]") {
+TEST_CASE("frame: the payload follows the headroom, NUL-terminated", "[frame_queue]") {
   const auto f = Frame::text("hello");
   CHECK(f->payload() == "hello");
   CHECK(f->size() == 5);
   CHECK_FALSE(f->is_binary());
   CHECK(reinterpret_cast<const char*>(f->writable_payload()) == f->payload().data());
-  std::string buffer = Frame::buffer(4);
-  buffer += "{\"a\":1}";
-  const auto g = Frame::adopt_text(std::move(buffer));
-  CHECK(g->payload() == "{\"a\":1}");
+  CHECK(f->payload().data()[5] == '\0');
   CHECK(Frame::binary(std::string("\0x", 2))->is_binary());
   CHECK(Frame::binary(std::string("\0x", 2))->size() == 2);
+  CHECK(Frame::text("")->payload().empty());
+}
+
+TEST_CASE("frame: references are counted; the last one frees it", "[frame_queue]") {
+  FramePtr a = Frame::text("shared");
+  CHECK(a.use_count() == 1);
+  {
+    FramePtr b = a;
+    FramePtr c;
+    c = b;
+    CHECK(a.use_count() == 3);
+    FramePtr d = std::move(c);
+    CHECK_FALSE(c);
+    CHECK(a.use_count() == 3);
+    FramePtr& same = d;
+    d = same;  // self-assignment keeps the reference
+    CHECK(a.use_count() == 3);
+  }
+  CHECK(a.use_count() == 1);
+  FramePtr e = Frame::text("other");
+  e = a;  // drops "other" (ASan reports a leak or a double free if the count is wrong)
+  CHECK(a.use_count() == 2);
+  e.reset();
+  CHECK_FALSE(e);
+  CHECK(a->payload() == "shared");
 }
