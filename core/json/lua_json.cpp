@@ -87,13 +87,13 @@ struct Encoder {
     if (is_integer) {
       // Also a float with an integral value: printed the same either way.
       auto r = std::to_chars(buf, buf + sizeof buf, static_cast<long long>(i));
-      out.append(buf, r.ptr);
+      out.append(buf, static_cast<std::size_t>(r.ptr - buf));
       return true;
     }
     const double d = lua_tonumber(L, index);
     if (!std::isfinite(d)) return fail("cannot encode NaN or infinity");
     auto r = std::to_chars(buf, buf + sizeof buf, d);  // shortest exact round trip
-    out.append(buf, r.ptr);
+    out.append(buf, static_cast<std::size_t>(r.ptr - buf));
     return true;
   }
 

@@ -54,18 +54,8 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
   std::size_t sweep_index = 0;   // position in home->connections
   session::Liveness liveness;
   bool ping_due = false;         // the sweep asked for a ping: written at the next WRITEABLE
-  // While this connection's own message is dispatched, replies are written
-  // when the handler returns (on_receive) rather than at a WRITEABLE round.
-  bool in_receive = false;
-  bool write_deferred = false;
 
-  void request_write() override {
-    if (in_receive) {
-      write_deferred = true;
-      return;
-    }
-    lws_callback_on_writable(wsi);
-  }
+  void request_write() override { lws_callback_on_writable(wsi); }
 
   void upstream_opened() override { endpoint->engine->on_upstream_open(*session); }
   void upstream_message(std::string_view data, bool binary) override {
@@ -534,50 +524,6 @@ bool admit_message(Connection* conn, session::Session& s, std::string_view messa
   return false;
 }
 
-constexpr int kWritesPerCallback = 16;
-
-// Writes queued frames, several per call (a burst, a fan-out backlog: one trip
-// through lws's poll loop instead of one per frame). lws allows more than one
-// write per callback while none of them was left partly buffered
-// (lws_partial_buffered); then the rest waits for the next WRITEABLE, which
-// is asked for. False: the connection is broken (the caller returns -1).
-bool write_queued(lws* wsi, session::Session& s) {
-  for (int n = 0; n < kWritesPerCallback && s.has_pending(); ++n) {
-    const session::Frame& frame = *s.front();
-    const auto mode = frame.is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-    const int written = lws_write(wsi, frame.writable_payload(), frame.size(), mode);
-    const bool complete = written >= static_cast<int>(frame.size());
-    s.pop_front();  // after the write: the queue may hold the frame's last reference
-    if (!complete) {
-      log::warn("write failed; dropping connection", session::log_fields(s));
-      return false;
-    }
-    if (lws_partial_buffered(wsi)) break;
-  }
-  if (s.has_pending() || s.closing()) lws_callback_on_writable(wsi);
-  return true;
-}
-
-// The replies a message produced, written before on_receive returns: a
-// request-reply (heartbeat, subscribe, ...) then costs no WRITEABLE round
-// through lws's poll loop. lws 4.1 accepts a write outside WRITEABLE on a
-// plain connection (lws_issue_raw keeps what the socket did not take and
-// asks for POLLOUT itself); it is not done when lws still holds part of an
-// earlier write (it would be appended behind it, copied), when the ping or
-// the close must go first, or on a stream multiplexed over another
-// connection (HTTP/2), whose writes must wait for their turn.
-bool flush_replies(lws* wsi, Connection* conn) {
-  if (!conn->write_deferred) return true;
-  conn->write_deferred = false;
-  session::Session& s = *conn->session;
-  if (!s.has_pending() && !s.closing()) return true;
-  if (s.closing() || conn->ping_due || lws_partial_buffered(wsi) || lws_get_network_wsi(wsi) != wsi) {
-    lws_callback_on_writable(wsi);
-    return true;
-  }
-  return write_queued(wsi, s);
-}
-
 int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
   Connection* conn = pss->connection;
   if (conn == nullptr) return -1;
@@ -619,17 +565,12 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
   const std::string_view message = whole ? piece : std::string_view(conn->rx);
   ++relay->stats().messages_in;
   ++s.messages_in;
-  if (admit_message(conn, s, message, now)) {
-    struct Receiving {  // reset however on_message leaves
-      Connection* conn;
-      explicit Receiving(Connection* c) : conn(c) { conn->in_receive = true; }
-      ~Receiving() { conn->in_receive = false; }
-    } receiving(conn);
-    conn->endpoint->engine->on_message(s, message, conn->rx_binary);
-  }
+  if (admit_message(conn, s, message, now)) conn->endpoint->engine->on_message(s, message, conn->rx_binary);
   conn->rx.clear();
-  return flush_replies(wsi, conn) ? 0 : -1;
+  return 0;
 }
+
+constexpr int kWritesPerCallback = 16;
 
 int on_writeable(lws* wsi, PerSession* pss) {
   Connection* conn = pss->connection;
@@ -648,7 +589,26 @@ int on_writeable(lws* wsi, PerSession* pss) {
     if (s.has_pending()) lws_callback_on_writable(wsi);
     return 0;
   }
-  if (s.has_pending()) return write_queued(wsi, s) ? 0 : -1;
+  if (s.has_pending()) {
+    // Several queued frames per WRITEABLE (a burst, a fan-out backlog): one
+    // trip through lws's poll loop instead of one per frame. lws allows more
+    // than one write per callback while none of them was left partly
+    // buffered (lws_partial_buffered); then the rest waits for the next one.
+    for (int n = 0; n < kWritesPerCallback && s.has_pending(); ++n) {
+      const session::Frame& frame = *s.front();
+      const auto mode = frame.is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+      const int written = lws_write(wsi, frame.writable_payload(), frame.size(), mode);
+      const bool complete = written >= static_cast<int>(frame.size());
+      s.pop_front();  // after the write: the queue may hold the frame's last reference
+      if (!complete) {
+        log::warn("write failed; dropping connection", session::log_fields(s));
+        return -1;
+      }
+      if (lws_partial_buffered(wsi)) break;
+    }
+    if (s.has_pending() || s.closing()) lws_callback_on_writable(wsi);
+    return 0;
+  }
   if (s.closing()) {
     const std::string& reason = s.close_reason();
     lws_close_reason(wsi, static_cast<lws_close_status>(s.close_code()),
