@@ -444,6 +444,11 @@ def build_rows():
             "p999_us": med_of(runs, lambda r: r["latency"]["p999_us"]),
             "max_us": med_of(runs, lambda r: r["latency"]["max_us"]),
             "server_cpu_s": cpu, "per_cpu_s": per_cpu,
+            # µs of server CPU per message, in user space and in the kernel
+            # (utime / stime; older wsrelay-bench output has no sys_s)
+            "user_us": med_of(runs, lambda r: 1e6 * (r["server"]["cpu_s"] - r["server"].get("sys_s", 0))
+                              / max(r["messages"], 1)),
+            "kernel_us": med_of(runs, lambda r: 1e6 * r["server"].get("sys_s", 0) / max(r["messages"], 1)),
             "gen_cpu_pct": 100 * max(r["generator"]["cpu_max_frac"] for r in runs),
             "background_busy_pct": 100 * max(r.get("background_busy", 0) for r in runs),
         }
@@ -463,6 +468,24 @@ def build_rows():
             row["relay_p99_us"] = row["p99_us"]
         rows.append(row)
     return rows
+
+
+def time_split_section(rows):
+    """Server CPU per message, split into user space and the kernel: what a
+    server adds on top of the syscalls every server pays."""
+    split = [r for r in rows if r["scenario"] in ("echo", "fanout") and r["per_cpu_s"]]
+    if not split:
+        return []
+    L = ["### Where the server's time goes\n",
+         "Server CPU per message (fan-out: per delivery), medians, from utime and stime in `/proc/<pid>/stat` "
+         "over the measured window (clock ticks: a few per cent either way). The kernel part is the sockets "
+         "(recv, send, poll, wake-ups); the user part is the server's own code and its libraries.\n",
+         "| scenario | load | server | user µs | kernel µs | total µs |", "|---|---|---|---:|---:|---:|"]
+    for r in split:
+        L.append("| %s | %s | %s | %.2f | %.2f | %.2f |" % (r["scenario"], r["variant"], r["server"], r["user_us"],
+                                                          r["kernel_us"], r["user_us"] + r["kernel_us"]))
+    L.append("")
+    return L
 
 
 def ratios(rows):
@@ -689,6 +712,7 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after):
                                                                                 fmt(r["relay_p99_us"]))
             L.append("| %s | %s | %s | %s |" % (r["scenario"], r["variant"], r["server"], d))
         L.append("")
+    L.extend(time_split_section(rows))
     if have_chart:
         L.append("![wsrelay vs peers](%s)\n" % os.path.basename(png))
     L.append("## Ratios wsrelay / peer\n")

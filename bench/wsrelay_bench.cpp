@@ -258,7 +258,8 @@ rlim_t fd_limit() {
 // ------------------------------------------------------------ /proc reads --
 
 // utime + stime of the whole process (all threads), seconds; -1 if gone.
-double proc_cpu_seconds(pid_t pid) {
+// sys, if given, gets the stime part (the kernel's share).
+double proc_cpu_seconds(pid_t pid, double* sys = nullptr) {
   if (pid <= 0) return -1;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
@@ -273,7 +274,9 @@ double proc_cpu_seconds(pid_t pid) {
   unsigned long long utime = 0, stime = 0;
   // Fields after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15)
   if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) return -1;
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const auto tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  if (sys != nullptr) *sys = static_cast<double>(stime) / tick;
+  return static_cast<double>(utime + stime) / tick;
 }
 
 // VmRSS in KiB; -1 if gone.
@@ -322,6 +325,7 @@ struct Result {
   Nanos first_start = 0;     // first connect started
   Nanos last_ready = 0;      // last connection set up
   double server_cpu_s = -1;  // in the window
+  double server_sys_s = -1;  // of which in the kernel
   long server_rss_before = -1;
   long server_rss_after = -1;
   Histogram lat;    // request -> reply, publish -> receive
@@ -344,6 +348,7 @@ struct Result {
     if (o.first_start && (!first_start || o.first_start < first_start)) first_start = o.first_start;
     last_ready = std::max(last_ready, o.last_ready);
     if (o.server_cpu_s >= 0) server_cpu_s = o.server_cpu_s;
+    if (o.server_sys_s >= 0) server_sys_s = o.server_sys_s;
     if (o.server_rss_before >= 0) server_rss_before = o.server_rss_before;
     if (o.server_rss_after >= 0) server_rss_after = o.server_rss_after;
     lat.merge(o.lat);
@@ -875,7 +880,8 @@ Result Worker::run() {
   if (ep_ < 0) die("epoll_create1 failed");
   const Nanos begin = now_ns();
   const double cpu_begin = own_cpu_seconds();
-  const double server_cpu_begin = index_ == 0 ? proc_cpu_seconds(o_.server_pid) : -1;
+  double server_sys_begin = 0;
+  const double server_cpu_begin = index_ == 0 ? proc_cpu_seconds(o_.server_pid, &server_sys_begin) : -1;
   const bool standard = o_.proto == Proto::Standard;
   const bool churn = o_.scenario == Scenario::Churn;
   if (!churn) to_start_ = count_;
@@ -884,7 +890,7 @@ Result Worker::run() {
     rate_ = o_.rate / o_.procs;
 
   enum class Phase { Setup, Barrier, Run, Drain, Done } phase = Phase::Setup;
-  double cpu_start = 0, server_cpu_start = -1;
+  double cpu_start = 0, server_cpu_start = -1, server_sys_start = 0;
   bool window_open = false;
   Nanos drain_until = 0;
   std::vector<epoll_event> events(1024);
@@ -939,14 +945,14 @@ Result Worker::run() {
       if (!window_open && now >= win_start_) {
         window_open = true;
         cpu_start = own_cpu_seconds();
-        if (index_ == 0) server_cpu_start = proc_cpu_seconds(o_.server_pid);
+        if (index_ == 0) server_cpu_start = proc_cpu_seconds(o_.server_pid, &server_sys_start);
         if (index_ == 0 && o_.scenario == Scenario::Idle) r_.server_rss_after = proc_rss_kib(o_.server_pid);
       }
       if (now >= win_end_) {
         if (!window_open) {  // a zero-length window
           window_open = true;
           cpu_start = own_cpu_seconds();
-          if (index_ == 0) server_cpu_start = proc_cpu_seconds(o_.server_pid);
+          if (index_ == 0) server_cpu_start = proc_cpu_seconds(o_.server_pid, &server_sys_start);
           if (index_ == 0 && o_.scenario == Scenario::Idle) r_.server_rss_after = proc_rss_kib(o_.server_pid);
         }
         const double cpu = own_cpu_seconds() - cpu_start;
@@ -958,10 +964,17 @@ Result Worker::run() {
           const double busy = static_cast<double>(std::max<Nanos>(r_.last_ready - begin, 1)) / 1e9;
           r_.cpu_max_frac = std::min(r_.cpu_s / busy, 1.0);
         }
-        if (index_ == 0 && o_.scenario == Scenario::Idle) server_cpu_start = server_cpu_begin;  // the set-up
+        if (index_ == 0 && o_.scenario == Scenario::Idle) {  // the set-up
+          server_cpu_start = server_cpu_begin;
+          server_sys_start = server_sys_begin;
+        }
         if (index_ == 0 && server_cpu_start >= 0) {
-          const double end = proc_cpu_seconds(o_.server_pid);
-          if (end >= 0) r_.server_cpu_s = end - server_cpu_start;
+          double sys_end = 0;
+          const double end = proc_cpu_seconds(o_.server_pid, &sys_end);
+          if (end >= 0) {
+            r_.server_cpu_s = end - server_cpu_start;
+            r_.server_sys_s = sys_end - server_sys_start;
+          }
         }
         running_ = false;
         phase = Phase::Drain;
@@ -1162,9 +1175,9 @@ void print_json(const Report& rep) {
   j += buf;
   const long rss_delta = r.server_rss_after >= 0 && r.server_rss_before >= 0 ? r.server_rss_after - r.server_rss_before : 0;
   std::snprintf(buf, sizeof buf,
-                "\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"per_cpu_s\":%.1f,\"rss_before_kib\":%ld,\"rss_after_kib\":%ld,"
-                "\"kib_per_conn\":%.3f},",
-                static_cast<int>(o.server_pid), r.server_cpu_s,
+                "\"server\":{\"pid\":%d,\"cpu_s\":%.3f,\"sys_s\":%.3f,\"per_cpu_s\":%.1f,\"rss_before_kib\":%ld,"
+                "\"rss_after_kib\":%ld,\"kib_per_conn\":%.3f},",
+                static_cast<int>(o.server_pid), r.server_cpu_s, r.server_sys_s,
                 r.server_cpu_s > 0 ? static_cast<double>(r.messages) / r.server_cpu_s : 0.0, r.server_rss_before,
                 r.server_rss_after,
                 r.conns_ready && r.server_rss_after >= 0 ? static_cast<double>(rss_delta) / static_cast<double>(r.conns_ready) : 0.0);
@@ -1227,8 +1240,9 @@ void print_table(const Report& rep) {
     std::printf("  %-22s %12.0f\n", unit, per_s(r.messages, r.window_s));
   }
   if (r.server_cpu_s >= 0)
-    std::printf("  %-22s %12.3f s  (%.0f per server CPU-second)\n", "server CPU", r.server_cpu_s,
-                r.server_cpu_s > 0 ? static_cast<double>(r.messages) / r.server_cpu_s : 0.0);
+    std::printf("  %-22s %12.3f s  (%.0f per server CPU-second; in the kernel %.3f s)\n", "server CPU",
+                r.server_cpu_s, r.server_cpu_s > 0 ? static_cast<double>(r.messages) / r.server_cpu_s : 0.0,
+                r.server_sys_s);
   if (o.scenario == Scenario::Churn && r.server_rss_before >= 0)
     std::printf("  %-22s %ld -> %ld KiB\n", "server RSS", r.server_rss_before, r.server_rss_after);
   std::printf("  %-22s %12.0f%% of a core (busiest process %.0f%%)%s\n", "generator CPU",
