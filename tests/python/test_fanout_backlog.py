@@ -156,6 +156,12 @@ async def fan_out(c, binary, folder):
         reader = await websockets.connect(server.url(), max_size=None, max_queue=None, ping_interval=None)
         pub = await websockets.connect(server.url(), max_size=None, ping_interval=None)
         try:
+            # Batched writes bypass lws's per-frame extension processing: the
+            # server's vhosts must negotiate none (protocol_wsrelay.cpp,
+            # may_batch_writes), even when the client offers one.
+            c.check("permessage-deflate" in (reader.request_headers.get("Sec-WebSocket-Extensions") or ""),
+                    "the client offers permessage-deflate")
+            c.equal(reader.extensions, [], "no WebSocket extension is negotiated")
             for ws in (slow, reader):
                 await ws.send("sub")
                 c.equal(await asyncio.wait_for(ws.recv(), 5), "subscribed", "a subscriber is in the channel")
