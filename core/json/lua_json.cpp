@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 namespace wsrelay::json {
@@ -57,6 +57,59 @@ void push_json_at(lua_State* L, const cJSON* node, int depth) {
 }
 
 const char* kHex = "0123456789abcdef";
+
+// `s` as a JSON string, with `before` and `after` around it unless they are
+// '\0' (a key: ',' and ':'). Most strings (keys, types, names) are short and
+// need no escape: then all of it is one append. push_back is not inlined
+// here and costs a call through the PLT each time; a fan-out chat and its
+// reply encode ~14 strings.
+void append_quoted(std::string& out, std::string_view s, char before, char after) {
+  constexpr std::size_t kShort = 124;
+  std::size_t clean = 0;
+  while (clean < s.size()) {
+    const auto c = static_cast<unsigned char>(s[clean]);
+    if (c < 0x20 || c == '"' || c == '\\') break;
+    ++clean;
+  }
+  if (clean == s.size() && s.size() <= kShort) {
+    char buf[kShort + 4];
+    std::size_t n = 0;
+    if (before != '\0') buf[n++] = before;
+    buf[n++] = '"';
+    std::memcpy(buf + n, s.data(), s.size());
+    n += s.size();
+    buf[n++] = '"';
+    if (after != '\0') buf[n++] = after;
+    out.append(buf, n);
+    return;
+  }
+  if (before != '\0') out.push_back(before);
+  out.push_back('"');
+  // Runs of characters that need no escape are appended whole.
+  std::size_t run = 0;
+  for (std::size_t i = clean; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': out.append("\\n"); break;
+      case '\r': out.append("\\r"); break;
+      case '\t': out.append("\\t"); break;
+      case '\b': out.append("\\b"); break;
+      case '\f': out.append("\\f"); break;
+      default:
+        out.append("\\u00");
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+  out.push_back('"');
+  if (after != '\0') out.push_back(after);
+}
 
 struct Encoder {
   lua_State* L;
@@ -202,9 +255,7 @@ struct Encoder {
       size_t klen = 0;
       const char* k = lua_tolstring(L, key, &klen);
       const std::size_t member = out.size();
-      out.push_back(',');
-      append_json_string(out, std::string_view(k, klen));
-      out.push_back(':');
+      append_quoted(out, std::string_view(k, klen), ',', ':');
       const bool ok = value(key + 1, depth + 1);
       lua_pop(L, 1);
       if (!ok) {
@@ -291,31 +342,6 @@ bool encode_lua(lua_State* L, int index, std::string& out, std::string& error) {
   return ok;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  // Runs of characters that need no escape are appended whole.
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
-      case '\b': out.append("\\b"); break;
-      case '\f': out.append("\\f"); break;
-      default:
-        out.append("\\u00");
-        out.push_back(kHex[c >> 4]);
-        out.push_back(kHex[c & 0xf]);
-    }
-  }
-  out.append(s.data() + run, s.size() - run);
-  out.push_back('"');
-}
+void append_json_string(std::string& out, std::string_view s) { append_quoted(out, s, '\0', '\0'); }
 
 }  // namespace wsrelay::json

@@ -2,8 +2,8 @@
 // Owns: identity (id, user), the outbound queue, close intent, the script's
 // handle for this session. Uses: Transport (implemented by the lws protocol)
 // to ask for a write or a close; Stats for counters.
-// Writes happen only when lws says the socket is writable, one frame per
-// callback: send() queues and asks; the protocol drains.
+// Writes happen only when lws says the socket is writable: send() queues and
+// asks; the protocol drains.
 #pragma once
 
 #include "pubsub/subscriber.hpp"
@@ -63,7 +63,9 @@ class Session final : public pubsub::Subscriber {
 
   // Writer side (the protocol's WRITEABLE callback).
   bool has_pending() const { return !queue_.empty(); }
+  std::size_t pending_count() const { return queue_.size(); }
   const FramePtr& front() const { return queue_.front(); }
+  const FramePtr& pending(std::size_t i) const { return queue_[i]; }  // 0 is the front
   void pop_front();
   std::size_t queued_bytes() const { return queued_bytes_; }
 

@@ -4,6 +4,7 @@
 
 #include "util/histogram.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -48,12 +49,18 @@ struct Stats {
         type = payload.substr(kLead.size(), end - kLead.size());
       }
     }
-    // Replies of one type often come in a row: remember the last type's
-    // counter (map nodes never move) and skip the lookup.
-    if (last_out_counter_ != nullptr && type == last_out_type_) {
-      *last_out_counter_ += messages;
-      return;
+    // A few types make up most traffic and alternate (a publish's "chat" and
+    // its sender's "chat.ok"): the last few types seen keep their counters
+    // (map nodes never move), so most calls skip the map lookup.
+    for (Recent& r : recent_out_) {
+      if (r.counter != nullptr && r.type == type) {
+        *r.counter += messages;
+        return;
+      }
     }
+    Recent& slot = recent_out_[recent_next_];
+    recent_next_ = (recent_next_ + 1) % recent_out_.size();
+    slot.type.assign(type);  // before `type` is mapped to "other" below
     auto it = messages_out_by_type.find(type);
     if (it == messages_out_by_type.end()) {
       // One slot stays for "other", where every later type goes.
@@ -61,8 +68,7 @@ struct Stats {
       it = messages_out_by_type.try_emplace(std::string(type), 0).first;
     }
     it->second += messages;
-    last_out_type_.assign(type);
-    last_out_counter_ = &it->second;
+    slot.counter = &it->second;
   }
   std::uint64_t slow_consumer_closes = 0;
   std::uint64_t frames_dropped = 0;          // shed by the drop_oldest policy
@@ -79,8 +85,12 @@ struct Stats {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
  private:
-  std::string last_out_type_;
-  std::uint64_t* last_out_counter_ = nullptr;
+  struct Recent {
+    std::string type;
+    std::uint64_t* counter = nullptr;
+  };
+  std::array<Recent, 4> recent_out_;
+  std::size_t recent_next_ = 0;
 };
 
 }  // namespace wsrelay::session

@@ -5,6 +5,7 @@
 #include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
 #include "session/keepalive.hpp"
+#include "session/frame_batch.hpp"
 #include "session/session.hpp"
 #include "session/log_fields.hpp"
 #include "session/token_bucket.hpp"
@@ -54,6 +55,7 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
   std::size_t sweep_index = 0;   // position in home->connections
   session::Liveness liveness;
   bool ping_due = false;         // the sweep asked for a ping: written at the next WRITEABLE
+  bool batch_writes = false;     // queued frames may go out several per write (see write_batch)
 
   void request_write() override { lws_callback_on_writable(wsi); }
 
@@ -445,6 +447,18 @@ double take_handshake_seconds(lws* wsi) {
   return elapsed < 0 ? 0.0 : static_cast<double>(elapsed) / 1e6;
 }
 
+// A batch goes to lws as raw bytes, past its WebSocket framing: only where
+// nothing between us and the socket rewrites frames. Not inside an HTTP/2
+// stream (the bytes would have to be h2 DATA frames), and not with a ws
+// extension (permessage-deflate compresses each frame in lws_write). The
+// wsrelay server's vhosts register no extension (and Debian's lws 4.1 loads
+// none from plugins); a foreign lws server may, and lws negotiates one only
+// when the client offered it, so there the client's offer decides.
+bool may_batch_writes(lws* wsi, const VhostState& state) {
+  if (lws_get_network_wsi(wsi) != wsi) return false;
+  return state.hosted || lws_hdr_total_length(wsi, WSI_TOKEN_EXTENSIONS) <= 0;
+}
+
 int on_established(lws* wsi, PerSession* pss) {
   VhostState* state = state_of(wsi);
   server::Relay* relay = state->relay;
@@ -476,6 +490,7 @@ int on_established(lws* wsi, PerSession* pss) {
                                                      limits.slow_consumer == "drop_oldest");
   conn->bucket = relay->admission().connection_bucket();
   conn->liveness.seen(now_ms());
+  conn->batch_writes = may_batch_writes(wsi, *state);
   watch(*state, conn);
   pss->connection = conn;
   session::Session& s = *conn->session;
@@ -572,6 +587,28 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
 
 constexpr int kWritesPerCallback = 16;
 
+// Up to this many bytes of queued frames (headers included) go out in one
+// write. Larger frames take the ordinary path, without a copy.
+constexpr std::size_t kBatchBytes = 16 * 1024;
+
+// Several queued frames in one lws_write: their headers made here
+// (session/frame_batch), frames copied back to back into a buffer on the
+// stack and written as LWS_WRITE_RAW. lws 4.1 sends a raw write on a
+// WebSocket untouched (rops_write_role_protocol_ws: straight to
+// lws_issue_raw, the path of every frame once its header is made) and, if the
+// socket takes only part, keeps the rest on the connection's buflist like any
+// partial write (lws_partial_buffered). One send() for the lot instead of one
+// per frame. Returns the frames written and popped, 0 if fewer than two fit
+// (nothing written: the caller writes the front frame alone), -1 on failure.
+int write_batch(lws* wsi, session::Session& s) {
+  unsigned char buf[kBatchBytes];
+  const session::Batch batch = session::pack_frames(s, buf, sizeof buf);
+  if (batch.bytes == 0) return 0;
+  const int written = lws_write(wsi, buf, batch.bytes, LWS_WRITE_RAW);
+  for (std::size_t i = 0; i < batch.frames; ++i) s.pop_front();
+  return written >= static_cast<int>(batch.bytes) ? static_cast<int>(batch.frames) : -1;
+}
+
 int on_writeable(lws* wsi, PerSession* pss) {
   Connection* conn = pss->connection;
   if (conn == nullptr) return -1;
@@ -591,15 +628,23 @@ int on_writeable(lws* wsi, PerSession* pss) {
   }
   if (s.has_pending()) {
     // Several queued frames per WRITEABLE (a burst, a fan-out backlog): one
-    // trip through lws's poll loop instead of one per frame. lws allows more
+    // trip through lws's poll loop instead of one per frame, and where
+    // possible one write for several frames (write_batch). lws allows more
     // than one write per callback while none of them was left partly
     // buffered (lws_partial_buffered); then the rest waits for the next one.
+    // A lone frame (an echo reply) is written in place, never copied.
     for (int n = 0; n < kWritesPerCallback && s.has_pending(); ++n) {
-      const session::Frame& frame = *s.front();
-      const auto mode = frame.is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-      const int written = lws_write(wsi, frame.writable_payload(), frame.size(), mode);
-      const bool complete = written >= static_cast<int>(frame.size());
-      s.pop_front();  // after the write: the queue may hold the frame's last reference
+      bool complete = true;
+      const int batched = conn->batch_writes && s.pending_count() > 1 ? write_batch(wsi, s) : 0;
+      if (batched < 0) {
+        complete = false;
+      } else if (batched == 0) {
+        const session::Frame& frame = *s.front();
+        const auto mode = frame.is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+        const int written = lws_write(wsi, frame.writable_payload(), frame.size(), mode);
+        complete = written >= static_cast<int>(frame.size());
+        s.pop_front();  // after the write: the queue may hold the frame's last reference
+      }
       if (!complete) {
         log::warn("write failed; dropping connection", session::log_fields(s));
         return -1;
@@ -872,10 +917,13 @@ int guarded_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in
 // lws gives every WebSocket an rx buffer of rx_buffer_size (+ LWS_PRE) for
 // its whole life; 0 would mean the context's 4 KiB service buffer, more than
 // half of an idle connection's memory. Longer frames arrive in pieces, which
-// on_receive reassembles anyway. tx_packet_size keeps writes as they were:
-// left 0, lws would cut every write at rx_buffer_size.
+// on_receive reassembles anyway. tx_packet_size is the most lws hands to one
+// send() (plus LWS_PRE + 4; it allocates nothing by it): the rest of a longer
+// write is copied to the connection's buflist and sent from later POLLOUTs.
+// Left 0 it would be rx_buffer_size; a batch of frames (kBatchBytes) goes
+// out whole.
 constexpr std::size_t kRxBufferSize = 512;
-constexpr std::size_t kTxPacketSize = 4096;
+constexpr std::size_t kTxPacketSize = kBatchBytes;
 
 const lws_protocols kProtocol = {
     kProtocolName, guarded_callback, sizeof(PerSession), kRxBufferSize, 0, nullptr, kTxPacketSize,

@@ -330,6 +330,30 @@ TEST_CASE("json: append_json_string escapes exactly what JSON requires", "[json]
   CHECK(out == "x\"a\\\"b\\\\c\\u0001\\u001f/\xC3\xA9\"");
 }
 
+TEST_CASE("json: strings and keys either side of the one-append length", "[json]") {
+  // Short strings that need no escape are written in one piece, the rest run
+  // by run: both must give the same text, for values and for keys.
+  LuaJson j;
+  for (int n : {0, 1, 120, 123, 124, 125, 126, 200}) {
+    CAPTURE(n);
+    const std::string plain(static_cast<std::size_t>(n), 'k');
+    std::string out = "[";
+    json::append_json_string(out, plain);
+    CHECK(out == "[\"" + plain + "\"");
+    const std::string lua = "return {" + std::string("['") + plain + "'] = 1, b = '" + plain + "\\n'}";
+    const std::string encoded = j.encode_ok(lua);
+    CHECK(same_json(encoded, "{\"" + plain + "\":1,\"b\":\"" + plain + "\\n\"}"));
+    if (n > 0) {
+      const std::string escaped = plain.substr(1) + "\"";
+      std::string out2;
+      json::append_json_string(out2, escaped);
+      CHECK(out2 == "\"" + plain.substr(1) + "\\\"\"");
+    }
+  }
+  CHECK(j.encode_ok("return {a = 1}") == "{\"a\":1}");
+  CHECK(same_json(j.encode_ok("return {a = 1, b = 2, c = {d = 'e'}}"), R"({"a":1,"b":2,"c":{"d":"e"}})"));
+}
+
 TEST_CASE("json: parse refuses trailing garbage and reports where it stopped", "[json]") {
   std::size_t at = 999;
   CHECK(json::parse("{\"a\":1} x", &at) == nullptr);

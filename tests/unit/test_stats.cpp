@@ -35,3 +35,28 @@ TEST_CASE("stats: the out-by-type label set is bounded", "[stats]") {
   CHECK(total == 1000);
   CHECK(st.messages_out_by_type.at("other") == 1000 - (Stats::kMaxOutTypes - 1));
 }
+
+TEST_CASE("stats: alternating types and types past the bound are counted where they belong", "[stats]") {
+  Stats st;
+  // More types in rotation than the recent-type cache holds, several times over.
+  const char* types[] = {"chat", "chat.ok", "typing", "presence", "error", "chat"};
+  for (int round = 0; round < 10; ++round) {
+    for (const char* t : types) st.count_out_type(std::string(R"({"type":")") + t + R"("})", false, 2);
+  }
+  CHECK(st.messages_out_by_type.at("chat") == 40);
+  CHECK(st.messages_out_by_type.at("chat.ok") == 20);
+  CHECK(st.messages_out_by_type.at("typing") == 20);
+  CHECK(st.messages_out_by_type.at("error") == 20);
+  // Fill the label set, then keep sending a type that no longer gets its own.
+  for (std::size_t i = st.messages_out_by_type.size(); i < Stats::kMaxOutTypes - 1; ++i) {
+    st.count_out_type(R"({"type":"fill)" + std::to_string(i) + R"("})", false);
+  }
+  for (int i = 0; i < 5; ++i) {
+    st.count_out_type(R"({"type":"late"})", false);
+    st.count_out_type(R"({"type":"chat"})", false);
+  }
+  CHECK(st.messages_out_by_type.count("late") == 0);
+  CHECK(st.messages_out_by_type.at("other") == 5);
+  CHECK(st.messages_out_by_type.at("chat") == 45);
+  CHECK(st.messages_out_by_type.size() == Stats::kMaxOutTypes);
+}

@@ -1,0 +1,35 @@
+// frame_batch: several queued frames encoded back to back, for one write.
+// Owns: nothing. Uses: Session (its queue, read only).
+// A subscriber with a backlog (fan-out, a burst) would otherwise cost one
+// send() per frame. The protocol copies the frames at the front of the queue,
+// each with its WebSocket header, into one buffer and hands lws the lot as a
+// raw write. Server→client frames are unmasked (RFC 6455 §5.1), so the header
+// is a pure function of length and type: FIN, the opcode, a 7-bit, 16-bit or
+// 64-bit length (2, 4 or 10 bytes). lws-free, so it is unit tested.
+#pragma once
+
+#include "session/session.hpp"
+
+#include <cstddef>
+
+namespace wsrelay::session {
+
+inline constexpr std::size_t kMaxFrameHeader = 10;
+
+// Writes the header of an unfragmented, unmasked frame (text or binary) with
+// a payload of `payload_size` bytes into `out` (room for kMaxFrameHeader);
+// returns its length.
+std::size_t write_frame_header(unsigned char* out, std::size_t payload_size, bool binary);
+
+struct Batch {
+  std::size_t frames = 0;  // taken from the front of the queue
+  std::size_t bytes = 0;   // headers and payloads written to the buffer
+};
+
+// Encodes as many frames from the front of `s`'s queue as fit in `capacity`
+// bytes, stopping at the first that does not (the order must not change).
+// Fewer than `min_frames` fit: nothing is copied and {frames that fit, 0} is
+// returned, so the caller can write the front frame the ordinary way.
+Batch pack_frames(const Session& s, unsigned char* out, std::size_t capacity, std::size_t min_frames = 2);
+
+}  // namespace wsrelay::session
