@@ -105,6 +105,12 @@ def wait_port(port, proc, timeout=15.0):
     return False
 
 
+def port_taken(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 class Server:
     """One server process, pinned to the server core; `pid` is the one /proc is read for."""
 
@@ -115,6 +121,11 @@ class Server:
         self.logf = open(self.log_path, "ab")
         self.logf.write(("\n=== %s: %s\n" % (time.strftime("%H:%M:%S"), " ".join(argv))).encode())
         self.logf.flush()
+        if port_taken(port):
+            # Someone else's server there would answer wait_port and be
+            # measured in this one's place.
+            self.logf.close()
+            raise RuntimeError("port %d is already in use: cannot start %s" % (port, name))
         self.proc = subprocess.Popen(["taskset", "-c", SCPU] + argv, cwd=cwd, stdout=self.logf,
                                      stderr=subprocess.STDOUT, preexec_fn=_limits)
         if not wait_port(port, self.proc):
