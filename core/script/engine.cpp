@@ -417,6 +417,14 @@ std::string ScriptEngine::reload(const ScriptSource& source) {
 
 ScriptEngine::~ScriptEngine() = default;
 
+void ScriptEngine::collect_garbage() {
+  // Under the instruction budget like any call, should a finalizer ever run
+  // script code (the sandbox refuses __gc: safe_setmetatable).
+  begin_call(*in_);
+  lua_gc(in_->L, LUA_GCCOLLECT);
+  lua_sethook(in_->L, nullptr, 0, 0);
+}
+
 // ---- dispatch -------------------------------------------------------------
 
 namespace {

@@ -117,6 +117,11 @@ class ScriptEngine {
   const std::string& name() const { return source_name_; }
   const ScriptContext& context() const { return context_; }
 
+  // A full collection now (after a burst of connections: their sessions'
+  // garbage would otherwise hold heap pages until the next cycle ends).
+  // Never from inside a Lua call.
+  void collect_garbage();
+
   // Internal to the script unit (bridges and the dispatcher).
   struct Internal;
   Internal* internal() const { return in_.get(); }

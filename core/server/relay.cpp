@@ -1,6 +1,7 @@
 #include "server/relay.hpp"
 
 #include "util/log.hpp"
+#include "util/memory.hpp"
 
 #include <algorithm>
 #include <optional>
@@ -152,6 +153,14 @@ int Relay::reload_scripts() {
     }
   }
   return failures;
+}
+
+bool Relay::give_back_after_burst() {
+  if (!util::burst_over(registry_.peak(), registry_.size())) return false;
+  for (auto& ep : endpoints_) ep->engine->collect_garbage();
+  registry_.give_back();
+  util::trim_heap();
+  return true;
 }
 
 EndpointRuntime* Relay::match(std::string_view path, PathPattern::Params& params) {

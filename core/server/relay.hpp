@@ -50,6 +50,12 @@ class Relay {
   // Exact paths win over patterns; patterns are tried in config order.
   EndpointRuntime* match(std::string_view path, PathPattern::Params& params);
 
+  // Once a burst of sessions is over (util::burst_over on the registry's
+  // peak): a full collection in every script, the registry's buckets shrunk,
+  // the heap's free pages handed back. Returns whether it did. Called by the
+  // keepalive sweep once a second, outside any Lua call.
+  bool give_back_after_burst();
+
   pubsub::Hub& hub() { return hub_; }
   Admission& admission() { return *admission_; }
   session::Registry& registry() { return registry_; }

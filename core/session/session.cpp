@@ -2,8 +2,9 @@
 
 #include "session/log_fields.hpp"
 
-#include <openssl/rand.h>
+#include <sys/random.h>
 
+#include <cerrno>
 #include <random>
 
 namespace wsrelay::session {
@@ -69,8 +70,17 @@ void Session::pop_front() {
 }
 
 std::string new_session_id() {
+  // The kernel's CSPRNG, not OpenSSL's RAND_bytes: on a plain ws:// server
+  // nothing else uses libcrypto, and the first RAND_bytes sets up OpenSSL's
+  // providers and DRBGs for good: ~420 KiB of RSS (256 KiB of libcrypto code,
+  // ~160 KiB of heap) on the first connection, most of what a churn run left
+  // behind (bench/findings.md, "Churn: where the RSS goes").
   unsigned char bytes[8];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) {
+  ssize_t got = -1;
+  do {
+    got = getrandom(bytes, sizeof bytes, 0);
+  } while (got < 0 && errno == EINTR);
+  if (got != static_cast<ssize_t>(sizeof bytes)) {
     // The CSPRNG failing is near impossible; fall back rather than refuse service.
     std::random_device rd;
     for (auto& b : bytes) b = static_cast<unsigned char>(rd());

@@ -162,6 +162,15 @@ void sweep_tick(lws_sorted_usec_list_t* sul) {
         break;
     }
   }
+  // A burst of connections is over: the memory it used goes back to the
+  // system instead of staying at the high-water mark (core/util/memory.hpp).
+  const auto started = std::chrono::steady_clock::now();
+  if (state.relay != nullptr && state.relay->give_back_after_burst()) {
+    state.connections.shrink_to_fit();
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+    log::debug("a burst of connections is over (" + std::to_string(state.relay->registry().size()) +
+               " open); memory given back in " + std::to_string(took.count()) + " us");
+  }
   lws_sul_schedule(state.context, 0, sul, sweep_tick, kSweepPeriod);
 }
 

@@ -8,6 +8,7 @@
 #include "fakes/engine_fixture.hpp"
 
 #include "auth/jwt.hpp"
+#include "script/engine_internal.hpp"  // the Lua state, for collect_garbage's test
 
 #include <lua.hpp>  // LUA_NOREF: the "no script userdata" value of Session::script_ref
 
@@ -1358,4 +1359,25 @@ TEST_CASE("script: limits.message_types refuses a type over its rate before the 
   // Another connection has its own buckets.
   Client& d = f.connect();
   CHECK(f.ask(d, R"({"type":"chat","id":1})").raw("n") == "3");
+}
+
+TEST_CASE("script: collect_garbage frees what closed sessions left behind", "[script]") {
+  EngineFixture f;
+  f.load_standard();
+  lua_State* L = f.engine().internal()->L;
+  auto lua_kib = [&] { return lua_gc(L, LUA_GCCOUNT); };
+  f.engine().collect_garbage();
+  const int before = lua_kib();
+  lua_gc(L, LUA_GCSTOP);  // the sessions' garbage stays, as between two cycles of a busy server
+  for (int i = 0; i < 200; ++i) {
+    Client& c = authed(f, "u" + std::to_string(i));
+    f.ask(c, R"({"type":"subscribe","channel":"room"})");
+    f.disconnect(c);
+  }
+  const int grown = lua_kib();
+  f.engine().collect_garbage();
+  INFO("Lua KiB: " << before << " at first, " << grown << " after 200 sessions, " << lua_kib() << " collected");
+  CHECK(grown > before + 50);
+  CHECK(lua_kib() <= before + 16);
+  lua_gc(L, LUA_GCRESTART);
 }

@@ -1,0 +1,9 @@
+#include "util/memory.hpp"
+
+#include <malloc.h>
+
+namespace wsrelay::util {
+
+void trim_heap() { malloc_trim(0); }
+
+}  // namespace wsrelay::util
