@@ -37,7 +37,7 @@ SETTINGS = {
     "BENCH_RUNS": env("BENCH_RUNS", 3),
     "BENCH_CONNS": env("BENCH_CONNS", 100),            # echo / latency / relay connections
     "BENCH_LAT_RATE": env("BENCH_LAT_RATE", 5000),     # latency and relay: msg/s in total
-    "BENCH_FANOUT_SUBS": env("BENCH_FANOUT_SUBS", "100 1000"),
+    "BENCH_FANOUT_SUBS": env("BENCH_FANOUT_SUBS", "100 1000 10000"),  # the targets: 1k and 10k
     "BENCH_FANOUT_WINDOW": env("BENCH_FANOUT_WINDOW", 8),
     "BENCH_IDLE_CONNS": env("BENCH_IDLE_CONNS", 10000),
     "BENCH_CHURN_RATE": env("BENCH_CHURN_RATE", 1000),
