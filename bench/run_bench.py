@@ -618,6 +618,7 @@ def chart(rows, png):
         return False
     script = ["set terminal pngcairo size 1400,%d font 'DejaVu Sans,10'" % (380 * ((len(panels) + 1) // 2)),
               "set output '%s'" % png,
+              "set datafile missing '-'",  # a server with no run in a column
               "set style data histograms", "set style histogram errorbars gap 1 lw 1",
               "set style fill solid 0.7 border -1", "set boxwidth 0.9", "set grid ytics", "set yrange [0:*]",
               "set offsets 0, 0, graph 0.08, 0",
