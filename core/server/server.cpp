@@ -195,10 +195,19 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
     policy.vhost_protocols.push_back(std::move(list));
   }
 
+  bool uses_tls_upstream = false;
+  for (const auto& ep : config.endpoints) uses_tls_upstream = uses_tls_upstream || (ep.upstream && ep.upstream->tls);
+  bool uses_tls_listener = false;
+  for (const auto& listener : config.listeners) uses_tls_listener = uses_tls_listener || !listener.tls_cert.empty();
+
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                 LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_VALIDATE_UTF8;
+  // OpenSSL's library set-up (OPENSSL_init_ssl: its providers, error strings,
+  // algorithm tables) only when a listener or an upstream uses TLS: on a plain
+  // ws:// relay it was ~1 MB of heap and library pages for nothing. (JWT's
+  // HMAC calls libcrypto directly, which sets itself up on first use.)
+  if (uses_tls_upstream || uses_tls_listener) info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.user = server->relay_.get();
   info.port = CONTEXT_PORT_NO_LISTEN;
   // A client that opens TCP and never finishes the upgrade (or trickles its
@@ -212,8 +221,6 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
   server->context_.reset(context);
   policy.context = context;
 
-  bool uses_tls_upstream = false;
-  for (const auto& ep : config.endpoints) uses_tls_upstream = uses_tls_upstream || (ep.upstream && ep.upstream->tls);
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     const config::Listener& listener = config.listeners[i];
     lws_context_creation_info vinfo;
