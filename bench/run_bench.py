@@ -224,6 +224,13 @@ def cpu_busy(interval=0.5):
     return 0.0 if t2 == t1 else 1.0 - (i2 - i1) / (t2 - t1)
 
 
+def cpu_ticks():
+    """(steal, all) clock ticks of the machine so far (/proc/stat's first line)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[7] if len(v) > 7 else 0, sum(v[:8])
+
+
 def wait_quiet():
     """Wait (up to BENCH_QUIET_WAIT s) until nothing else loads the machine."""
     end = time.time() + float(S["BENCH_QUIET_WAIT"])
@@ -646,7 +653,7 @@ TARGETS = {
 }
 
 
-def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after):
+def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after, steal_pct=None):
     out = S["BENCH_OUT"]
     png = os.path.splitext(out)[0] + ".png"
     have_chart = chart(rows, png)
@@ -669,6 +676,8 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after):
     L.append("| background CPU load | %.0f%% of both cores before, %.0f%% after; up to %.0f%% before a run "
              "(each run first waits up to BENCH_QUIET_WAIT=%s s for < 10%%) |"
              % (100 * busy_before, 100 * busy_after, 100 * max(quiet_log or [0]), S["BENCH_QUIET_WAIT"]))
+    if steal_pct is not None:
+        L.append("| CPU time taken by the host (steal) | %.1f%% of the run |" % steal_pct)
     L.append("")
     L.append("## Method\n")
     L.append("- Each server runs pinned to core %s (`taskset -c %s`), the generator to core %s; each run starts a "
@@ -807,6 +816,7 @@ def main():
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     t0 = time.time()
     busy_before = cpu_busy(1.0)
+    steal0, ticks0 = cpu_ticks()
     log("wsrelay-bench side by side: server on core %s, generator on core %s, %d runs of %g s (+%g s warm-up)"
         % (SCPU, GCPU, RUNS, DURATION, WARMUP))
     if busy_before > 0.10:
@@ -822,7 +832,14 @@ def main():
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     busy_after = cpu_busy(1.0)
-    state = {"settings": S, "problems": problems, "quiet_log": quiet_log,
+    steal1, ticks1 = cpu_ticks()
+    # On a virtual machine the host may run something else on our cores:
+    # that time (steal) is neither ours nor idle, and every figure suffers.
+    steal_pct = 100.0 * (steal1 - steal0) / max(ticks1 - ticks0, 1)
+    if steal_pct >= 1.0:
+        problems.append("the host took %.1f%% of this machine's CPU time during the run (steal time in /proc/stat): "
+                        "every server got less than its core; throughput figures are low and noisy" % steal_pct)
+    state = {"steal_pct": steal_pct, "settings": S, "problems": problems, "quiet_log": quiet_log,
              "commands": [[list(k), v] for k, v in commands.items()],
              "runs": [{"scenario": k[0], "variant": k[1], "server": k[2], "results": v} for k, v in results.items()],
              "started": started, "elapsed": time.time() - t0, "busy_before": busy_before, "busy_after": busy_after,
@@ -861,7 +878,7 @@ def report(state):
         for p in problems:
             log("  - " + p)
     out = write_report(rows, rats, state["machine"], state["started"], state["elapsed"], state["busy_before"],
-                       state["busy_after"])
+                       state["busy_after"], state.get("steal_pct"))
     log("")
     log("wrote %s (+ %s)" % (os.path.relpath(out, ROOT), os.path.relpath(os.path.splitext(out)[0] + ".png", ROOT)))
 
