@@ -164,6 +164,16 @@ TEST_CASE("json: integers stay integers up to 2^53, floats print in shortest for
   // Integral values become Lua integers, so 1.0 prints back as 1.
   CHECK(j.round_trip("1.0") == "1");
   CHECK(j.round_trip("[1e2]") == "[100]");
+  // Lua floats with an integral value print as integers while they fit in
+  // 64 bits (docs/lua-api.md); beyond, the shortest float form.
+  CHECK(j.encode_ok("return 3.0") == "3");
+  CHECK(j.encode_ok("return 1e18") == "1000000000000000000");
+  CHECK(j.encode_ok("return -2.0^63") == "-9223372036854775808");
+  // Past 2^63 it is a float: std::to_chars' shortest form, here the plain
+  // digits (shorter than 9.223372036854776e+18), and 1e300 with an exponent.
+  CHECK(j.encode_ok("return 2.0^63") == "9223372036854775808");
+  CHECK(j.encode_ok("return 1e300") == "1e+300");
+  CHECK(j.encode_ok("return 0.5") == "0.5");
 
   CHECK(j.check_decoded("42", "return math.type(v) == 'integer' and v == 42"));
   CHECK(j.check_decoded("-9007199254740992", "return math.type(v) == 'integer' and v == -(1 << 53)"));
@@ -322,6 +332,9 @@ TEST_CASE("json: \"type\" is emitted first", "[json]") {
   CHECK(same_json(moved, R"({"z":1,"y":2,"x":3,"type":"t"})"));
   // A non-string type is still first and kept as is.
   CHECK_THAT(j.encode_ok("return {a = 1, type = 5}"), Catch::StartsWith("{\"type\":5,"));
+  // Only the table's own fields: a type behind __index is not encoded.
+  CHECK(j.encode_ok("return setmetatable({a = 1}, {__index = {type = 'x'}})") == "{\"a\":1}");
+  CHECK(j.encode_ok("return setmetatable({}, {__index = {type = 'x'}})") == "{}");
 }
 
 TEST_CASE("json: append_json_string escapes exactly what JSON requires", "[json]") {
