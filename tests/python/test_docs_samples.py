@@ -120,7 +120,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 
 import docs_samples  # noqa: E402
-from wsrelay_harness import Checker, Server, ServerError, clean_env, usage_args  # noqa: E402
+from wsrelay_harness import Checker, Server, ServerError, clean_env, self_signed_cert, usage_args  # noqa: E402
 
 BINARY, SOURCE = usage_args()
 BUILD = os.path.dirname(BINARY)
@@ -736,9 +736,7 @@ def run_nginx(ctx, block):
         return
     folder = os.path.join(ctx.tmp, "nginx")
     os.makedirs(folder, exist_ok=True)
-    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    cert, key = self_signed_cert(folder)
     site = re.sub(r"(ssl_certificate_key\s+)\S+;", lambda m: m.group(1) + key + ";", block.body)
     site = re.sub(r"(ssl_certificate\s+)\S+;", lambda m: m.group(1) + cert + ";", site)
     ctx.save("nginx/site.conf", site)

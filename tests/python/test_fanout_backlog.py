@@ -27,16 +27,15 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import websockets  # noqa: E402
 
-from wsrelay_harness import Checker, Server, close_quietly, run_async_main  # noqa: E402
+from wsrelay_harness import (  # noqa: E402
+    Checker, Server, close_quietly, run_async_main, run_scenarios, self_signed_cert)
 
 # Every header size and its edges, frames around the 16 KiB batch, large ones;
 # small frames in between so that batches form around them.
@@ -216,11 +215,7 @@ async def burst(c, binary, folder):
 
 
 async def burst_tls(c, binary, folder):
-    cert = os.path.join(folder, "cert.pem")
-    key = os.path.join(folder, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert],
-                   check=True, capture_output=True)
+    cert, key = self_signed_cert(folder)
     cfg = write_config(folder, [{"path": "/ws"}],
                        listen={"host": "127.0.0.1", "port": 0, "tls": {"cert": cert, "key": key}})
     with Server(binary, ["--config", cfg]) as server:
@@ -260,12 +255,7 @@ async def upstream_binary(c, binary, folder):
 
 async def main(c):
     binary = sys.argv[1]
-    for scenario in (fan_out, burst, burst_tls, upstream_binary):
-        with tempfile.TemporaryDirectory() as folder:
-            try:
-                await scenario(c, binary, folder)
-            except Exception as exc:  # noqa: BLE001
-                c.error(scenario.__name__, exc)
+    await run_scenarios(c, binary, (fan_out, burst, burst_tls, upstream_binary))
 
 
 if __name__ == "__main__":

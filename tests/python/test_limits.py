@@ -15,9 +15,7 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.dont_write_bytecode = True
@@ -26,7 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 
 from wsrelay_harness import (  # noqa: E402
-    Checker, Server, clean_env, connect, expect_silence, http_get, recv_json, request, run_async_main, send_json)
+    Checker, Server, clean_env, connect, http_get, recv_json, request, run_async_main, run_scenarios,
+    self_signed_cert, send_json)
 
 
 def write_config(folder, body):
@@ -317,11 +316,7 @@ async def slow_consumer(c, binary, folder):
 
 
 async def tls_listener(c, binary, folder):
-    cert = os.path.join(folder, "cert.pem")
-    key = os.path.join(folder, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert],
-                   check=True, capture_output=True)
+    cert, key = self_signed_cert(folder)
     cfg = write_config(folder, {"listen": {"port": 0, "tls": {"cert": cert, "key": key}},
                                 "endpoints": [{"path": "/ws"}]})
     server = Server(binary, ["--config", cfg])
@@ -341,13 +336,8 @@ async def tls_listener(c, binary, folder):
 
 async def main(c):
     binary = sys.argv[1]
-    for scenario in (origins, connection_caps, rate_limits, message_type_limits, admin_routes, handshake_timeout, slow_consumer,
-                     tls_listener):
-        with tempfile.TemporaryDirectory() as folder:
-            try:
-                await scenario(c, binary, folder)
-            except Exception as exc:  # noqa: BLE001
-                c.error(scenario.__name__, exc)
+    await run_scenarios(c, binary, (origins, connection_caps, rate_limits, message_type_limits, admin_routes,
+                                    handshake_timeout, slow_consumer, tls_listener))
 
 
 if __name__ == "__main__":

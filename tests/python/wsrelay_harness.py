@@ -29,6 +29,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -520,6 +521,27 @@ def http_get(host, port, path, timeout=DEFAULT_TIMEOUT, method="GET", headers=No
         return resp.status, headers, body
     finally:
         conn.close()
+
+
+def self_signed_cert(folder, cert_name="cert.pem", key_name="key.pem"):
+    """A one-day self-signed certificate for localhost and 127.0.0.1 in
+    folder (openssl req); returns (cert, key) paths."""
+    cert, key = os.path.join(folder, cert_name), os.path.join(folder, key_name)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+async def run_scenarios(checker, binary, scenarios):
+    """Runs each scenario(checker, binary, folder) in a fresh temporary
+    folder; one that raises is reported and the next still runs."""
+    for scenario in scenarios:
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                await scenario(checker, binary, folder)
+            except Exception as exc:  # noqa: BLE001
+                checker.error(scenario.__name__, exc)
 
 
 def run_async_main(coro_fn, checker):
