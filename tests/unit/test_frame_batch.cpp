@@ -4,6 +4,7 @@
 
 #include "session/frame_batch.hpp"
 #include "session/session.hpp"
+#include "fakes/fake_transport.hpp"
 
 #include <cstdint>
 #include <string>
@@ -14,13 +15,8 @@ using wsrelay::session::Frame;
 using wsrelay::session::FramePtr;
 using wsrelay::session::Session;
 using wsrelay::session::SessionInfo;
-using wsrelay::session::Transport;
 
 namespace {
-
-struct NullTransport : Transport {
-  void request_write() override {}
-};
 
 struct Parsed {
   bool fin;
@@ -88,7 +84,7 @@ TEST_CASE("frame header: 2, 4 and 10 bytes at the length boundaries", "[frame_ba
 }
 
 TEST_CASE("pack_frames: mixed sizes and types come out whole and in order", "[frame_batch]") {
-  NullTransport transport;
+  wsrelay::fakes::FakeTransport transport;
   Session s("id", SessionInfo{}, &transport, nullptr, 1u << 24);
   const std::vector<FramePtr> frames = {Frame::text(""), Frame::text("a"), Frame::binary(std::string(125, '\x01')),
                                         Frame::text(std::string(126, 'b')), Frame::binary(std::string(300, '\0')),
@@ -109,7 +105,7 @@ TEST_CASE("pack_frames: mixed sizes and types come out whole and in order", "[fr
 }
 
 TEST_CASE("pack_frames: stops at the first frame that does not fit", "[frame_batch]") {
-  NullTransport transport;
+  wsrelay::fakes::FakeTransport transport;
   Session s("id", SessionInfo{}, &transport, nullptr, 1u << 24);
   s.send(Frame::text("one"));                     // 2 + 3
   s.send(Frame::text("two"));                     // 2 + 3
@@ -126,7 +122,7 @@ TEST_CASE("pack_frames: stops at the first frame that does not fit", "[frame_bat
 }
 
 TEST_CASE("pack_frames: fewer than two fit, nothing is copied", "[frame_batch]") {
-  NullTransport transport;
+  wsrelay::fakes::FakeTransport transport;
   Session s("id", SessionInfo{}, &transport, nullptr, 1u << 24);
   s.send(Frame::text(std::string(100, 'x')));
   s.send(Frame::text(std::string(100, 'y')));
