@@ -815,6 +815,19 @@ int handler_failed_entry(lua_State* L) {
 }  // namespace
 
 namespace {
+// When Lua itself cannot answer: the error is counted and logged, and the
+// client (unless `reply` is false: nobody is left to tell) gets the default
+// error reply, built in C++.
+void answer_without_lua(ScriptEngine::Internal& in, Job& job, const std::string& error, bool reply) {
+  const bool timeout = in.budget_exceeded;
+  if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
+  log::error(in.engine->name() + ": " + error, session::log_fields(*job.session));
+  if (!reply) return;
+  job.session->send_text(default_error_json(
+      job, timeout ? codes::kScriptTimeout : codes::kScriptError,
+      timeout ? "the handler ran past its instruction budget" : "the script failed"));
+}
+
 void handler_failed(ScriptEngine::Internal& in, Job& job, const std::string& error, const std::string& detail) {
   lua_State* L = in.L;
   job.in_handler = false;
@@ -832,19 +845,12 @@ void handler_failed(ScriptEngine::Internal& in, Job& job, const std::string& err
   lua_pushlightuserdata(L, &job);
   std::string reply_error;
   if (!protected_call(L, 1, 0, reply_error)) {
-    // The error path failed too (memory exhausted): answer without Lua.
-    if (context.stats != nullptr) ++context.stats->script_errors;
-    log::error(in.engine->name() + ": " + reply_error, session::log_fields(*job.session));
-    job.session->send_text(default_error_json(
-        job, timeout ? codes::kScriptTimeout : codes::kScriptError,
-        timeout ? "the handler ran past its instruction budget" : "the script failed"));
+    answer_without_lua(in, job, reply_error, true);  // the error path failed too (memory exhausted)
   }
 }
 
 void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
   lua_State* L = in.L;
-  const ScriptContext& context_ = in.engine->context();
-  const std::string& source_name_ = in.engine->name();
   begin_call(in);
   lua_pushcfunction(L, entry);
   lua_pushlightuserdata(L, &job);
@@ -854,15 +860,8 @@ void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
       handler_failed(in, job, error, detail);
     } else {
       // Only reached when the error path itself failed (memory exhausted, or
-      // the instruction budget tripping in on_error): answer without Lua.
-      const bool timeout = in.budget_exceeded;
-      if (context_.stats != nullptr) ++context_.stats->script_errors;
-      log::error(source_name_ + ": " + error, session::log_fields(*job.session));
-      if (entry != close_entry) {
-        job.session->send_text(default_error_json(
-            job, timeout ? codes::kScriptTimeout : codes::kScriptError,
-            timeout ? "the handler ran past its instruction budget" : "the script failed"));
-      }
+      // the instruction budget tripping in on_error).
+      answer_without_lua(in, job, error, entry != close_entry);
     }
   }
   lua_settop(L, 0);
