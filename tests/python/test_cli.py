@@ -500,10 +500,7 @@ async def test_signals(c, binary):
         ws = await connect(server.url("/ws"))
         await recv_json(ws)
         server.proc.send_signal(signal.SIGINT)
-        try:
-            rc = await asyncio.to_thread(server.proc.wait, 10)
-        except subprocess.TimeoutExpired:
-            rc = None
+        rc = await asyncio.to_thread(server.wait_exit, 10)
         c.equal(rc, 0, "SIGINT with a client connected: exits 0")
         c.check(any("shutting down" in l for l in server.stderr_lines), "logs 'shutting down'")
         await close_quietly(ws, 2)

@@ -241,6 +241,19 @@ class Server:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def wait_exit(self, timeout):
+        """Waits for the process to exit on its own; returns its exit code, or
+        None if it is still running after timeout. Once it has exited, the
+        stderr reader is given time to take the last lines, so stderr_lines
+        is complete when this returns (the pipe's tail can lag the exit)."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        for t in self._threads:
+            t.join(2.0)
+        return rc
+
     def stop(self, timeout=STOP_TIMEOUT):
         """SIGTERM, wait; SIGKILL if it does not exit. Returns the exit code."""
         if self.proc is None:
