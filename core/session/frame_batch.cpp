@@ -23,6 +23,21 @@ std::size_t write_frame_header(unsigned char* out, std::size_t payload_size, boo
   return 10;
 }
 
+std::size_t write_close_frame(unsigned char* out, int code, std::string_view reason) {
+  std::size_t size = reason.size();
+  if (size > kMaxCloseReason) {
+    size = kMaxCloseReason;
+    // Back up over continuation bytes (10xxxxxx) to the start of the cut character.
+    while (size > 0 && (static_cast<unsigned char>(reason[size]) & 0xC0) == 0x80) --size;
+  }
+  out[0] = 0x88;  // FIN, close
+  out[1] = static_cast<unsigned char>(2 + size);
+  out[2] = static_cast<unsigned char>((code >> 8) & 0xff);
+  out[3] = static_cast<unsigned char>(code & 0xff);
+  std::memcpy(out + 4, reason.data(), size);
+  return 4 + size;
+}
+
 namespace {
 
 std::size_t header_size(std::size_t payload_size) {

@@ -11,6 +11,7 @@
 #include "session/session.hpp"
 
 #include <cstddef>
+#include <string_view>
 
 namespace wsrelay::session {
 
@@ -20,6 +21,16 @@ inline constexpr std::size_t kMaxFrameHeader = 10;
 // a payload of `payload_size` bytes into `out` (room for kMaxFrameHeader);
 // returns its length.
 std::size_t write_frame_header(unsigned char* out, std::size_t payload_size, bool binary);
+
+// A control frame's payload is at most 125 bytes: the code, then a reason of
+// at most this many bytes.
+inline constexpr std::size_t kMaxCloseReason = 123;
+inline constexpr std::size_t kMaxCloseFrame = 2 + 2 + kMaxCloseReason;
+
+// Writes a whole close frame (header, code, reason cut to kMaxCloseReason
+// bytes on a UTF-8 character boundary) into `out` (room for kMaxCloseFrame);
+// returns its length.
+std::size_t write_close_frame(unsigned char* out, int code, std::string_view reason);
 
 struct Batch {
   std::size_t frames = 0;  // taken from the front of the queue

@@ -47,6 +47,7 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
   std::string rx;                // the message being reassembled
   bool rx_binary = false;
   bool discarding = false;       // rest of an oversized message
+  bool close_sent = false;       // our close frame is out; waiting for the client's
   session::TokenBucket bucket;   // this connection's message rate
   int limited_in_a_row = 0;      // rate-limited messages since the last accepted one
   int peer_close_code = 0;
@@ -618,6 +619,38 @@ int write_batch(lws* wsi, session::Session& s) {
   return written >= static_cast<int>(batch.bytes) ? static_cast<int>(batch.frames) : -1;
 }
 
+// Our side of the closing handshake, done here rather than by lws. lws 4.1,
+// asked to close (lws_close_reason, then -1), writes the close frame and
+// shuts the socket at once: whatever the client sent meanwhile is still
+// unread, so the kernel answers with a reset, and a client that was still
+// sending (a flood that tripped the rate limit, a message over the size
+// limit) loses the close frame and sees 1006 instead of the code. Instead
+// the close frame is written like any frame, what arrives after it is read
+// and dropped, and the connection ends when the client's close arrives
+// (on_peer_close) or after kCloseAckSeconds, as RFC 6455 §7.1.1 describes.
+constexpr int kCloseAckSeconds = 3;
+
+int send_close(lws* wsi, Connection* conn) {
+  const session::Session& s = *conn->session;
+  if (lws_get_network_wsi(wsi) != wsi) {
+    // A stream inside an HTTP/2 connection: no raw frames there, lws closes it.
+    lws_close_reason(wsi, static_cast<lws_close_status>(s.close_code()),
+                     reinterpret_cast<unsigned char*>(const_cast<char*>(s.close_reason().data())),
+                     s.close_reason().size());
+    return -1;
+  }
+  // Written raw, as write_batch does: lws 4.1 keeps its close frame
+  // (LWS_WRITE_CLOSE) to itself.
+  unsigned char frame[LWS_PRE + session::kMaxCloseFrame];
+  const std::size_t size = session::write_close_frame(frame + LWS_PRE, s.close_code(), s.close_reason());
+  conn->close_sent = true;
+  if (lws_write(wsi, frame + LWS_PRE, size, LWS_WRITE_RAW) < static_cast<int>(size)) return -1;
+  lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, kCloseAckSeconds);
+  // An oversized message stopped the reading; the client's close is behind it.
+  if (conn->discarding) lws_rx_flow_control(wsi, 1);
+  return 0;
+}
+
 int on_writeable(lws* wsi, PerSession* pss) {
   Connection* conn = pss->connection;
   if (conn == nullptr) return -1;
@@ -663,18 +696,16 @@ int on_writeable(lws* wsi, PerSession* pss) {
     if (s.has_pending() || s.closing()) lws_callback_on_writable(wsi);
     return 0;
   }
-  if (s.closing()) {
-    const std::string& reason = s.close_reason();
-    lws_close_reason(wsi, static_cast<lws_close_status>(s.close_code()),
-                     reinterpret_cast<unsigned char*>(const_cast<char*>(reason.data())), reason.size());
-    return -1;
-  }
+  if (s.closing() && !conn->close_sent) return send_close(wsi, conn);
   return 0;
 }
 
-void on_peer_close(PerSession* pss, const void* in, std::size_t len) {
+// Returns nonzero when the close answers ours: the handshake is complete and
+// lws must close the connection without sending a close frame of its own.
+int on_peer_close(PerSession* pss, const void* in, std::size_t len) {
   Connection* conn = pss->connection;
-  if (conn == nullptr) return;
+  if (conn == nullptr) return 0;
+  if (conn->close_sent) return 1;
   const auto* bytes = static_cast<const unsigned char*>(in);
   if (len >= 2) {
     conn->peer_close_code = (bytes[0] << 8) | bytes[1];
@@ -682,6 +713,7 @@ void on_peer_close(PerSession* pss, const void* in, std::size_t len) {
   } else {
     conn->peer_close_code = 1005;
   }
+  return 0;
 }
 
 void on_closed(PerSession* pss) {
@@ -900,8 +932,7 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
     case LWS_CALLBACK_SERVER_WRITEABLE:
       return on_writeable(wsi, pss);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-      on_peer_close(pss, in, len);
-      return 0;
+      return on_peer_close(pss, in, len);
     case LWS_CALLBACK_CLOSED:
       on_closed(pss);
       return 0;

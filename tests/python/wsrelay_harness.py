@@ -465,11 +465,10 @@ def parse_frames(data):
     return frames
 
 
-def raw_ws_session(host, port, path, outgoing, timeout=10.0):
-    """Opens a WebSocket with a bare socket, writes `outgoing` (bytes: client
-    frames) while reading, until the server closes the TCP connection or
-    `timeout` passes. Returns (frames, end) with frames as from parse_frames
-    (the first is normally the welcome) and end one of "eof", "reset",
+def raw_ws_open(host, port, path, timeout=10.0):
+    """Opens a WebSocket with a bare socket. Returns (sock, data, failure):
+    on success failure is None, sock is connected past the 101 and data holds
+    what arrived after it; else sock is closed and failure one of "eof",
     "timeout" or "refused: <status line>"."""
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     sock = socket.create_connection((host, port), timeout=timeout)
@@ -481,15 +480,35 @@ def raw_ws_session(host, port, path, outgoing, timeout=10.0):
         deadline = time.monotonic() + timeout
         while b"\r\n\r\n" not in data:
             if time.monotonic() > deadline:
-                return [], "timeout"
+                sock.close()
+                return None, b"", "timeout"
             chunk = sock.recv(65536)
             if not chunk:
-                return [], "eof"
+                sock.close()
+                return None, b"", "eof"
             data += chunk
         head, data = data.split(b"\r\n\r\n", 1)
         status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         if " 101 " not in status_line + " ":
-            return [], "refused: " + status_line
+            sock.close()
+            return None, b"", "refused: " + status_line
+        return sock, data, None
+    except BaseException:
+        sock.close()
+        raise
+
+
+def raw_ws_session(host, port, path, outgoing, timeout=10.0):
+    """Opens a WebSocket with a bare socket, writes `outgoing` (bytes: client
+    frames) while reading, until the server closes the TCP connection or
+    `timeout` passes. Returns (frames, end) with frames as from parse_frames
+    (the first is normally the welcome) and end one of "eof", "reset",
+    "timeout" or "refused: <status line>"."""
+    deadline = time.monotonic() + timeout
+    sock, data, failure = raw_ws_open(host, port, path, timeout)
+    if failure is not None:
+        return [], failure
+    try:
         sock.setblocking(False)
         sent = 0
         end = "timeout"

@@ -140,3 +140,38 @@ TEST_CASE("pack_frames: fewer than two fit, nothing is copied", "[frame_batch]")
   CHECK(empty.frames == 0);
   CHECK(empty.bytes == 0);
 }
+
+TEST_CASE("close frame: code and reason, cut on a character boundary", "[frame_batch]") {
+  using wsrelay::session::kMaxCloseFrame;
+  using wsrelay::session::write_close_frame;
+  unsigned char out[kMaxCloseFrame];
+
+  SECTION("a short reason is kept whole") {
+    const std::size_t n = write_close_frame(out, 1008, "rate limit exceeded");
+    const auto frames = parse(out, n);
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0].fin);
+    CHECK(frames[0].opcode == 0x8);
+    REQUIRE(frames[0].payload.size() == 2 + 19);
+    CHECK(static_cast<unsigned char>(frames[0].payload[0]) == 0x03);  // 1008 = 0x03F0
+    CHECK(static_cast<unsigned char>(frames[0].payload[1]) == 0xF0);
+    CHECK(frames[0].payload.substr(2) == "rate limit exceeded");
+  }
+  SECTION("no reason: the code alone") {
+    const auto frames = parse(out, write_close_frame(out, 4000, ""));
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0].payload == std::string("\x0f\xa0", 2));
+  }
+  SECTION("a reason longer than 123 bytes is cut to 123") {
+    const auto frames = parse(out, write_close_frame(out, 1000, std::string(200, 'r')));
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0].payload.size() == 125);  // a control frame's limit
+  }
+  SECTION("the cut never splits a UTF-8 character") {
+    // 122 ASCII bytes, then "é" (2 bytes) straddling byte 123: it goes whole.
+    const std::string reason = std::string(122, 'r') + "\xc3\xa9" + "tail";
+    const auto frames = parse(out, write_close_frame(out, 1000, reason));
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0].payload.substr(2) == std::string(122, 'r'));
+  }
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""The closing handshake when the server ends a connection, against the real
+binary with python3-websockets and bare sockets.
+
+A client that is still sending when the server closes it (a flood over the
+rate limit, a message over the size limit, a script's session:close) must
+read the server's close code, not 1006: the server writes its close frame,
+reads and drops what the client sent meanwhile, and ends the TCP connection
+when the client's close arrives, or after 3 s without one (RFC 6455 §7.1.1).
+Closing the socket with unread input instead makes the kernel send a reset,
+which the client's stack reports before the close frame it had not read.
+
+    /usr/bin/python3 tests/python/test_close_handshake.py <wsrelay> <source-dir>
+"""
+import asyncio
+import json
+import os
+import select
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import websockets  # noqa: E402
+from wsrelay_harness import (  # noqa: E402
+    Checker, Server, connect, parse_frames, raw_ws_open, recv_json, request, run_async_main, run_scenarios,
+    usage_args, ws_frame)
+
+ROUNDS = 8
+CLOSE_ACK_SECONDS = 3  # how long the server waits for the client's close (kCloseAckSeconds)
+
+CLOSE_LUA = r"""
+local handlers = {}
+function handlers.on_text(session, text)
+  if text == "bye" then session:close(4001, "bye for now") end
+end
+return handlers
+"""
+
+
+def write_config(folder, limits, extra_endpoints=()):
+    path = os.path.join(folder, "config.json")
+    with open(path, "w") as f:
+        json.dump({"listen": {"host": "127.0.0.1", "port": 0}, "limits": limits,
+                   "endpoints": [{"path": "/ws", "max_message_size": 4096}] + list(extra_endpoints)}, f)
+    return path
+
+
+RATE_LIMITS = {"messages_per_second": 5, "message_burst": 5, "rate_limit_close_after": 10}
+
+
+def heartbeats(n):
+    return [json.dumps({"type": "heartbeat", "id": i}) for i in range(n)]
+
+
+async def keep_sending_then_read(url, first, then):
+    """Sends `first` and then every message of `then` without reading, then
+    reads until the server closes; returns (close code, reason)."""
+    ws = await connect(url, max_size=None)
+    try:
+        await recv_json(ws)  # the welcome
+        try:
+            await ws.send(first)
+            for message in then:
+                await ws.send(message)
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        except websockets.ConnectionClosed:
+            pass
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        return ws.close_code, ws.close_reason
+    finally:
+        await ws.close()
+
+
+async def still_sending_clients(c, binary, folder):
+    cfg = write_config(folder, RATE_LIMITS, [{"path": "/script", "script": "close.lua"}])
+    with open(os.path.join(folder, "close.lua"), "w") as f:
+        f.write(CLOSE_LUA)
+    with Server(binary, ["--config", cfg]) as server:
+        seen = [await keep_sending_then_read(server.url(), json.dumps({"type": "heartbeat", "id": "x"}),
+                                             heartbeats(200)) for _ in range(ROUNDS)]
+        c.equal(seen, [(1008, "rate limit exceeded")] * ROUNDS,
+                "a client flooding past the rate limit reads 1008 every time, though still sending")
+
+        seen = [await keep_sending_then_read(server.url(), "x" * 2_000_000, heartbeats(300))
+                for _ in range(ROUNDS)]
+        c.equal(seen, [(1009, "message too large")] * ROUNDS,
+                "a client that sends 2 MB to a 4 KiB endpoint, then more, reads 1009 every time")
+
+        # No welcome on the scripted endpoint: the first frame read is the close.
+        codes = []
+        for _ in range(ROUNDS):
+            ws = await connect(server.url("/script"))
+            try:
+                await ws.send("bye")
+                for message in heartbeats(300):
+                    await ws.send(message)
+            except websockets.ConnectionClosed:
+                pass
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            codes.append((ws.close_code, ws.close_reason))
+        c.equal(codes, [(4001, "bye for now")] * ROUNDS,
+                "session:close(4001, …) reaches a client that keeps sending")
+
+        other = await connect(server.url())
+        await recv_json(other)
+        got = await request(other, {"type": "heartbeat", "id": "after"})
+        c.equal(got.get("type"), "heartbeat", "the server still serves everyone else")
+        await other.close()
+
+
+def flood_until_close(host, port, answer):
+    """A bare client floods heartbeats until the server's close frame
+    arrives; answers it if `answer`. Returns (close payload, frames after the
+    close, how the TCP connection ended, seconds from the close frame to the
+    end)."""
+    sock, data, failure = raw_ws_open(host, port, "/ws")
+    if failure is not None:
+        raise AssertionError("connect: " + failure)
+    try:
+        sock.setblocking(False)
+        flood = b"".join(ws_frame(0x1, m) for m in heartbeats(100))
+        sent = 0
+        close_payload, close_at, after = None, None, []
+        deadline = time.monotonic() + 20
+        end = "timeout"
+        while time.monotonic() < deadline:
+            want_write = [sock] if close_at is None and sent < len(flood) else []
+            readable, writable, _ = select.select([sock], want_write, [], 0.1)
+            if writable:
+                try:
+                    sent += sock.send(flood[sent:])
+                except BlockingIOError:
+                    pass
+            if not readable:
+                continue
+            try:
+                chunk = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except ConnectionResetError:
+                end = "reset"
+                break
+            if not chunk:
+                end = "eof"
+                break
+            data += chunk
+            if close_at is None:
+                frames = parse_frames(data)
+                closes = [i for i, f in enumerate(frames) if f[1] == 0x8]
+                if closes:
+                    close_at = time.monotonic()
+                    close_payload = frames[closes[0]][2]
+                    if answer:
+                        try:
+                            sock.setblocking(True)
+                            sock.sendall(ws_frame(0x8, close_payload[:2]))
+                            sock.setblocking(False)
+                        except OSError:
+                            end = "reset before the answer"
+                            break
+        if close_at is not None:
+            frames = parse_frames(data)
+            first_close = next(i for i, f in enumerate(frames) if f[1] == 0x8)
+            after = frames[first_close + 1:]
+        waited = time.monotonic() - close_at if close_at is not None else None
+        return close_payload, after, end, waited
+    finally:
+        sock.close()
+
+
+async def bare_clients(c, binary, folder):
+    cfg = write_config(folder, RATE_LIMITS)
+    loop = asyncio.get_running_loop()
+    with Server(binary, ["--config", cfg]) as server:
+        host, port = server.connect_host(), server.port
+
+        payload, after, end, waited = await loop.run_in_executor(None, flood_until_close, host, port, True)
+        c.equal(payload, b"\x03\xf0rate limit exceeded", "the close frame carries 1008 and the reason")
+        c.equal(after, [], "nothing follows the close frame")
+        c.equal(end, "eof", "answered: the server ends the TCP connection cleanly (FIN, not a reset)")
+        c.check(waited is not None and waited < CLOSE_ACK_SECONDS - 1,
+                "answered: it ends on the client's close, not at the %d s limit" % CLOSE_ACK_SECONDS, waited)
+
+        # Never answered: the server gives up after its limit, and serves
+        # another client meanwhile.
+        silent = loop.run_in_executor(None, flood_until_close, host, port, False)
+        await asyncio.sleep(0.5)
+        other = await connect(server.url())
+        await recv_json(other)
+        got = await request(other, {"type": "heartbeat", "id": "meanwhile"})
+        c.equal(got.get("type"), "heartbeat", "another client is served while one close waits for its answer")
+        await other.close()
+        payload, after, end, waited = await silent
+        c.equal(payload, b"\x03\xf0rate limit exceeded", "unanswered: the close frame went out")
+        c.equal(end, "eof", "unanswered: the server still ends the TCP connection")
+        c.check(waited is not None and CLOSE_ACK_SECONDS - 1 <= waited <= CLOSE_ACK_SECONDS + 5,
+                "unanswered: it ends about %d s after the close frame" % CLOSE_ACK_SECONDS, waited)
+    c.check(server.stderr_text().count("close code=1008") == 2, "the server logged both closes with 1008",
+            server.stderr_text()[-600:])
+
+
+async def main(c):
+    binary, _ = usage_args()
+    await run_scenarios(c, binary, [still_sending_clients, bare_clients])
+
+
+if __name__ == "__main__":
+    sys.exit(run_async_main(main, Checker()))
