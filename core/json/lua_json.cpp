@@ -150,6 +150,23 @@ struct Encoder {
     return true;
   }
 
+  // Moves out[member, end) in front of out[start, member). std::rotate on a
+  // string swaps byte by byte (~500 instructions for a heartbeat reply's
+  // "type"); a short member is moved with three copies instead.
+  void move_to_front(std::size_t start, std::size_t member) {
+    const std::size_t size = out.size() - member;
+    char held[128];
+    if (size > sizeof held) {
+      std::rotate(out.begin() + static_cast<std::ptrdiff_t>(start),
+                  out.begin() + static_cast<std::ptrdiff_t>(member), out.end());
+      return;
+    }
+    char* base = out.data();
+    std::memcpy(held, base + member, size);
+    std::memmove(base + start + size, base + start, member - start);
+    std::memcpy(base + start, held, size);
+  }
+
   // An array is a table carrying the array metatable, or a non-empty table
   // whose keys are exactly 1..n.
   bool is_array(int index, lua_Integer& length) {
@@ -263,10 +280,7 @@ struct Encoder {
         lua_pop(L, 1);
         return false;
       }
-      if (klen == 4 && std::memcmp(k, "type", 4) == 0 && member != start) {
-        std::rotate(out.begin() + static_cast<std::ptrdiff_t>(start),
-                    out.begin() + static_cast<std::ptrdiff_t>(member), out.end());
-      }
+      if (klen == 4 && std::memcmp(k, "type", 4) == 0 && member != start) move_to_front(start, member);
     }
     if (out.size() == start) {
       out.append("{}");
