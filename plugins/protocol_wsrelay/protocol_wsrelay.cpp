@@ -47,7 +47,9 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
   std::string rx;                // the message being reassembled
   bool rx_binary = false;
   bool discarding = false;       // rest of an oversized message
+  bool close_started = false;    // the session is closing: the flush is timed (see send_close)
   bool close_sent = false;       // our close frame is out; waiting for the client's
+  std::size_t dropped_while_closing = 0;  // bytes the client sent once its session was closing
   session::TokenBucket bucket;   // this connection's message rate
   int limited_in_a_row = 0;      // rate-limited messages since the last accepted one
   int peer_close_code = 0;
@@ -58,7 +60,11 @@ struct Connection final : session::Transport, upstream::UpstreamEvents {
   bool ping_due = false;         // the sweep asked for a ping: written at the next WRITEABLE
   bool batch_writes = false;     // queued frames may go out several per write (see write_batch)
 
-  void request_write() override { lws_callback_on_writable(wsi); }
+  void request_write() override {
+    if (session->closing() && !close_started) start_close_timer();
+    lws_callback_on_writable(wsi);
+  }
+  void start_close_timer();
 
   void upstream_opened() override { endpoint->engine->on_upstream_open(*session); }
   void upstream_message(std::string_view data, bool binary) override {
@@ -549,6 +555,64 @@ bool admit_message(Connection* conn, session::Session& s, std::string_view messa
   return false;
 }
 
+// Our side of the closing handshake, done here rather than by lws. lws 4.1,
+// asked to close (lws_close_reason, then -1), writes the close frame and
+// shuts the socket at once: whatever the client sent meanwhile is still
+// unread, so the kernel answers with a reset, and a client that was still
+// sending (a flood that tripped the rate limit, a message over the size
+// limit) loses the close frame and sees 1006 instead of the code. Instead
+// the close frame is written like any frame, what arrives after it is read
+// and dropped, and the connection ends when the client's close arrives
+// (on_peer_close) or after kCloseAckSeconds, as RFC 6455 §7.1.1 describes.
+//
+// Bounds, so that a client cannot keep a closing connection (and the
+// server's reading) going: the queued frames and the close frame must be
+// written within kCloseFlushSeconds of the close, the client's answer must
+// come within kCloseAckSeconds of the close frame, and once more than
+// kMaxDropWhileClosing bytes arrived after the close began (the rest of an
+// oversized message, a flood) the connection is hung up without waiting.
+// Reading and dropping 16 MiB costs the server ~70 ms of CPU.
+constexpr int kCloseAckSeconds = 3;
+constexpr int kCloseFlushSeconds = 10;
+constexpr std::size_t kMaxDropWhileClosing = 16u << 20;
+
+void Connection::start_close_timer() {
+  close_started = true;
+  lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, kCloseFlushSeconds);
+}
+
+void drop_while_closing(lws* wsi, Connection* conn, std::size_t len) {
+  const bool was_under = conn->dropped_while_closing <= kMaxDropWhileClosing;
+  conn->dropped_while_closing += len;
+  if (was_under && conn->dropped_while_closing > kMaxDropWhileClosing) {
+    log::info("client sent over " + std::to_string(kMaxDropWhileClosing) +
+                  " bytes after its connection began to close; hanging up",
+              session::log_fields(*conn->session));
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  }
+}
+
+int send_close(lws* wsi, Connection* conn) {
+  const session::Session& s = *conn->session;
+  if (lws_get_network_wsi(wsi) != wsi) {
+    // A stream inside an HTTP/2 connection: no raw frames there, lws closes it.
+    lws_close_reason(wsi, static_cast<lws_close_status>(s.close_code()),
+                     reinterpret_cast<unsigned char*>(const_cast<char*>(s.close_reason().data())),
+                     s.close_reason().size());
+    return -1;
+  }
+  // Written raw, as write_batch does: lws 4.1 keeps its close frame
+  // (LWS_WRITE_CLOSE) to itself.
+  unsigned char frame[LWS_PRE + session::kMaxCloseFrame];
+  const std::size_t size = session::write_close_frame(frame + LWS_PRE, s.close_code(), s.close_reason());
+  conn->close_sent = true;
+  if (lws_write(wsi, frame + LWS_PRE, size, LWS_WRITE_RAW) < static_cast<int>(size)) return -1;
+  lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, kCloseAckSeconds);
+  // An oversized message stopped the reading; the client's close is behind it.
+  if (conn->discarding) lws_rx_flow_control(wsi, 1);
+  return 0;
+}
+
 int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
   Connection* conn = pss->connection;
   if (conn == nullptr) return -1;
@@ -565,6 +629,7 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
   }
   const bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
   if (conn->discarding || s.closing()) {
+    if (s.closing()) drop_while_closing(wsi, conn, len);
     return 0;
   }
   const std::size_t limit = conn->endpoint->config.max_message_size;
@@ -617,38 +682,6 @@ int write_batch(lws* wsi, session::Session& s) {
   const int written = lws_write(wsi, buf, batch.bytes, LWS_WRITE_RAW);
   for (std::size_t i = 0; i < batch.frames; ++i) s.pop_front();
   return written >= static_cast<int>(batch.bytes) ? static_cast<int>(batch.frames) : -1;
-}
-
-// Our side of the closing handshake, done here rather than by lws. lws 4.1,
-// asked to close (lws_close_reason, then -1), writes the close frame and
-// shuts the socket at once: whatever the client sent meanwhile is still
-// unread, so the kernel answers with a reset, and a client that was still
-// sending (a flood that tripped the rate limit, a message over the size
-// limit) loses the close frame and sees 1006 instead of the code. Instead
-// the close frame is written like any frame, what arrives after it is read
-// and dropped, and the connection ends when the client's close arrives
-// (on_peer_close) or after kCloseAckSeconds, as RFC 6455 §7.1.1 describes.
-constexpr int kCloseAckSeconds = 3;
-
-int send_close(lws* wsi, Connection* conn) {
-  const session::Session& s = *conn->session;
-  if (lws_get_network_wsi(wsi) != wsi) {
-    // A stream inside an HTTP/2 connection: no raw frames there, lws closes it.
-    lws_close_reason(wsi, static_cast<lws_close_status>(s.close_code()),
-                     reinterpret_cast<unsigned char*>(const_cast<char*>(s.close_reason().data())),
-                     s.close_reason().size());
-    return -1;
-  }
-  // Written raw, as write_batch does: lws 4.1 keeps its close frame
-  // (LWS_WRITE_CLOSE) to itself.
-  unsigned char frame[LWS_PRE + session::kMaxCloseFrame];
-  const std::size_t size = session::write_close_frame(frame + LWS_PRE, s.close_code(), s.close_reason());
-  conn->close_sent = true;
-  if (lws_write(wsi, frame + LWS_PRE, size, LWS_WRITE_RAW) < static_cast<int>(size)) return -1;
-  lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, kCloseAckSeconds);
-  // An oversized message stopped the reading; the client's close is behind it.
-  if (conn->discarding) lws_rx_flow_control(wsi, 1);
-  return 0;
 }
 
 int on_writeable(lws* wsi, PerSession* pss) {

@@ -32,10 +32,18 @@ CLOSE_ACK_SECONDS = 3  # how long the server waits for the client's close (kClos
 CLOSE_LUA = r"""
 local handlers = {}
 function handlers.on_text(session, text)
-  if text == "bye" then session:close(4001, "bye for now") end
+  if text == "bye" then
+    session:close(4001, "bye for now")
+  elseif text == "fill" then
+    -- More than a reader that never reads can take in: the close waits behind it.
+    for _ = 1, 6 do session:send(string.rep("x", 500000)) end
+    session:close(4002, "filled")
+  end
 end
 return handlers
 """
+CLOSE_FLUSH_SECONDS = 10  # queued frames and the close frame must be out by then (kCloseFlushSeconds)
+MAX_DROP_WHILE_CLOSING = 16 << 20  # bytes read and dropped after the close began (kMaxDropWhileClosing)
 
 
 def write_config(folder, limits, extra_endpoints=()):
@@ -201,9 +209,74 @@ async def bare_clients(c, binary, folder):
             server.stderr_text()[-600:])
 
 
+def wait_for_log(server, needle, timeout):
+    """Seconds until a stderr line contains needle, or None after timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if any(needle in line for line in server.stderr_lines):
+            return time.monotonic() - start
+        time.sleep(0.05)
+    return None
+
+
+def stream_oversized(host, port, megabytes):
+    """Declares a 64 MiB frame and streams `megabytes` of it without reading;
+    returns how many bytes went out before the server stopped taking them."""
+    sock, _, failure = raw_ws_open(host, port, "/ws")
+    if failure is not None:
+        raise AssertionError("connect: " + failure)
+    try:
+        sock.sendall(bytes([0x81, 0x80 | 127]) + (64 << 20).to_bytes(8, "big") + b"\0\0\0\0")
+        chunk = b"x" * 65536
+        sent = 0
+        try:
+            while sent < megabytes << 20:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        return sent
+    finally:
+        sock.close()
+
+
+async def bounded_closes(c, binary, folder):
+    cfg = write_config(folder, RATE_LIMITS, [{"path": "/script", "script": "close.lua"}])
+    with open(os.path.join(folder, "close.lua"), "w") as f:
+        f.write(CLOSE_LUA)
+    loop = asyncio.get_running_loop()
+    with Server(binary, ["--config", cfg]) as server:
+        host, port = server.connect_host(), server.port
+
+        # The rest of an oversized message is read and dropped only so far.
+        sent = await loop.run_in_executor(None, stream_oversized, host, port, 48)
+        c.check(sent < 48 << 20, "a client streaming 48 MB after a 1009 is cut off (%.1f MB went out)" % (sent / 1e6))
+        waited = await loop.run_in_executor(None, wait_for_log, server, "after its connection began to close", 5)
+        c.check(waited is not None, "the server logs why it hung up on the oversized stream",
+                server.stderr_text()[-600:])
+
+        # A client that never reads: the close cannot go out behind ~3 MB of
+        # queued frames; the server gives up after CLOSE_FLUSH_SECONDS.
+        sock, _, failure = raw_ws_open(host, port, "/script", rcvbuf=4096)
+        c.check(failure is None, "connect the non-reader", failure)
+        try:
+            sock.sendall(ws_frame(0x1, "fill"))
+            other = await connect(server.url())
+            await recv_json(other)
+            got = await request(other, {"type": "heartbeat", "id": "meanwhile"})
+            c.equal(got.get("type"), "heartbeat", "another client is served while a close waits to be written")
+            await other.close()
+            waited = await loop.run_in_executor(None, wait_for_log, server, "close code=4002",
+                                                CLOSE_FLUSH_SECONDS + 10)
+            c.check(waited is not None and CLOSE_FLUSH_SECONDS - 2 <= waited,
+                    "a close stuck behind unread frames ends after about %d s" % CLOSE_FLUSH_SECONDS, waited)
+        finally:
+            sock.close()
+
+
 async def main(c):
     binary, _ = usage_args()
-    await run_scenarios(c, binary, [still_sending_clients, bare_clients])
+    await run_scenarios(c, binary, [still_sending_clients, bare_clients, bounded_closes])
 
 
 if __name__ == "__main__":

@@ -465,13 +465,20 @@ def parse_frames(data):
     return frames
 
 
-def raw_ws_open(host, port, path, timeout=10.0):
+def raw_ws_open(host, port, path, timeout=10.0, rcvbuf=None):
     """Opens a WebSocket with a bare socket. Returns (sock, data, failure):
     on success failure is None, sock is connected past the 101 and data holds
     what arrived after it; else sock is closed and failure one of "eof",
-    "timeout" or "refused: <status line>"."""
+    "timeout" or "refused: <status line>". rcvbuf: a small receive buffer
+    (SO_RCVBUF, set before connecting), for a client that stops reading."""
     key = base64.b64encode(os.urandom(16)).decode("ascii")
-    sock = socket.create_connection((host, port), timeout=timeout)
+    if rcvbuf is None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    else:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect((host, port))
     try:
         sock.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                       "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
