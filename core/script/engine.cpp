@@ -491,13 +491,16 @@ void count_error(Session& s, ScriptEngine& engine) {
 
 // Sends the value on top of the stack (table or string) to the session; pops it.
 // Returns false (and logs) if it cannot be encoded.
-bool send_value(lua_State* L, Session& s, std::string_view what, const std::string& script) {
+// `what` names the function whose reply it is, for the log: a hook
+// ("on_error"), or with `handler` set, the handler of that name. Kept apart
+// so the success path builds no string.
+bool send_value(lua_State* L, Session& s, std::string_view what, const std::string& script, bool handler = false) {
   session::FramePtr frame;
   std::string error;
   if (!to_frame(L, -1, frame, error)) {
     lua_pop(L, 1);
-    log::error(script + ": " + std::string(what) + " returned a reply that cannot be sent: " + error,
-               session::log_fields(s));
+    const std::string who = handler ? "handler '" + std::string(what) + "'" : std::string(what);
+    log::error(script + ": " + who + " returned a reply that cannot be sent: " + error, session::log_fields(s));
     return false;
   }
   lua_pop(L, 1);
@@ -542,7 +545,7 @@ void handle_results(lua_State* L, Job& job, int msg_index) {
   Session& s = *job.session;
   if (lua_istable(L, r1) || lua_type(L, r1) == LUA_TSTRING) {
     lua_pushvalue(L, r1);
-    if (!send_value(L, s, "handler '" + std::string(job.handler_name) + "'", internal_of(L).engine->name())) {
+    if (!send_value(L, s, job.handler_name, internal_of(L).engine->name(), true)) {
       if (internal_of(L).engine->context().stats != nullptr) ++internal_of(L).engine->context().stats->script_errors;
       emit_error(L, job, codes::kScriptError, "the handler's reply could not be encoded", msg_index);
     }
