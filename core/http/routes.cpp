@@ -283,10 +283,10 @@ std::string metrics_text(server::Relay& relay) {
     }
   };
   by_type("wsrelay_messages_by_type_total", "Client messages by the handler type that routed them.",
-          st.messages_by_type);
+          st.messages_by_type.map());
   by_type("wsrelay_messages_out_by_type_total",
           "Messages queued to clients by their type field (other: no leading type; binary: binary frames).",
-          st.messages_out_by_type);
+          st.messages_out_by_type.map());
   {
     // Prometheus histogram: cumulative buckets, then +Inf (= _count), _sum, _count.
     const auto& h = st.handshake_seconds;

@@ -684,9 +684,7 @@ int dispatch_entry(lua_State* L) {
   }
   if (session::Stats* stats = in.engine->context().stats) {
     const std::string_view counted = found ? std::string_view(type_name) : std::string_view("unknown");
-    auto it = stats->messages_by_type.find(counted);
-    if (it == stats->messages_by_type.end()) it = stats->messages_by_type.emplace(std::string(counted), 0).first;
-    ++it->second;
+    stats->messages_by_type.add(counted);
   }
   if (!found) {
     // The decoded message goes to on_error too, so the reply can echo its id.

@@ -2,6 +2,7 @@
 // Plain integers: every writer runs on the one lws service thread.
 #pragma once
 
+#include "session/type_counters.hpp"
 #include "util/histogram.hpp"
 
 #include <array>
@@ -15,7 +16,7 @@ namespace wsrelay::session {
 
 struct Stats {
   Stats() = default;
-  // Not copyable: count_out_type keeps a pointer into messages_out_by_type.
+  // Not copyable: the type counters cache pointers into their maps.
   Stats(const Stats&) = delete;
   Stats& operator=(const Stats&) = delete;
 
@@ -29,14 +30,16 @@ struct Stats {
   std::uint64_t script_errors = 0;      // handler failures (script_error)
   std::uint64_t script_timeouts = 0;    // handler calls cut off by the instruction budget
   // Messages in by the type that routed them. Only types a script handles
-  // get their own entry ("unknown" otherwise), so clients cannot grow it.
-  std::map<std::string, std::uint64_t, std::less<>> messages_by_type;
+  // get their own entry ("unknown" otherwise), so clients cannot grow it;
+  // the bound is a backstop.
+  TypeCounters messages_by_type{kMaxInTypes, "other"};
+  static constexpr std::size_t kMaxInTypes = 1024;
   // Messages queued to clients by their "type": read from text frames that
   // begin {"type":"…" (every JSON object wsrelay encodes puts "type" first,
   // and upstream events mostly do too), "other" for the rest, "binary" for
   // binary frames. At most kMaxOutTypes entries: a script echoing client
   // types cannot grow it without bound.
-  std::map<std::string, std::uint64_t, std::less<>> messages_out_by_type;
+  TypeCounters messages_out_by_type{kMaxOutTypes, "other"};
   static constexpr std::size_t kMaxOutTypes = 64;
   void count_out_type(std::string_view payload, bool binary, std::uint64_t messages = 1) {
     std::string_view type = binary ? std::string_view("binary") : std::string_view("other");
@@ -49,26 +52,7 @@ struct Stats {
         type = payload.substr(kLead.size(), end - kLead.size());
       }
     }
-    // A few types make up most traffic and alternate (a publish's "chat" and
-    // its sender's "chat.ok"): the last few types seen keep their counters
-    // (map nodes never move), so most calls skip the map lookup.
-    for (Recent& r : recent_out_) {
-      if (r.counter != nullptr && r.type == type) {
-        *r.counter += messages;
-        return;
-      }
-    }
-    Recent& slot = recent_out_[recent_next_];
-    recent_next_ = (recent_next_ + 1) % recent_out_.size();
-    slot.type.assign(type);  // before `type` is mapped to "other" below
-    auto it = messages_out_by_type.find(type);
-    if (it == messages_out_by_type.end()) {
-      // One slot stays for "other", where every later type goes.
-      if (messages_out_by_type.size() >= kMaxOutTypes - 1) type = "other";
-      it = messages_out_by_type.try_emplace(std::string(type), 0).first;
-    }
-    it->second += messages;
-    slot.counter = &it->second;
+    messages_out_by_type.add(type, messages);
   }
   std::uint64_t slow_consumer_closes = 0;
   std::uint64_t frames_dropped = 0;          // shed by the drop_oldest policy
@@ -83,14 +67,6 @@ struct Stats {
   util::Histogram<13> handshake_seconds{
       {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}};
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-
- private:
-  struct Recent {
-    std::string type;
-    std::uint64_t* counter = nullptr;
-  };
-  std::array<Recent, 4> recent_out_;
-  std::size_t recent_next_ = 0;
 };
 
 }  // namespace wsrelay::session
