@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import select
+import ssl
 import sys
 import time
 
@@ -24,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 from wsrelay_harness import (  # noqa: E402
     Checker, Server, connect, parse_frames, raw_ws_open, recv_json, request, run_async_main, run_scenarios,
-    usage_args, ws_frame)
+    self_signed_cert, usage_args, ws_frame)
 
 ROUNDS = 8
 CLOSE_ACK_SECONDS = 3  # how long the server waits for the client's close (kCloseAckSeconds)
@@ -46,10 +47,13 @@ CLOSE_FLUSH_SECONDS = 10  # queued frames and the close frame must be out by the
 MAX_DROP_WHILE_CLOSING = 16 << 20  # bytes read and dropped after the close began (kMaxDropWhileClosing)
 
 
-def write_config(folder, limits, extra_endpoints=()):
+def write_config(folder, limits, extra_endpoints=(), tls=None):
     path = os.path.join(folder, "config.json")
+    listen = {"host": "127.0.0.1", "port": 0}
+    if tls is not None:
+        listen["tls"] = tls
     with open(path, "w") as f:
-        json.dump({"listen": {"host": "127.0.0.1", "port": 0}, "limits": limits,
+        json.dump({"listen": listen, "limits": limits,
                    "endpoints": [{"path": "/ws", "max_message_size": 4096}] + list(extra_endpoints)}, f)
     return path
 
@@ -61,10 +65,10 @@ def heartbeats(n):
     return [json.dumps({"type": "heartbeat", "id": i}) for i in range(n)]
 
 
-async def keep_sending_then_read(url, first, then):
+async def keep_sending_then_read(url, first, then, **kwargs):
     """Sends `first` and then every message of `then` without reading, then
     reads until the server closes; returns (close code, reason)."""
-    ws = await connect(url, max_size=None)
+    ws = await connect(url, max_size=None, **kwargs)
     try:
         await recv_json(ws)  # the welcome
         try:
@@ -116,6 +120,19 @@ async def still_sending_clients(c, binary, folder):
         got = await request(other, {"type": "heartbeat", "id": "after"})
         c.equal(got.get("type"), "heartbeat", "the server still serves everyone else")
         await other.close()
+
+
+async def over_tls(c, binary, folder):
+    # The close frame is written raw, under TLS as in the clear.
+    cert, key = self_signed_cert(folder)
+    cfg = write_config(folder, RATE_LIMITS, tls={"cert": cert, "key": key})
+    with Server(binary, ["--config", cfg]) as server:
+        context = ssl.create_default_context(cafile=cert)
+        seen = [await keep_sending_then_read("wss://127.0.0.1:%d/ws" % server.port,
+                                             json.dumps({"type": "heartbeat", "id": "x"}), heartbeats(200),
+                                             ssl=context, server_hostname="localhost")
+                for _ in range(3)]
+        c.equal(seen, [(1008, "rate limit exceeded")] * 3, "over TLS too, a flooding client reads 1008")
 
 
 def flood_until_close(host, port, answer):
@@ -276,7 +293,7 @@ async def bounded_closes(c, binary, folder):
 
 async def main(c):
     binary, _ = usage_args()
-    await run_scenarios(c, binary, [still_sending_clients, bare_clients, bounded_closes])
+    await run_scenarios(c, binary, [still_sending_clients, over_tls, bare_clients, bounded_closes])
 
 
 if __name__ == "__main__":
