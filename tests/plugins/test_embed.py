@@ -215,6 +215,25 @@ async def keepalive(c, port, relay_path):
         c.check(ok.get("id") == "still", "keepalive: the client answering pings is still served", ok)
 
 
+async def kicked_while_sending(c, port, relay_path):
+    # The protocol writes its own close frame and reads on to the client's
+    # close, in a host's server as in wsrelay's: a client flooding past the
+    # rate limit reads 1008, not the 1006 of a reset.
+    ws = await websockets.connect("ws://127.0.0.1:%d%s" % (port, relay_path), subprotocols=["wsrelay"],
+                                  open_timeout=TIMEOUT)
+    try:
+        await recv_json(ws)
+        for i in range(300):
+            await ws.send(json.dumps({"type": "heartbeat", "id": i}))
+        while True:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    except websockets.exceptions.ConnectionClosed:
+        pass
+    await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+    c.check((ws.close_code, ws.close_reason) == (1008, "rate limit exceeded"),
+            "a client kicked by the rate limit while sending reads 1008", (ws.close_code, ws.close_reason))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
@@ -247,11 +266,13 @@ def main():
         config = os.path.join(tmp, "relay.json")
         with open(config, "w") as f:
             json.dump({"listen": {"port": 1}, "heartbeat": {"interval": 1, "timeout": 4},
+                       "limits": {"messages_per_second": 20, "message_burst": 20, "rate_limit_close_after": 10},
                        "endpoints": [{"path": "/relay/chat"}]}, f)
         host = Host(base + ["--config", config])
         try:
             asyncio.run(exercise(c, host.port, "/relay/chat"))
             asyncio.run(keepalive(c, host.port, "/relay/chat"))
+            asyncio.run(kicked_while_sending(c, host.port, "/relay/chat"))
         finally:
             rc = host.stop()
         c.check(rc == 0, "embed_host (config pvo) stops cleanly", "rc=%s\n%s" % (rc, host.log()))
