@@ -479,7 +479,9 @@ async def test_listeners(c, binary, tmp):
     server = Server(binary, ["--config", cfg], port_zero=False)
     try:
         server.start()
-        await asyncio.sleep(0.2)  # let the second line arrive
+        # start() returns at the first listening line; the reader thread may
+        # not have taken the second one yet.
+        await asyncio.to_thread(server.wait_for_stderr, lambda lines: len(server.listen_lines) >= 2)
         ports = [p for _, p in server.listen_lines]
         c.check(len(ports) == 2 and ports[0] != ports[1], "two listeners: two listening lines",
                 repr(server.listen_lines))

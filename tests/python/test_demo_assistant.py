@@ -16,6 +16,7 @@
 Prints "N passed, M failed".
 """
 
+import asyncio
 import json
 import os
 import shutil
@@ -59,8 +60,11 @@ async def without_key(c, binary):
     with Server(binary, env=clean_env(remove=NO_KEY)) as server:
         c.equal(status_paths(server), {"/ws": "standard.lua"}, "without OPENAI_API_KEY: only /ws")
         c.equal(await refused_status(server.url("/assistant")), 404, "without the key /assistant is 404")
-        c.check(any("set OPENAI_API_KEY" in line for line in server.stderr_lines),
-                "the start log says how to turn the assistant on", server.stderr_text())
+        # Printed after the listening line that start() waits for: the
+        # reader thread may not have taken it yet.
+        said = await asyncio.to_thread(server.wait_for_stderr,
+                                       lambda lines: any("set OPENAI_API_KEY" in line for line in lines))
+        c.check(said, "the start log says how to turn the assistant on", server.stderr_text())
 
 
 async def with_key(c, binary, folder):

@@ -89,8 +89,12 @@ async def connection_caps(c, binary, folder):
 
 
 async def rate_limits(c, binary, folder):
+    # One token a second: the bucket refills slowly enough that the burst and
+    # the message over it, sent together, meet an empty bucket however long
+    # a loaded machine takes to deliver them (at 5/s a token came back after
+    # 200 ms, and a burst read before sending the sixth could outlast that).
     cfg = write_config(folder, {"listen": {"port": 0}, "limits": {
-        "messages_per_second": 5, "message_burst": 5, "rate_limit_close_after": 10, "max_subscriptions": 2},
+        "messages_per_second": 1, "message_burst": 5, "rate_limit_close_after": 10, "max_subscriptions": 2},
         "endpoints": [{"path": "/ws"}]})
     with Server(binary, ["--config", cfg]) as server:
         ws = await connect(server.url())
@@ -99,16 +103,16 @@ async def rate_limits(c, binary, folder):
         await recv_json(other)
         for i in range(5):
             await send_json(ws, {"type": "heartbeat", "id": i})
+        await send_json(ws, {"type": "heartbeat", "id": "over"})
         replies = [await recv_json(ws) for _ in range(5)]
         c.check(all(r.get("type") == "heartbeat" for r in replies), "the burst is served", replies)
-        await send_json(ws, {"type": "heartbeat", "id": "over"})
         got = await recv_json(ws)
         c.equal(got.get("code"), "rate_limited", "over the rate: rate_limited")
         c.check("retry after" in got.get("message", ""), "the error carries a retry hint", got)
         c.equal(got.get("id"), "over", "rate_limited echoes the id")
         got = await request(other, {"type": "heartbeat", "id": "o"})
         c.equal(got.get("type"), "heartbeat", "another client is not limited")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.2)  # one token back (1 s), with a margin
         got = await request(ws, {"type": "heartbeat", "id": "later"})
         c.equal(got.get("type"), "heartbeat", "after waiting, messages pass again")
         # Keep hammering: after rate_limit_close_after refusals in a row, 1008.
@@ -142,34 +146,48 @@ async def rate_limits(c, binary, folder):
 
 
 async def message_type_limits(c, binary, folder):
+    # As in rate_limits: one chat token a second, and the messages that must
+    # meet an empty bucket are sent together, not one round trip apart (at
+    # 2/s a token came back after 500 ms, which a loaded machine can spend on
+    # three round trips).
     cfg = write_config(folder, {"listen": {"port": 0}, "limits": {
-        "rate_limit_close_after": 3, "message_types": {"chat": {"per_second": 2, "burst": 2}}},
+        "rate_limit_close_after": 3, "message_types": {"chat": {"per_second": 1, "burst": 2}}},
         "endpoints": [{"path": "/ws"}]})
     with Server(binary, ["--config", cfg]) as server:
         status, _, body = http_get(server.connect_host(), server.port, "/status")
-        c.equal(json.loads(body)["limits"].get("message_types"), {"chat": {"per_second": 2, "burst": 2}},
+        c.equal(json.loads(body)["limits"].get("message_types"), {"chat": {"per_second": 1, "burst": 2}},
                 "/status shows limits.message_types")
         ws = await connect(server.url())
         await recv_json(ws)
         await request(ws, {"type": "auth", "token": "ann"})
-        replies = [await request(ws, {"type": "chat", "id": i, "channel": "c", "data": i}) for i in range(2)]
+        for i in range(2):
+            await send_json(ws, {"type": "chat", "id": i, "channel": "c", "data": i})
+        await send_json(ws, {"type": "chat", "id": "over", "channel": "c", "data": 3})
+        replies = [await recv_json(ws) for i in range(2)]
         c.check(all(r.get("type") == "chat.ok" for r in replies), "the chat burst is served", replies)
-        got = await request(ws, {"type": "chat", "id": "over", "channel": "c", "data": 3})
+        got = await recv_json(ws)
         c.equal((got.get("code"), got.get("id")), ("rate_limited", "over"),
                 "a third chat inside the second: rate_limited with its id")
         c.check("'chat'" in got.get("message", "") and "retry after" in got.get("message", ""),
                 "the error names the type and gives a retry hint", got)
         got = await request(ws, {"type": "heartbeat", "id": "hb"})
         c.equal(got.get("type"), "heartbeat", "other types are not limited by the chat rate")
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(1.2)  # one token back (1 s), with a margin
         got = await request(ws, {"type": "chat", "id": "later", "channel": "c", "data": 4})
         c.equal(got.get("type"), "chat.ok", "after waiting, a chat passes again")
-        # rate_limit_close_after (3) refusals in a row close with 1008. Each
-        # refusal is read before the next send, so the close is not raced.
+        # rate_limit_close_after (3) refusals in a row close with 1008. The
+        # chats go out together, so no token comes back between them; the
+        # server reads on to our close, so the code arrives although we are
+        # still sending (test_close_handshake.py).
+        for i in range(6):
+            try:
+                await send_json(ws, {"type": "chat", "id": "x%d" % i, "channel": "c", "data": i})
+            except websockets.ConnectionClosed:
+                break
         refusals = []
         try:
-            for i in range(6):
-                refusals.append(await request(ws, {"type": "chat", "id": "x%d" % i, "channel": "c", "data": i}))
+            while True:
+                refusals.append(await recv_json(ws))
         except websockets.ConnectionClosed:
             pass
         await asyncio.wait_for(ws.wait_closed(), 5)

@@ -224,6 +224,17 @@ class Server:
             self.host, self.port = self.listen_lines[0]
         return self
 
+    def wait_for_stderr(self, predicate, timeout=DEFAULT_TIMEOUT):
+        """Waits until predicate(stderr_lines) is true (the lines are read by
+        a thread, so one the server has printed may not be there yet);
+        returns the last value of the predicate."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = predicate(self.stderr_lines)
+            if result or time.monotonic() >= deadline:
+                return result
+            time.sleep(0.02)
+
     def connect_host(self):
         # The logged host is the configured one; 0.0.0.0/:: are not connectable.
         if self.host in ("0.0.0.0", "", "*"):
