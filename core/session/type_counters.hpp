@@ -21,7 +21,9 @@ class TypeCounters {
  public:
   using Map = std::map<std::string, std::uint64_t, std::less<>>;
 
-  TypeCounters(std::size_t max_types, std::string_view overflow) : max_types_(max_types), overflow_(overflow) {}
+  // At least two: one name and the overflow.
+  TypeCounters(std::size_t max_types, std::string_view overflow)
+      : max_types_(max_types < 2 ? 2 : max_types), overflow_(overflow) {}
   // Not copyable: the cache points into the map.
   TypeCounters(const TypeCounters&) = delete;
   TypeCounters& operator=(const TypeCounters&) = delete;

@@ -15,7 +15,6 @@ which the client's stack reports before the close frame it had not read.
 import asyncio
 import json
 import os
-import select
 import ssl
 import sys
 import time
@@ -24,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import websockets  # noqa: E402
 from wsrelay_harness import (  # noqa: E402
-    Checker, Server, connect, parse_frames, raw_ws_open, recv_json, request, run_async_main, run_scenarios,
-    self_signed_cert, usage_args, ws_frame)
+    Checker, Server, connect, parse_frames, pump_once, raw_ws_open, recv_json, request, run_async_main,
+    run_scenarios, self_signed_cert, usage_args, ws_frame)
 
 ROUNDS = 8
 CLOSE_ACK_SECONDS = 3  # how long the server waits for the client's close (kCloseAckSeconds)
@@ -151,24 +150,10 @@ def flood_until_close(host, port, answer):
         deadline = time.monotonic() + 20
         end = "timeout"
         while time.monotonic() < deadline:
-            want_write = [sock] if close_at is None and sent < len(flood) else []
-            readable, writable, _ = select.select([sock], want_write, [], 0.1)
-            if writable:
-                try:
-                    sent += sock.send(flood[sent:])
-                except BlockingIOError:
-                    pass
-            if not readable:
-                continue
-            try:
-                chunk = sock.recv(65536)
-            except BlockingIOError:
-                continue
-            except ConnectionResetError:
-                end = "reset"
-                break
-            if not chunk:
-                end = "eof"
+            # Once the close frame is in, the client sends nothing but its answer.
+            sent, chunk, ended = pump_once(sock, flood if close_at is None else b"", sent, 0.1)
+            if ended is not None:
+                end = ended
                 break
             data += chunk
             if close_at is None:

@@ -516,6 +516,32 @@ def raw_ws_open(host, port, path, timeout=10.0, rcvbuf=None):
         raise
 
 
+def pump_once(sock, outgoing, sent, wait):
+    """One turn of a bare client on a non-blocking socket: writes more of
+    `outgoing` (from offset `sent`) if it can, reads what has arrived, waiting
+    up to `wait` s for either. Returns (sent, bytes read, end) with end None
+    while the connection is open, else "eof" or "reset". A failed write
+    counts as all written: the server is gone, what it sent is still read."""
+    want_write = [sock] if sent < len(outgoing) else []
+    readable, writable, _ = select.select([sock], want_write, [], wait)
+    if writable:
+        try:
+            sent += sock.send(outgoing[sent:sent + 65536])
+        except BlockingIOError:
+            pass
+        except OSError:
+            sent = len(outgoing)
+    if not readable:
+        return sent, b"", None
+    try:
+        chunk = sock.recv(65536)
+    except BlockingIOError:
+        return sent, b"", None
+    except ConnectionResetError:
+        return sent, b"", "reset"
+    return sent, chunk, None if chunk else "eof"
+
+
 def raw_ws_session(host, port, path, outgoing, timeout=10.0):
     """Opens a WebSocket with a bare socket, writes `outgoing` (bytes: client
     frames) while reading, until the server closes the TCP connection or
@@ -531,27 +557,11 @@ def raw_ws_session(host, port, path, outgoing, timeout=10.0):
         sent = 0
         end = "timeout"
         while time.monotonic() < deadline:
-            want_write = [sock] if sent < len(outgoing) else []
-            readable, writable, _ = select.select([sock], want_write, [], 0.2)
-            if writable:
-                try:
-                    sent += sock.send(outgoing[sent:sent + 65536])
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    sent = len(outgoing)  # the server is gone; keep reading what it sent
-            if readable:
-                try:
-                    chunk = sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                except ConnectionResetError:
-                    end = "reset"
-                    break
-                if not chunk:
-                    end = "eof"
-                    break
-                data += chunk
+            sent, chunk, ended = pump_once(sock, outgoing, sent, 0.2)
+            if ended is not None:
+                end = ended
+                break
+            data += chunk
         return parse_frames(data), end
     finally:
         sock.close()
