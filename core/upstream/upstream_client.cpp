@@ -71,6 +71,9 @@ void UpstreamClient::connect_now() {
   info.protocol = nullptr;  // no Sec-WebSocket-Protocol: upstream APIs do not expect one
   info.local_protocol_name = kUpstreamProtocolName;
   info.opaque_user_data = this;
+  // Also as the wsi's user data, lws's mark of a connection we made: a
+  // server-side connection bound to this protocol has none (see callback).
+  info.userdata = this;
   info.pwsi = &wsi_;
   if (config_.tls) {
     info.ssl_connection = LCCSCF_USE_SSL;
@@ -192,6 +195,14 @@ void UpstreamClient::on_closed(int code, std::string reason, bool failed) {
 }
 
 int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len) {
+  if (user == nullptr) {
+    // Not a link of ours: a client's upgrade that named "wsrelay-upstream"
+    // (lws binds a server connection to any protocol of the vhost that the
+    // client asks for), whose opaque slot holds the relay's accept stamp, not
+    // an UpstreamClient. This protocol serves no one: refuse the WebSocket.
+    if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION) return 1;
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+  }
   auto* self = static_cast<UpstreamClient*>(lws_get_opaque_user_data(wsi));
   if (self == nullptr || self->wsi_ != wsi) {
     // A stale wsi of a link that has moved on (or is gone): let lws finish it.

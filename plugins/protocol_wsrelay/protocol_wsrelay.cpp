@@ -371,12 +371,15 @@ int on_http_writeable(lws* wsi, PerSession* pss) {
 }
 
 int refuse_upgrade(lws* wsi, unsigned int status, const char* why, const std::string& detail) {
-  ++relay_of(wsi)->stats().refused_connections;
+  if (server::Relay* relay = relay_of(wsi)) ++relay->stats().refused_connections;
   log::info("refused WebSocket upgrade: " + detail + " from " + peer_address(wsi));
   // Written by hand: lws_return_http_status answers an upgrade request with an
   // HTTP/1.0 status line, which WebSocket clients reject as malformed instead
   // of reporting the status.
-  const char* reason = status == 403 ? "Forbidden" : status == 404 ? "Not Found" : "Service Unavailable";
+  const char* reason = status == 400   ? "Bad Request"
+                       : status == 403 ? "Forbidden"
+                       : status == 404 ? "Not Found"
+                                       : "Service Unavailable";
   const std::string body = std::string(why) + "\n";
   std::string response = "HTTP/1.1 " + std::to_string(status) + " " + reason +
                          "\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: " +
@@ -389,10 +392,13 @@ int refuse_upgrade(lws* wsi, unsigned int status, const char* why, const std::st
 
 // lws picks a WebSocket protocol by the client's Sec-WebSocket-Protocol, yet
 // asks the vhost's first protocol (the relay, in the wsrelay binary) to
-// confirm every upgrade. One naming another protocol of this vhost is that
-// protocol's to accept or refuse: the relay's paths do not apply to it.
-bool wants_other_protocol(lws* wsi) {
+// confirm every upgrade. Returns the protocol the client's list binds: lws
+// binds the first one of the list that the vhost knows (so do we), or null
+// when it names none (then the relay serves it). named: whether the client
+// asked for any subprotocol at all.
+const lws_protocols* chosen_protocol(lws* wsi, bool& named) {
   const std::string list = header(wsi, WSI_TOKEN_PROTOCOL);
+  named = !list.empty();
   std::size_t at = 0;
   while (at < list.size()) {
     std::size_t end = list.find(',', at);
@@ -401,16 +407,32 @@ bool wants_other_protocol(lws* wsi) {
     name.erase(0, name.find_first_not_of(" \t"));
     name.erase(name.find_last_not_of(" \t") + 1);
     at = end + 1;
-    // lws binds the first protocol of the list it knows: so do we.
-    if (const lws_protocols* p = lws_vhost_name_to_protocol(lws_get_vhost(wsi), name.c_str())) {
-      return std::strcmp(p->name, kProtocolName) != 0;
-    }
+    if (const lws_protocols* p = lws_vhost_name_to_protocol(lws_get_vhost(wsi), name.c_str())) return p;
   }
-  return false;
+  return nullptr;
 }
 
 int on_confirm_upgrade(lws* wsi) {
-  if (wants_other_protocol(wsi)) return 0;
+  bool named = false;
+  const lws_protocols* other = chosen_protocol(wsi, named);
+  if (other == nullptr && named) {
+    // lws would drop the connection without a word ("no supported protocol").
+    return refuse_upgrade(wsi, HTTP_STATUS_BAD_REQUEST, "no supported subprotocol",
+                          "no subprotocol of '" + header(wsi, WSI_TOKEN_PROTOCOL).substr(0, 64) + "' is served");
+  }
+  if (other != nullptr && std::strcmp(other->name, kProtocolName) != 0) {
+    // The upstream links' protocol is the client side of the relay's own
+    // connections: it serves no client (bound to one, lws would hand its
+    // callback a server connection). Refused here with an answer; its own
+    // callback refuses too, for hosts where the relay is not asked first.
+    if (std::strcmp(other->name, upstream::kUpstreamProtocolName) == 0) {
+      return refuse_upgrade(wsi, HTTP_STATUS_BAD_REQUEST, "subprotocol not served",
+                            std::string("subprotocol '") + other->name + "' requested");
+    }
+    // Another protocol of this vhost (a plugin's): its own to accept or
+    // refuse, the relay's paths do not apply to it.
+    return 0;
+  }
   server::Relay* relay = relay_of(wsi);
   if (relay == nullptr) return -1;
   const std::string path = header(wsi, WSI_TOKEN_GET_URI);
