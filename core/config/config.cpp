@@ -183,7 +183,7 @@ class Loader {
       return cfg;
     }
     check_keys(root, "", {"listen", "heartbeat", "log_level", "jwt", "endpoints", "watch_scripts", "limits",
-                          "admin_token", "plugin_dirs", "extensions"});
+                          "admin_token", "plugin_dirs", "extensions", "static"});
     cfg.admin_token = env_ ? env_("WSRELAY_ADMIN_TOKEN").value_or("") : "";
     if (const cJSON* v = member(root, "admin_token")) {
       if (auto s = get_string(v, "admin_token")) cfg.admin_token = *s;
@@ -203,6 +203,7 @@ class Loader {
     read_endpoints(member(root, "endpoints"), cfg);
     read_plugin_dirs(member(root, "plugin_dirs"), cfg);
     read_extensions(member(root, "extensions"), cfg);
+    read_static(member(root, "static"), cfg);
     return cfg;
   }
 
@@ -465,6 +466,27 @@ class Loader {
       }
       cfg.plugin_dirs.push_back(shown);
     }
+  }
+
+  // The folder served over HTTP GET (docs/configuration.md, "static"),
+  // relative to the config file; canonical, as serve_static's containment
+  // check compares paths by prefix.
+  void read_static(const cJSON* item, Config& cfg) {
+    if (item == nullptr) return;
+    auto dir = get_string(item, "static");
+    if (!dir) return;
+    if (dir->empty()) {
+      error("static", "expected a non-empty string");
+      return;
+    }
+    fs::path p(*dir);
+    if (p.is_relative()) p = fs::path(base_dir_) / p;
+    std::error_code ec;
+    if (!fs::is_directory(p, ec)) {
+      error("static", "not a folder: " + p.lexically_normal().string());
+      return;
+    }
+    cfg.static_dir = fs::canonical(p, ec).string();
   }
 
   void read_extensions(cJSON* item, Config& cfg) {

@@ -452,6 +452,20 @@ struct Job {
   bool upstream_retrying = false;
 };
 
+// A Lua string whole: lua_tostring's C string would end at an embedded NUL.
+std::string lua_string(lua_State* L, int index) {
+  std::size_t len = 0;
+  const char* s = lua_tolstring(L, index, &len);
+  return s != nullptr ? std::string(s, len) : std::string();
+}
+
+// For a log line: s as a JSON string, its control characters escaped.
+std::string quoted(std::string_view s) {
+  std::string out;
+  json::append_json_string(out, s);
+  return out;
+}
+
 bool push_handler(lua_State* L, const char* name) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, internal_of(L).handlers_ref);
   lua_getfield(L, -1, name);
@@ -996,7 +1010,7 @@ int http_entry(lua_State* L) {
   // A string is a 200 text body; a table says status, json or body, headers.
   job.response.status = 200;
   if (lua_type(L, -1) == LUA_TSTRING) {
-    job.response.body = lua_tostring(L, -1);
+    job.response.body = lua_string(L, -1);
     return 0;
   }
   if (!lua_istable(L, -1)) {
@@ -1021,21 +1035,39 @@ int http_entry(lua_State* L) {
     }
   } else {
     lua_getfield(L, r, "body");
-    if (lua_type(L, -1) == LUA_TSTRING) job.response.body = lua_tostring(L, -1);
+    if (lua_type(L, -1) == LUA_TSTRING) job.response.body = lua_string(L, -1);
   }
   lua_settop(L, r);
+  // A CR or LF in a header (name, value or content type) would let a script
+  // split the response, and a name that is not an RFC 7230 token is no
+  // header: the route's answer becomes a 500 that names the field.
+  auto refuse = [&](const std::string& what) {
+    Internal& in = internal_of(L);
+    if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
+    log::error(in.engine->name() + ": http route '" + *job.key + "': " + what);
+    job.response = {};
+    job.response.status = 500;
+    job.response.content_type = "application/json";
+    job.response.body = R"({"error":"script_error"})";
+    return 0;
+  };
   lua_getfield(L, r, "content_type");
-  if (lua_type(L, -1) == LUA_TSTRING) job.response.content_type = lua_tostring(L, -1);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    job.response.content_type = lua_string(L, -1);
+    if (!http::is_field_value(job.response.content_type)) return refuse("content_type has a control character");
+  }
   lua_getfield(L, r, "headers");
   if (lua_istable(L, -1)) {
     lua_pushnil(L);
     while (lua_next(L, -2) != 0) {
       if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-        std::string value = lua_tostring(L, -1);
-        // A header value with a line break would let a script split the response.
-        if (value.find_first_of("\r\n") == std::string::npos) {
-          job.response.headers.emplace_back(lua_tostring(L, -2), std::move(value));
+        std::string name = lua_string(L, -2);
+        std::string value = lua_string(L, -1);
+        if (!http::is_token(name)) return refuse("header name " + quoted(name) + " is not a token");
+        if (!http::is_field_value(value)) {
+          return refuse("header '" + name + "' has a control character in its value");
         }
+        job.response.headers.emplace_back(std::move(name), std::move(value));
       }
       lua_pop(L, 1);
     }
