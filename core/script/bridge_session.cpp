@@ -3,6 +3,7 @@
 // at close, so a script that keeps a reference gets "closed", never a dangling
 // pointer. User value 1 is the session's attrs table.
 #include "json/lua_json.hpp"
+#include "pubsub/channel_name.hpp"
 #include "script/engine_internal.hpp"
 #include "session/log_fields.hpp"
 
@@ -96,15 +97,11 @@ int m_subscribe(lua_State* L) {
     lua_pushfstring(L, "channel name longer than %d bytes", context.max_channel_length);
     return 2;
   }
-  // Control characters never belong in a name: they would garble logs,
-  // /status and /admin output.
-  for (const char c : channel) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) {
-      lua_pushnil(L);
-      lua_pushliteral(L, "channel name contains a control character");
-      return 2;
-    }
+  // Controls and bidi overrides never belong in a name (pubsub/channel_name.hpp).
+  if (const char* problem = pubsub::channel_name_problem(channel)) {
+    lua_pushnil(L);
+    lua_pushstring(L, problem);
+    return 2;
   }
   if (context.max_subscriptions > 0 && !box->session->channels().contains(channel) &&
       box->session->channels().size() >= static_cast<std::size_t>(context.max_subscriptions)) {
