@@ -1,6 +1,7 @@
 #include "auth/jwt.hpp"
 
 #include "auth/base64url.hpp"
+#include "json/json.hpp"
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
@@ -25,10 +26,7 @@ constexpr std::string_view kSignedHeaderB64 = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXV
 
 constexpr std::string_view kMalformed = "malformed token";
 
-struct CJsonDeleter {
-  void operator()(cJSON* node) const noexcept { cJSON_Delete(node); }
-};
-using JsonPtr = std::unique_ptr<cJSON, CJsonDeleter>;
+using json::JsonPtr;
 
 using Mac = std::array<unsigned char, kSha256Bytes>;
 
@@ -70,22 +68,14 @@ bool has_unsafe_bytes(std::string_view text) {
   return false;
 }
 
-// Parses text that must be exactly one JSON object (whitespace around it is
-// fine, anything else after it is not). Depth is bounded by cJSON's nesting
-// limit, so deeply nested input just fails to parse.
+// Parses text that must be exactly one JSON object. json::parse applies the
+// rule every client JSON follows (json/strict.hpp): a repeated claim such as
+// {"sub":"ann","sub":"root"} is refused rather than read as "ann" here and
+// "root" by the Lua that later decodes the same claims.
 JsonPtr parse_object(std::string_view text) {
-  const char* end = nullptr;
-  JsonPtr root(cJSON_ParseWithLengthOpts(text.data(), text.size(), &end, 0));
-  if (!root || !cJSON_IsObject(root.get()) || end == nullptr) {
+  JsonPtr root = json::parse(text);
+  if (!root || !cJSON_IsObject(root.get())) {
     return nullptr;
-  }
-  // cJSON's own "require NUL terminator" mode cannot be used with an explicit
-  // length (it looks one byte past it), so trailing bytes are checked here.
-  const char* const stop = text.data() + text.size();
-  for (; end < stop; ++end) {
-    if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r') {
-      return nullptr;
-    }
   }
   if (has_unsafe_bytes(text)) {
     return nullptr;

@@ -1,6 +1,10 @@
 #include "json/json.hpp"
 
+#include "json/strict.hpp"
+
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 namespace wsrelay::json {
 
@@ -18,7 +22,54 @@ std::size_t find_escaped_nul_impl(std::string_view text) {
   return std::string_view::npos;
 }
 
+// Pre-order walk: the order in which the validator counted numbers.
+struct BigAttacher {
+  const std::vector<BigInteger>& big;
+  std::size_t next = 0;     // index into big
+  std::size_t ordinal = 0;  // numbers seen so far
+
+  bool walk(cJSON* node) {
+    for (; node != nullptr && next < big.size(); node = node->next) {
+      if (cJSON_IsNumber(node)) {
+        if (ordinal++ == big[next].ordinal) {
+          const std::string_view lit = big[next++].literal;
+          char* copy = static_cast<char*>(cJSON_malloc(lit.size() + 1));
+          if (copy == nullptr) return false;
+          std::memcpy(copy, lit.data(), lit.size());
+          copy[lit.size()] = '\0';
+          node->valuestring = copy;
+        }
+      } else if (node->child != nullptr && !walk(node->child)) {
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
+bool has_exact_integers(const cJSON* node) {
+  for (; node != nullptr; node = node->next) {
+    if (exact_integer(node) != nullptr || has_exact_integers(node->child)) return true;
+  }
+  return false;
+}
+
+// In a copy, exact integers become raw nodes: cJSON prints those verbatim.
+void integers_to_raw(cJSON* node) {
+  for (; node != nullptr; node = node->next) {
+    if (exact_integer(node) != nullptr) {
+      node->type = cJSON_Raw;
+    } else {
+      integers_to_raw(node->child);
+    }
+  }
+}
+
 }  // namespace
+
+const char* exact_integer(const cJSON* node) {
+  return node != nullptr && cJSON_IsNumber(node) ? node->valuestring : nullptr;
+}
 
 std::size_t find_nul(std::string_view text) {
   // A raw NUL is never valid JSON, but cJSON copies it into a string and the
@@ -34,6 +85,15 @@ JsonPtr parse(std::string_view text, std::size_t* error_offset, std::string* rea
     if (reason != nullptr) *reason = "NUL (or \\u0000) in a message is not supported (byte " + std::to_string(nul) + ")";
     return nullptr;
   }
+  std::vector<BigInteger> big;
+  StrictError strict;
+  const bool valid = validate_strict(text, &strict, &big);
+  if (!valid && strict.strict_rule) {
+    if (error_offset != nullptr) *error_offset = strict.offset;
+    if (reason != nullptr) *reason = strict.reason + " at byte " + std::to_string(strict.offset);
+    return nullptr;
+  }
+  // A plain syntax error is still described by cJSON below, as it always was.
   const char* end = nullptr;
   // Frames are not NUL-terminated, so the length-taking parser is used; cJSON's
   // own "require NUL" check would then always fail, so trailing garbage after
@@ -42,9 +102,19 @@ JsonPtr parse(std::string_view text, std::size_t* error_offset, std::string* rea
   if (root != nullptr) {
     const char* stop = text.data() + text.size();
     while (end < stop && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) ++end;
-    if (end == stop) return JsonPtr(root);
-    cJSON_Delete(root);
+    JsonPtr tree(root);
     root = nullptr;
+    if (end == stop && valid) {
+      if (!big.empty() && !BigAttacher{big}.walk(tree.get())) return nullptr;  // out of memory
+      return tree;
+    }
+    // cJSON took something the grammar does not allow (e.g. "1."): the
+    // validator's description it is.
+    if (end == stop) {
+      if (error_offset != nullptr) *error_offset = strict.offset;
+      if (reason != nullptr) *reason = "invalid JSON at byte " + std::to_string(strict.offset) + " (" + strict.reason + ")";
+      return nullptr;
+    }
   }
   const std::size_t at =
       end != nullptr && end >= text.data() ? static_cast<std::size_t>(end - text.data()) : 0;
@@ -56,6 +126,15 @@ JsonPtr parse(std::string_view text, std::size_t* error_offset, std::string* rea
 }
 
 std::string print(const cJSON* node) {
+  if (node != nullptr && has_exact_integers(node->child) ) {
+    // Rare (integers beyond 2^53): print a copy whose big integers are raw.
+    JsonPtr copy(cJSON_Duplicate(node, 1));
+    if (!copy) return std::string();
+    integers_to_raw(copy->child);
+    PrintedJson printed(cJSON_PrintUnformatted(copy.get()));
+    return printed ? std::string(printed.get()) : std::string();
+  }
+  if (const char* literal = exact_integer(node)) return literal;
   PrintedJson printed(cJSON_PrintUnformatted(node));
   return printed ? std::string(printed.get()) : std::string();
 }

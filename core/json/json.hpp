@@ -25,13 +25,23 @@ using PrintedJson = std::unique_ptr<char, CJsonFreeDeleter>;
 // if error_offset is given, the byte offset where parsing stopped. Strings
 // containing \u0000 are refused: cJSON cannot hold them without truncation.
 // reason, if given, gets a sentence for the client ("invalid JSON at byte 12").
+// Every text first passes json/strict.hpp (no repeated keys, no number a
+// double or int64 cannot hold, no leading zeros), so no caller can see a
+// different value than another one. Integers beyond 2^53 keep their literal
+// (exact_integer) so they are pushed to Lua and printed back unchanged.
 JsonPtr parse(std::string_view text, std::size_t* error_offset = nullptr, std::string* reason = nullptr);
 
 // Offset of the first raw NUL or \u0000 escape in text, or npos: cJSON cannot
 // hold either inside a string without cutting it short.
 std::size_t find_nul(std::string_view text);
 
-// Compact printing; empty string only if cJSON runs out of memory.
+// For a number node parsed from an integer literal a double cannot hold
+// exactly (|n| > 2^53): that literal; otherwise null. cJSON keeps only the
+// double, so parse stores the literal in the node's (otherwise unused)
+// valuestring, which cJSON_Delete frees.
+const char* exact_integer(const cJSON* node);
+
+// Compact printing (exact integers as written); empty string only if cJSON runs out of memory.
 std::string print(const cJSON* node);
 
 }  // namespace wsrelay::json

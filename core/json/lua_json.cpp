@@ -1,5 +1,7 @@
 #include "json/lua_json.hpp"
 
+#include "json/json.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -40,6 +42,12 @@ void push_json_at(lua_State* L, const cJSON* node, int depth) {
     lua_setmetatable(L, -2);
   } else if (cJSON_IsString(node)) {
     lua_pushstring(L, node->valuestring != nullptr ? node->valuestring : "");
+  } else if (const char* literal = exact_integer(node)) {
+    // Beyond 2^53 the double is inexact; json::parse kept the literal, which
+    // the strict validator already proved fits an int64.
+    lua_Integer exact = 0;
+    std::from_chars(literal, literal + std::strlen(literal), exact);
+    lua_pushinteger(L, exact);
   } else if (cJSON_IsNumber(node)) {
     const double d = node->valuedouble;
     // Integral values within 2^53 are exact in a double: give Lua an integer so
