@@ -111,7 +111,19 @@ function handlers.auth(session, msg)
   end
   session.user = user
   session.attrs.channels = channels
-  return { type = "auth.ok", id = msg.id, user = user }
+  local reply = { type = "auth.ok", id = msg.id, user = user }
+  -- A re-auth must not keep what the old identity could read: every channel
+  -- the new one may not subscribe to (same check as subscribe) is dropped and
+  -- listed. Absent when nothing was dropped, so a first auth looks as before.
+  local dropped = relay.json.array()
+  for _, channel in ipairs(session:subscriptions()) do
+    if not may_subscribe(session, channel) then
+      session:unsubscribe(channel)
+      dropped[#dropped + 1] = channel
+    end
+  end
+  if #dropped > 0 then reply.unsubscribed = dropped end
+  return reply
 end
 
 function handlers.subscribe(session, msg)

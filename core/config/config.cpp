@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -246,6 +247,48 @@ class Loader {
       return std::nullopt;
     }
     return std::move(e.value);
+  }
+
+  // A rate in messages per second. The floor is what keeps the token bucket
+  // defined: below 0.001/s the wait for one token passes 1000 s per token
+  // and, near 1e-300, overflows every integer the retry time is kept in.
+  static constexpr double kMinRate = 0.001;
+  static constexpr double kMaxRate = 1e6;
+  std::optional<double> get_rate(const cJSON* item, const std::string& path, bool zero_is_off) {
+    const std::string range = std::string(zero_is_off ? "must be 0 (off) or between" : "must be between") +
+                              " 0.001 and 1000000";
+    if (!cJSON_IsNumber(item)) {
+      error(path, range + ", got " + describe_value(item));
+      return std::nullopt;
+    }
+    const double d = item->valuedouble;
+    if (zero_is_off && d == 0) return 0.0;
+    if (!std::isfinite(d) || d < kMinRate || d > kMaxRate) {
+      error(path, range + ", got " + number_text(d));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  // The shortest text that reads back as d ("1e-300", "2.5", "1000001").
+  static std::string number_text(double d) {
+    char buf[64];
+    // Fixed notation in the range people write by hand ("0.0009", not "9e-04").
+    const double a = std::fabs(d);
+    const bool fixed = a == 0 || (a >= 1e-6 && a < 1e15);
+    auto [end, ec] = fixed ? std::to_chars(buf, buf + sizeof buf, d, std::chars_format::fixed)
+                           : std::to_chars(buf, buf + sizeof buf, d);
+    if (ec != std::errc()) return "a number";
+    return std::string(buf, end);
+  }
+
+  static std::string describe_value(const cJSON* item) {
+    if (cJSON_IsString(item)) return "a string";
+    if (cJSON_IsBool(item)) return "a boolean";
+    if (cJSON_IsNull(item)) return "null";
+    if (cJSON_IsArray(item)) return "an array";
+    if (cJSON_IsObject(item)) return "an object";
+    return "a non-number";
   }
 
   std::optional<long long> get_integer(const cJSON* item, const std::string& path, long long min,
@@ -540,11 +583,7 @@ class Loader {
     };
     auto rate = [&](const char* key, double& target) {
       if (const cJSON* v = member(item, key)) {
-        if (!cJSON_IsNumber(v) || !std::isfinite(v->valuedouble) || v->valuedouble < 0 || v->valuedouble > 1e6) {
-          error(child_path(path, key), "expected a number between 0 and 1000000");
-        } else {
-          target = v->valuedouble;
-        }
+        if (auto r = get_rate(v, child_path(path, key), true)) target = *r;
       }
     };
     integer("max_connections", 0, 10000000, l.max_connections);
@@ -597,12 +636,11 @@ class Loader {
         error(entry_path, "missing \"per_second\"");
         continue;
       }
-      if (!cJSON_IsNumber(per_second) || !std::isfinite(per_second->valuedouble) || per_second->valuedouble <= 0 ||
-          per_second->valuedouble > 1e6) {
-        error(child_path(entry_path, "per_second"), "expected a number above 0 and at most 1000000");
-        continue;
-      }
-      rate.per_second = per_second->valuedouble;
+      // 0 would mean "never" here, not "off": leaving the type out is how to
+      // not limit it, so per-type rates have no off value.
+      auto per = get_rate(per_second, child_path(entry_path, "per_second"), false);
+      if (!per) continue;
+      rate.per_second = *per;
       // Default burst: one second's worth, at least one message.
       rate.burst = std::max(1, static_cast<int>(std::ceil(rate.per_second)));
       if (const cJSON* burst = member(entry, "burst")) {

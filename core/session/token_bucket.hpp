@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace wsrelay::session {
@@ -25,11 +26,18 @@ class TokenBucket {
   }
 
   // Milliseconds until one token is back (after a refused take()).
+  // Saturates at kMaxRetryMs: a tiny rate makes the quotient huge (1e-300 gives
+  // ~1e303), and casting a double beyond int64's range is undefined behaviour.
+  // The config refuses such rates; this keeps the bucket defined on its own.
+  static constexpr std::int64_t kMaxRetryMs = std::numeric_limits<std::int64_t>::max();
   std::int64_t retry_after_ms(std::int64_t now_ms) {
     if (!enabled()) return 0;
     refill(now_ms);
     if (tokens_ >= 1.0) return 0;
-    return static_cast<std::int64_t>((1.0 - tokens_) * 1000.0 / rate_) + 1;
+    const double ms = (1.0 - tokens_) * 1000.0 / rate_ + 1.0;
+    // 2^63 is the first double above int64's range; NaN fails the test too.
+    if (!(ms < 9223372036854775808.0)) return kMaxRetryMs;
+    return static_cast<std::int64_t>(ms);
   }
 
  private:

@@ -697,12 +697,42 @@ TEST_CASE("config: limits.message_types", "[config]") {
         Errors{"config.json: limits.message_types.chat: expected an object like {\"per_second\": 5, \"burst\": 10}"});
   CHECK(one(R"({"chat": {}})") == Errors{"config.json: limits.message_types.chat: missing \"per_second\""});
   CHECK(one(R"({"chat": {"per_second": 0}})") ==
-        Errors{"config.json: limits.message_types.chat.per_second: expected a number above 0 and at most 1000000"});
+        Errors{"config.json: limits.message_types.chat.per_second: must be between 0.001 and 1000000, got 0"});
   CHECK(one(R"({"chat": {"per_second": "5"}})") ==
-        Errors{"config.json: limits.message_types.chat.per_second: expected a number above 0 and at most 1000000"});
+        Errors{"config.json: limits.message_types.chat.per_second: must be between 0.001 and 1000000, got a string"});
+  CHECK(one(R"({"chat": {"per_second": 1e-300}})") ==
+        Errors{"config.json: limits.message_types.chat.per_second: must be between 0.001 and 1000000, got 1e-300"});
   CHECK(one(R"({"chat": {"per_second": 5, "burst": 0}})") ==
         Errors{"config.json: limits.message_types.chat.burst: must be between 1 and 1000000"});
   CHECK(one(R"({"chat": {"per_second": 5, "brust": 3}})").size() == 1);
   CHECK(one(R"({"": {"per_second": 5}})") ==
         Errors{"config.json: limits.message_types: a message type name must not be empty"});
+}
+
+TEST_CASE("config: rates are 0 (off) or 0.001..1000000 (issue 12)", "[config]") {
+  auto limits = [](const std::string& body) {
+    return errors_of(R"({"limits": {)" + body + R"(}, "endpoints": [{"path": "/ws"}]})");
+  };
+  auto accepted = [](const std::string& body) {
+    return config_of(R"({"limits": {)" + body + R"(}, "endpoints": [{"path": "/ws"}]})").limits.messages_per_second >= 0;
+  };
+  for (const char* key : {"messages_per_second", "user_messages_per_second", "ip_messages_per_second"}) {
+    const std::string k = key;
+    CHECK(accepted("\"" + k + "\": 0"));
+    CHECK(accepted("\"" + k + "\": 0.001"));
+    CHECK(accepted("\"" + k + "\": 1000000"));
+    CHECK(limits("\"" + k + "\": 1e-300") ==
+          Errors{"config.json: limits." + k + ": must be 0 (off) or between 0.001 and 1000000, got 1e-300"});
+    CHECK(limits("\"" + k + "\": 0.0009") ==
+          Errors{"config.json: limits." + k + ": must be 0 (off) or between 0.001 and 1000000, got 0.0009"});
+    CHECK(limits("\"" + k + "\": 1000001") ==
+          Errors{"config.json: limits." + k + ": must be 0 (off) or between 0.001 and 1000000, got 1000001"});
+    CHECK(limits("\"" + k + "\": -1") ==
+          Errors{"config.json: limits." + k + ": must be 0 (off) or between 0.001 and 1000000, got -1"});
+    CHECK(limits("\"" + k + "\": \"5\"") ==
+          Errors{"config.json: limits." + k + ": must be 0 (off) or between 0.001 and 1000000, got a string"});
+  }
+  CHECK(limits(R"("message_burst": 0)") == Errors{"config.json: limits.message_burst: must be between 1 and 1000000"});
+  CHECK(limits(R"("message_burst": 1000001)") ==
+        Errors{"config.json: limits.message_burst: must be between 1 and 1000000"});
 }
