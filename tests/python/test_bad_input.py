@@ -19,26 +19,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from wsrelay_harness import (  # noqa: E402
-    Checker, Server, connect, http_get, raw_ws_session, recv_json, request, run_async_main, ws_frame)
-
-
-def raw_http(host, port, data, timeout=5.0):
-    """Sends raw bytes, returns what came back before the server closed."""
-    s = socket.create_connection((host, port), timeout=timeout)
-    try:
-        s.sendall(data)
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(4096)
-            except (socket.timeout, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out
-    finally:
-        s.close()
+    Checker, Server, connect, http_get, raw_http, raw_ws_session, recv_json, request, run_async_main, ws_frame)
 
 
 async def main(c):

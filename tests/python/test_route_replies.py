@@ -15,7 +15,6 @@ and cannot split the response, and the documented `static` key serves files.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import tempfile
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from wsrelay_harness import Checker, Server  # noqa: E402
+from wsrelay_harness import Checker, Server, raw_http  # noqa: E402
 
 SCRIPT = r'''
 local handlers = {}
@@ -43,21 +42,7 @@ return handlers
 
 def raw_get(host, port, path):
     """The whole raw answer to a GET (Connection: close)."""
-    s = socket.create_connection((host, port), timeout=5)
-    try:
-        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            data += chunk
-        return data
-    finally:
-        s.close()
+    return raw_http(host, port, ("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
 
 
 def split(answer):

@@ -14,13 +14,12 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from wsrelay_harness import Checker, Server, connect, recv_json, request, run_async_main  # noqa: E402
+from wsrelay_harness import Checker, Server, connect, raw_http, recv_json, request, run_async_main  # noqa: E402
 
 
 def upgrade(host, port, path, protocols, timeout=5.0):
@@ -31,21 +30,8 @@ def upgrade(host, port, path, protocols, timeout=5.0):
             "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (path, host, port, key))
     if protocols is not None:
         head += "Sec-WebSocket-Protocol: %s\r\n" % protocols
-    s = socket.create_connection((host, port), timeout=timeout)
-    try:
-        s.sendall((head + "\r\n").encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            try:
-                chunk = s.recv(4096)
-            except (socket.timeout, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            data += chunk
-        return data.split(b"\r\n\r\n")[0].decode("latin-1")
-    finally:
-        s.close()
+    data = raw_http(host, port, (head + "\r\n").encode(), timeout, until=b"\r\n\r\n")
+    return data.split(b"\r\n\r\n")[0].decode("latin-1")
 
 
 async def scenario(c, binary, folder, name, config, paths):

@@ -570,6 +570,27 @@ def raw_ws_session(host, port, path, outgoing, timeout=10.0):
 # ---- HTTP ---------------------------------------------------------------------
 
 
+def raw_http(host, port, data, timeout=5.0, until=None):
+    """Sends raw bytes on a fresh TCP connection; returns what came back
+    before the server closed (or reset) it, or as soon as `until` (bytes)
+    has been read."""
+    s = socket.create_connection((host, port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while until is None or until not in out:
+            try:
+                chunk = s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
 def http_get(host, port, path, timeout=DEFAULT_TIMEOUT, method="GET", headers=None, body=None):
     """(status, headers dict lower-cased, body text)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
