@@ -11,7 +11,6 @@ frame, a frame over the limit, binary where text is expected, and deep JSON.
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 
