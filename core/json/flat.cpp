@@ -72,8 +72,13 @@ bool scan_flat_object(std::string_view text, FlatObject& out) {
       const bool negative = c == '-';
       if (negative) ++s.p;
       const char* digits = s.p;
+      // Accumulates the first 16 digits only: more are refused below, and
+      // going on would overflow (undefined) on a 19-digit number.
       std::int64_t v = 0;
-      while (s.p < s.end && *s.p >= '0' && *s.p <= '9') v = v * 10 + (*s.p++ - '0');
+      while (s.p < s.end && *s.p >= '0' && *s.p <= '9') {
+        if (s.p - digits < 16) v = v * 10 + (*s.p - '0');
+        ++s.p;
+      }
       const auto n = s.p - digits;
       // At most 15 digits: exact in the double cJSON parses into, and
       // printed back by cJSON as written. No leading zero, no -0.
