@@ -269,7 +269,8 @@ class Server:
         """SIGTERM, wait; SIGKILL if it does not exit. Returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
+        died_on_its_own = self.proc.poll() is not None
+        if not died_on_its_own:
             try:
                 self.proc.send_signal(signal.SIGTERM)
             except ProcessLookupError:
@@ -285,7 +286,22 @@ class Server:
             t.join(2.0)
         _live_servers.discard(self)
         self.returncode = self.proc.returncode
+        self._report_death(died_on_its_own)
         return self.returncode
+
+    # A server that died under a test, or a sanitizer report in its stderr,
+    # is shown: with ASan linked in, UBSan ignores log_path and writes its
+    # report to stderr only, which the test would otherwise swallow (a CI run
+    # once failed "without a sanitizer report" on a signed overflow).
+    SANITIZER_MARKS = ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer")
+
+    def _report_death(self, died_on_its_own):
+        text = self.stderr_text()
+        marked = any(mark in text for mark in self.SANITIZER_MARKS)
+        if marked or (died_on_its_own and self.returncode != 0):
+            print("wsrelay (pid %d) %s with %s; the end of its stderr:\n%s"
+                  % (self.proc.pid, "died" if died_on_its_own else "stopped", self.returncode,
+                     "\n".join(self.stderr_lines[-40:])), flush=True)
 
     def __enter__(self):
         return self.start()
