@@ -15,7 +15,7 @@ APT_PACKAGES := cmake g++ make pkg-config libwebsockets-dev libcjson-dev \
 TEST_APT_PACKAGES := python3-prometheus-client chromium mono-mcs mono-runtime groff-base \
                      curl python3-yaml valgrind
 
-.PHONY: all deps test-deps configure build run test bench-smoke clean
+.PHONY: all deps test-deps configure build run test bench-smoke probes clean
 
 all: build
 
@@ -57,6 +57,11 @@ test: test-deps build
 bench-smoke: build
 	@$(MAKE) --no-print-directory deps APT_PACKAGES="$(APT_PACKAGES) valgrind"
 	cd $(BUILD_DIR) && ctest --output-on-failure -L bench-smoke
+
+# The probes (issue 12): every attack found so far against a live server,
+# each followed by a bystander's heartbeat. Also part of `make test`.
+probes: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -L probes
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -298,7 +298,9 @@ class Server:
     def _report_death(self, died_on_its_own):
         text = self.stderr_text()
         marked = any(mark in text for mark in self.SANITIZER_MARKS)
-        if marked or (died_on_its_own and self.returncode != 0):
+        # One that never listened was already reported by start()'s ServerError.
+        died_under_test = died_on_its_own and self.returncode != 0 and self._listening.is_set()
+        if marked or died_under_test:
             print("wsrelay (pid %d) %s with %s; the end of its stderr:\n%s"
                   % (self.proc.pid, "died" if died_on_its_own else "stopped", self.returncode,
                      "\n".join(self.stderr_lines[-40:])), flush=True)
