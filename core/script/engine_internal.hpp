@@ -4,6 +4,7 @@
 #pragma once
 
 #include "extension/instances.hpp"
+#include "json/lua_json.hpp"
 #include "script/engine.hpp"
 #include "server/path_pattern.hpp"
 
@@ -42,6 +43,28 @@ struct ScriptEngine::Internal {
 
 // The per-state record, stored in the state's extra space.
 ScriptEngine::Internal& internal_of(lua_State* L);
+
+// Starts a top-level call: a fresh instruction budget, the counting hook armed.
+void begin_call(ScriptEngine::Internal& in);
+
+// Calls the function below nargs arguments with a traceback handler.
+// On failure leaves nothing and puts the message's first line in error and
+// the traceback in detail.
+bool protected_call(lua_State* L, int nargs, int nresults, std::string& error, std::string* detail = nullptr);
+
+// A Lua string whole: lua_tostring's C string would end at an embedded NUL.
+inline std::string lua_string(lua_State* L, int index) {
+  std::size_t len = 0;
+  const char* s = lua_tolstring(L, index, &len);
+  return s != nullptr ? std::string(s, len) : std::string();
+}
+
+// For a log line: s as a JSON string, its control characters escaped.
+inline std::string quoted(std::string_view s) {
+  std::string out;
+  json::append_json_string(out, s);
+  return out;
+}
 
 // Every C function reachable from Lua goes through this: a C++ exception
 // becomes a Lua error instead of unwinding through the interpreter.
