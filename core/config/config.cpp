@@ -41,15 +41,8 @@ namespace fs = std::filesystem;
 #define WSRELAY_ASSISTANT_SCRIPTS ""
 #endif
 
-struct JsonDeleter {
-  void operator()(cJSON* p) const noexcept { cJSON_Delete(p); }
-};
-using JsonPtr = std::unique_ptr<cJSON, JsonDeleter>;
-
-struct JsonTextDeleter {
-  void operator()(char* p) const noexcept { cJSON_free(p); }
-};
-using JsonText = std::unique_ptr<char, JsonTextDeleter>;
+using json::JsonPtr;
+using JsonText = json::PrintedJson;
 
 struct FdCloser {
   explicit FdCloser(int f) : fd(f) {}

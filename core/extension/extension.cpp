@@ -36,4 +36,13 @@ std::string check(const wsrelay_plugin& plugin) {
   return {};
 }
 
+std::string plugin_not_found(std::string_view place, std::string_view kind, std::string_view name,
+                             std::string_view dirs, const std::vector<std::string>& found,
+                             std::string_view found_label) {
+  std::string names;
+  for (const auto& n : found) names += (names.empty() ? "" : ", ") + n;
+  return std::string(place) + ": no " + std::string(kind) + " \"" + std::string(name) + "\" (" + std::string(dirs) +
+         "; " + std::string(found_label) + ": " + (names.empty() ? "none" : names) + ")";
+}
+
 }  // namespace wsrelay::extension

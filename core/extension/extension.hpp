@@ -32,6 +32,13 @@ class Catalog {
   virtual std::string describe_dirs() const = 0;
 };
 
+// The error of a config that names a plugin no plugin folder has:
+// "<place>: no <kind> \"<name>\" (<dirs>; <found_label>: a, b)" ("none"
+// when nothing was found). For extension and protocol plugins alike.
+std::string plugin_not_found(std::string_view place, std::string_view kind, std::string_view name,
+                             std::string_view dirs, const std::vector<std::string>& found,
+                             std::string_view found_label);
+
 // The plugin's name (its header's name, as configs name it).
 std::string name_of(const wsrelay_plugin& plugin);
 

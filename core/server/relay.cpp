@@ -60,13 +60,10 @@ static std::optional<std::vector<extension::Enabled>> enabled_extensions(const c
     }
     const wsrelay_plugin* plugin = plugins != nullptr ? plugins->extension(e.name) : nullptr;
     if (plugin == nullptr) {
-      std::string available;
-      for (const auto& n : plugins != nullptr ? plugins->extension_names() : std::vector<std::string>{}) {
-        available += (available.empty() ? "" : ", ") + n;
-      }
-      errors.push_back(config.source + ": " + e.key_path + ": no extension plugin named \"" + e.name + "\" (" +
-                       (plugins != nullptr ? plugins->describe_dirs() : std::string("plugins not loaded")) +
-                       "; extension plugins found: " + (available.empty() ? "none" : available) + ")");
+      errors.push_back(extension::plugin_not_found(
+          config.source + ": " + e.key_path, "extension plugin named", e.name,
+          plugins != nullptr ? plugins->describe_dirs() : std::string("plugins not loaded"),
+          plugins != nullptr ? plugins->extension_names() : std::vector<std::string>{}, "extension plugins found"));
       ok = false;
       continue;
     }

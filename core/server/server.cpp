@@ -123,13 +123,10 @@ bool resolve_protocols(const config::Config& config, const PluginSet* plugins,
     for (const auto& p : listener.protocols) {
       const lws_protocols* found = plugins != nullptr ? plugins->protocol(p.name) : nullptr;
       if (found == nullptr) {
-        std::string available;
-        for (const auto& n : plugins != nullptr ? plugins->protocol_names() : std::vector<std::string>{}) {
-          available += (available.empty() ? "" : ", ") + n;
-        }
-        errors.push_back(config.source + ": " + p.key_path + ": no protocol plugin provides \"" + p.name + "\" (" +
-                         (plugins != nullptr ? plugins->describe_dirs() : std::string("plugins not loaded")) +
-                         "; protocols found: " + (available.empty() ? "none" : available) + ")");
+        errors.push_back(extension::plugin_not_found(
+            config.source + ": " + p.key_path, "protocol plugin provides", p.name,
+            plugins != nullptr ? plugins->describe_dirs() : std::string("plugins not loaded"),
+            plugins != nullptr ? plugins->protocol_names() : std::vector<std::string>{}, "protocols found"));
         ok = false;
         continue;
       }
