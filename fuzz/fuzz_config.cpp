@@ -17,7 +17,7 @@
 
 #include "config/config.hpp"
 #include "json/json.hpp"
-#include "server/path_pattern.hpp"
+#include "http/path_pattern.hpp"
 #include "server/relay.hpp"
 
 #include <cjson/cJSON.h>
@@ -63,10 +63,10 @@ void check_config(const config::Config& cfg) {
     json::JsonPtr options = json::parse(ep.options_json);
     FUZZ_CHECK(options != nullptr && cJSON_IsObject(options.get()));
 
-    const server::PathPattern pattern(ep.path);
+    const http::PathPattern pattern(ep.path);
     std::vector<std::string> names;
     const std::string concrete = concrete_path(ep.path, names);
-    server::PathPattern::Params params;
+    http::PathPattern::Params params;
     FUZZ_CHECK(pattern.match(concrete, params));
     if (pattern.has_placeholders()) {
       FUZZ_CHECK(params.size() == names.size());
@@ -130,9 +130,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<std::string> errors;
     std::unique_ptr<server::Relay> relay = server::Relay::create(*result.config, errors);
     FUZZ_CHECK(relay != nullptr && errors.empty());
-    server::PathPattern::Params params;
+    http::PathPattern::Params params;
     for (const auto& ep : result.config->endpoints) {
-      if (server::PathPattern(ep.path).has_placeholders()) continue;
+      if (http::PathPattern(ep.path).has_placeholders()) continue;
       FUZZ_CHECK(relay->match(ep.path, params) != nullptr);
     }
   }

@@ -23,7 +23,7 @@
 #include "script/engine.hpp"
 #include "session/registry.hpp"
 #include "session/session.hpp"
-#include "session/stats.hpp"
+#include "stats/stats.hpp"
 
 #include <cjson/cJSON.h>
 #include <lua.hpp>
@@ -180,7 +180,7 @@ std::string read_file(const std::string& path) {
 struct Bench {
   pubsub::Hub hub;
   session::Registry registry;
-  session::Stats stats;
+  stats::Stats stats;
   std::unique_ptr<script::ScriptEngine> engine;
   bool standard = false;  // check standard.lua's output shape
   std::uint64_t next_id = 0;
@@ -226,7 +226,7 @@ struct Bench {
   // Upstream frames are forwarded as they came (no on_upstream): unchecked.
   void drain(session::Session& s, bool check = true) {
     while (s.has_pending()) {
-      const session::FramePtr frame = s.front();
+      const frame::FramePtr frame = s.front();
       s.pop_front();
       if (!standard || !check) continue;
       if (std::getenv("FUZZ_VERBOSE")) std::fprintf(stderr, "frame: %.*s\n", static_cast<int>(frame->size()), frame->payload().data());

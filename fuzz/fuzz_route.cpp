@@ -5,7 +5,7 @@
 //  * PathPattern: a pattern matches a path built from it (placeholders
 //    replaced), captures are non-empty and hold no "/", and a pattern
 //    without placeholders matches only itself.
-//  * http::handle on a Relay with two endpoints — one runs a script with
+//  * server::answer_http on a Relay with two endpoints — one runs a script with
 //    http routes (fuzz/routes.lua-like, inline below), one the built-in
 //    standard script — plus the relay's own /healthz and /status: the status
 //    is a valid HTTP code, headers never carry line breaks, /status and the
@@ -14,9 +14,9 @@
 
 #include "config/config.hpp"
 #include "http/request.hpp"
-#include "http/routes.hpp"
+#include "server/http_routes.hpp"
 #include "json/json.hpp"
-#include "server/path_pattern.hpp"
+#include "http/path_pattern.hpp"
 #include "server/relay.hpp"
 
 #include <cstdio>
@@ -64,9 +64,9 @@ std::unique_ptr<server::Relay>& relay() {
 }
 
 void check_pattern(std::string_view pattern, const std::vector<std::string_view>& paths) {
-  const server::PathPattern p(pattern);
+  const http::PathPattern p(pattern);
   for (std::string_view path : paths) {
-    server::PathPattern::Params params;
+    http::PathPattern::Params params;
     if (!p.match(path, params)) continue;
     if (!p.has_placeholders()) {
       FUZZ_CHECK(path == pattern);
@@ -96,7 +96,7 @@ void check_pattern(std::string_view pattern, const std::vector<std::string_view>
     if (slash == std::string_view::npos) break;
     start = slash + 1;
   }
-  server::PathPattern::Params params;
+  http::PathPattern::Params params;
   FUZZ_CHECK(p.match(concrete, params));
   FUZZ_CHECK(params.size() == (p.has_placeholders() ? placeholders : 0));
 }
@@ -121,8 +121,8 @@ void check_request(std::string_view line) {
   if (authorized) req.headers.emplace_back("authorization", "Bearer " + std::string(kAdminToken));
 
   server::Relay& r = *relay();
-  const bool scripted = http::is_script_route(r, req.method, req.path);
-  const http::Response res = http::handle(r, req);
+  const bool scripted = server::is_script_route(r, req.method, req.path);
+  const http::Response res = server::answer_http(r, req);
   FUZZ_CHECK(res.status >= 100 && res.status <= 599);
   const bool admin = req.path.rfind("/admin/", 0) == 0;
   if (admin && !authorized) FUZZ_CHECK(res.status == 401);

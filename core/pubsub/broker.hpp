@@ -3,7 +3,7 @@
 // bridges publish through this interface rather than through the Hub itself.
 #pragma once
 
-#include "session/frame.hpp"
+#include "frame/frame.hpp"
 
 #include <cstddef>
 #include <string_view>
@@ -17,7 +17,7 @@ class Broker {
   virtual ~Broker() = default;
   // Delivers frame to every subscriber of channel except `exclude`; returns how
   // many subscribers it reached on this node.
-  virtual std::size_t publish(std::string_view channel, const session::FramePtr& frame,
+  virtual std::size_t publish(std::string_view channel, const frame::FramePtr& frame,
                               const Subscriber* exclude) = 0;
 };
 

@@ -47,7 +47,7 @@ void Hub::unsubscribe_all(Subscriber* sub) {
   }
 }
 
-std::size_t Hub::publish(std::string_view channel, const session::FramePtr& frame,
+std::size_t Hub::publish(std::string_view channel, const frame::FramePtr& frame,
                          const Subscriber* exclude) {
   auto it = channels_.find(channel);
   if (it == channels_.end()) return 0;

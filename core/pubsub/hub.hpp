@@ -6,7 +6,7 @@
 
 #include "pubsub/broker.hpp"
 #include "pubsub/subscriber.hpp"
-#include "session/stats.hpp"
+#include "stats/stats.hpp"
 
 #include <cstdint>
 #include <string>
@@ -24,7 +24,7 @@ class Hub final : public Broker {
   bool unsubscribe(std::string_view channel, Subscriber* sub);
   void unsubscribe_all(Subscriber* sub);
 
-  std::size_t publish(std::string_view channel, const session::FramePtr& frame,
+  std::size_t publish(std::string_view channel, const frame::FramePtr& frame,
                       const Subscriber* exclude) override;
 
   // Per-channel counter, 1 on the first call. Lives as long as the channel has
@@ -38,7 +38,7 @@ class Hub final : public Broker {
 
   // Where a publish's deliveries are counted by type (once per publish, not
   // per subscriber); null: not counted.
-  void set_stats(session::Stats* stats) { stats_ = stats; }
+  void set_stats(stats::Stats* stats) { stats_ = stats; }
 
  private:
   struct Channel {
@@ -53,7 +53,7 @@ class Hub final : public Broker {
   std::unordered_map<std::string, std::uint64_t, StringHash, std::equal_to<>> orphan_seq_;
   std::size_t subscriptions_ = 0;
   std::uint64_t deliveries_ = 0;
-  session::Stats* stats_ = nullptr;
+  stats::Stats* stats_ = nullptr;
 };
 
 }  // namespace wsrelay::pubsub

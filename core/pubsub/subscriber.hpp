@@ -3,7 +3,7 @@
 // everyone else), so closing a connection can leave every channel in one call.
 #pragma once
 
-#include "session/frame.hpp"
+#include "frame/frame.hpp"
 
 #include <set>
 #include <string>
@@ -14,7 +14,7 @@ class Subscriber {
  public:
   virtual ~Subscriber() = default;
   // Called once per publish; must not call back into the Hub.
-  virtual void deliver(const session::FramePtr& frame) = 0;
+  virtual void deliver(const frame::FramePtr& frame) = 0;
 
   const std::set<std::string, std::less<>>& channels() const { return channels_; }
 

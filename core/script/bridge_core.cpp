@@ -23,7 +23,7 @@ session::Session* find_target(lua_State* L, int index) {
 
 int relay_send(lua_State* L) {
   luaL_argexpected(L, lua_istable(L, 2) || lua_type(L, 2) == LUA_TSTRING, 2, "table or string");
-  session::FramePtr frame;
+  frame::FramePtr frame;
   std::string error;
   if (!to_frame(L, 2, frame, error)) return luaL_argerror(L, 2, error.c_str());
   session::Session* target = find_target(L, 1);
@@ -86,7 +86,7 @@ int relay_secure_compare(lua_State* L) {
 
 int relay_stats(lua_State* L) {
   lua_createtable(L, 0, 8);
-  if (const session::Stats* stats = ctx(L).stats) {
+  if (const stats::Stats* stats = ctx(L).stats) {
     lua_pushinteger(L, static_cast<lua_Integer>(stats->connections));
     lua_setfield(L, -2, "connections");
     lua_pushinteger(L, static_cast<lua_Integer>(stats->messages_in));

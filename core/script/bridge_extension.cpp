@@ -4,8 +4,8 @@
 // A plugin's function never runs with Lua able to raise through it: the
 // arguments are classified before the call, results are collected in C++ and
 // pushed after it returns, and errors are raised once the plugin is done.
-#include "extension/host.hpp"
-#include "extension/instances.hpp"
+#include "script/extension_host.hpp"
+#include "script/extensions.hpp"
 #include "json/json.hpp"
 #include "json/lua_json.hpp"
 #include "script/engine_internal.hpp"
@@ -92,10 +92,10 @@ int call_plugin(lua_State* L) {
   return static_cast<int>(call.results.size());
 }
 
-extension::Instances* instances_of(lua_State* L) { return internal_of(L).extensions.get(); }
+script::Extensions* instances_of(lua_State* L) { return internal_of(L).extensions.get(); }
 
 // Pushes the module's table, built once per state.
-void push_module(lua_State* L, const extension::Instances::Module& m) {
+void push_module(lua_State* L, const script::Extensions::Module& m) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, kModulesKey) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -122,7 +122,7 @@ void push_module(lua_State* L, const extension::Instances::Module& m) {
 
 std::string module_list(lua_State* L) {
   std::string names;
-  if (extension::Instances* set = instances_of(L)) {
+  if (script::Extensions* set = instances_of(L)) {
     for (const auto& m : set->modules()) names += (names.empty() ? "relay." : ", relay.") + m.name;
   }
   return names.empty() ? "none" : names;
@@ -134,7 +134,7 @@ int relay_require(lua_State* L) {
   const char* name = luaL_checklstring(L, 1, &len);
   const std::string_view full(name, len);
   constexpr std::string_view kPrefix = "relay.";
-  const extension::Instances* set = instances_of(L);
+  const script::Extensions* set = instances_of(L);
   if (full.rfind(kPrefix, 0) == 0 && set != nullptr) {
     if (const auto* m = set->find_module(full.substr(kPrefix.size()))) {
       push_module(L, *m);
@@ -152,8 +152,8 @@ int relay_auth(lua_State* L) {
   size_t len = 0;
   const char* token = luaL_checklstring(L, 1, &len);
   const char* provider = luaL_optstring(L, 2, "");
-  extension::Instances* set = instances_of(L);
-  std::optional<extension::AuthOutcome> outcome;
+  script::Extensions* set = instances_of(L);
+  std::optional<script::AuthOutcome> outcome;
   if (set != nullptr) outcome = set->authenticate(provider, std::string_view(token, len));
   if (!outcome) {
     if (*provider != '\0') return luaL_argerror(L, 2, "no auth provider of that name");
@@ -227,7 +227,7 @@ void open_relay_extensions(lua_State* L, int env) {
   lua_setfield(L, -2, "auth");
   lua_pushcfunction(L, trampoline<relay_require>);
   lua_setfield(L, env, "require");
-  extension::Instances* set = instances_of(L);
+  script::Extensions* set = instances_of(L);
   if (set == nullptr) return;
   // Each module is also relay.<name>, as relay.jwt was before modules existed.
   for (const auto& m : set->modules()) {
@@ -243,7 +243,7 @@ void open_relay_extensions(lua_State* L, int env) {
 
 }  // namespace wsrelay::script
 
-namespace wsrelay::extension::lua_side {
+namespace wsrelay::script::extension_lua {
 
 int arg_count(wsrelay_call* call) noexcept { return call != nullptr ? call->nargs : 0; }
 
@@ -363,4 +363,4 @@ int session_set_attr(wsrelay_host* host, wsrelay_session* session, const char* k
   }
 }
 
-}  // namespace wsrelay::extension::lua_side
+}  // namespace wsrelay::script::extension_lua

@@ -34,7 +34,7 @@ int relay_publish(lua_State* L) {
     }
     lua_pop(L, 1);
   }
-  session::FramePtr frame;
+  frame::FramePtr frame;
   std::string error;
   if (!to_frame(L, 2, frame, error)) return luaL_argerror(L, 2, error.c_str());
   pubsub::Broker& broker = hub_of(L);

@@ -57,7 +57,7 @@ int closed_result(lua_State* L) {
 int m_send(lua_State* L) {
   Box* box = box_at(L, 1);
   luaL_argexpected(L, lua_istable(L, 2) || lua_type(L, 2) == LUA_TSTRING, 2, "table or string");
-  session::FramePtr frame;
+  frame::FramePtr frame;
   std::string error;
   if (!to_frame(L, 2, frame, error)) return luaL_argerror(L, 2, error.c_str());
   if (box->session == nullptr) return closed_result(L);
@@ -147,7 +147,7 @@ int m_subscriptions(lua_State* L) {
 int m_upstream_send(lua_State* L) {
   Box* box = box_at(L, 1);
   luaL_argexpected(L, lua_istable(L, 2) || lua_type(L, 2) == LUA_TSTRING, 2, "table or string");
-  session::FramePtr frame;
+  frame::FramePtr frame;
   std::string error;
   if (!to_frame(L, 2, frame, error)) return luaL_argerror(L, 2, error.c_str());
   if (box->session == nullptr || !box->session->attached()) return closed_result(L);
@@ -347,11 +347,11 @@ void release_session(lua_State* L, session::Session& s) {
   s.script_ref = LUA_NOREF;
 }
 
-bool to_frame(lua_State* L, int index, session::FramePtr& frame, std::string& error) {
+bool to_frame(lua_State* L, int index, frame::FramePtr& frame, std::string& error) {
   if (lua_type(L, index) == LUA_TSTRING) {
     size_t len = 0;
     const char* text = lua_tolstring(L, index, &len);
-    frame = session::Frame::text(std::string_view(text, len));
+    frame = frame::Frame::text(std::string_view(text, len));
     return true;
   }
   if (!lua_istable(L, index)) {
@@ -366,7 +366,7 @@ bool to_frame(lua_State* L, int index, session::FramePtr& frame, std::string& er
   constexpr std::size_t kKeepCapacity = 64 * 1024;
   scratch.clear();
   const bool ok = json::encode_lua(L, index, scratch, error);
-  if (ok) frame = session::Frame::text(scratch);
+  if (ok) frame = frame::Frame::text(scratch);
   if (scratch.capacity() > kKeepCapacity) std::string().swap(scratch);
   return ok;
 }

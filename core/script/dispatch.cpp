@@ -88,7 +88,7 @@ void count_error(Session& s, ScriptEngine& engine) {
 // ("on_error"), or with `handler` set, the handler of that name. Kept apart
 // so the success path builds no string.
 bool send_value(lua_State* L, Session& s, std::string_view what, const std::string& script, bool handler = false) {
-  session::FramePtr frame;
+  frame::FramePtr frame;
   std::string error;
   if (!to_frame(L, -1, frame, error)) {
     lua_pop(L, 1);
@@ -184,7 +184,7 @@ bool admit_message_type(lua_State* L, Job& job, std::string_view type, int msg_i
     s.type_rates->refused_in_a_row = 0;
     return true;
   }
-  if (session::Stats* stats = in.engine->context().stats) ++stats->rate_limited;
+  if (stats::Stats* stats = in.engine->context().stats) ++stats->rate_limited;
   const int close_after = in.engine->context().rate_limit_close_after;
   if (close_after > 0 && ++s.type_rates->refused_in_a_row >= close_after) {
     log::warn("'" + std::string(type) + "' rate limit exceeded " + std::to_string(close_after) +
@@ -275,7 +275,7 @@ int dispatch_entry(lua_State* L) {
     found = true;
     type_name = "on_message";
   }
-  if (session::Stats* stats = in.engine->context().stats) {
+  if (stats::Stats* stats = in.engine->context().stats) {
     const std::string_view counted = found ? std::string_view(type_name) : std::string_view("unknown");
     stats->messages_by_type.add(counted);
   }
@@ -473,7 +473,7 @@ void ScriptEngine::on_open(Session& s) {
 
 void ScriptEngine::on_message(Session& s, std::string_view data, bool binary) {
   // Extension filters around the script (none: no cost beyond this test).
-  extension::Instances* filters =
+  script::Extensions* filters =
       in_->extensions != nullptr && in_->extensions->has_filters() ? in_->extensions.get() : nullptr;
   if (filters != nullptr && !filters->before_message(s, data, binary)) return;
   dispatch_message(s, data, binary);
@@ -514,7 +514,7 @@ void ScriptEngine::on_upstream_open(Session& s) {
 
 void ScriptEngine::on_upstream_message(Session& s, std::string_view data, bool binary) {
   if (!in_->has_on_upstream) {
-    s.send(binary ? session::Frame::binary(data) : session::Frame::text(data));
+    s.send(binary ? frame::Frame::binary(data) : frame::Frame::text(data));
     return;
   }
   Job job;

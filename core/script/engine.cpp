@@ -252,7 +252,7 @@ bool read_routes(lua_State* L, int table, std::vector<ScriptEngine::Internal::Ro
       lua_pop(L, 2);
       return false;
     }
-    routes.push_back({method, server::PathPattern(path), key});
+    routes.push_back({method, http::PathPattern(path), key});
     lua_pop(L, 1);
   }
   return true;
@@ -296,7 +296,7 @@ ScriptEngine::Loaded ScriptEngine::load(const ScriptSource& source, ScriptContex
     return result;
   }
 
-  in.extensions = extension::Instances::create(engine->context_.extensions, *engine, error);
+  in.extensions = script::Extensions::create(engine->context_.extensions, *engine, error);
   if (!in.extensions) {
     result.error = source.name + ": " + error;
     return result;

@@ -13,7 +13,7 @@
 #include "pubsub/hub.hpp"
 #include "session/registry.hpp"
 #include "session/session.hpp"
-#include "session/stats.hpp"
+#include "stats/stats.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -37,7 +37,7 @@ struct MessageTypeRate {
 struct ScriptContext {
   pubsub::Hub* hub = nullptr;
   session::Registry* registry = nullptr;
-  session::Stats* stats = nullptr;
+  stats::Stats* stats = nullptr;
   auth::JwtOptions jwt;
   int heartbeat_interval_s = 25;
   int heartbeat_timeout_s = 60;

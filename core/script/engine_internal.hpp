@@ -3,10 +3,10 @@
 // session userdata helpers. Not part of the engine's interface.
 #pragma once
 
-#include "extension/instances.hpp"
+#include "script/extensions.hpp"
 #include "json/lua_json.hpp"
 #include "script/engine.hpp"
-#include "server/path_pattern.hpp"
+#include "http/path_pattern.hpp"
 
 #include <lua.hpp>
 
@@ -31,12 +31,12 @@ struct ScriptEngine::Internal {
   bool has_on_upstream = false;     // cached: the forwarding fast path skips Lua
   struct Route {
     std::string method;
-    server::PathPattern pattern;
+    http::PathPattern pattern;
     std::string key;                // "GET /path" as written, to find the function
   };
   std::vector<Route> routes;
   // The script's extension plugins (modules, filters, auth providers).
-  std::unique_ptr<extension::Instances> extensions;
+  std::unique_ptr<script::Extensions> extensions;
 
   ~Internal();
 };
@@ -86,7 +86,7 @@ void release_session(lua_State* L, session::Session& s);   // invalidates the us
 
 // Turns the value at index (table → JSON, string → as is) into a frame.
 // Returns false with a reason if the value cannot be sent.
-bool to_frame(lua_State* L, int index, session::FramePtr& frame, std::string& error);
+bool to_frame(lua_State* L, int index, frame::FramePtr& frame, std::string& error);
 
 // The relay table, area by area; each adds its functions to the table on top.
 void open_relay_core(lua_State* L);    // send, session, stats, config, options

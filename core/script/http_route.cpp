@@ -15,7 +15,7 @@ namespace {
 struct HttpJob {
   const http::Request* request = nullptr;
   const std::string* key = nullptr;
-  server::PathPattern::Params params;
+  http::PathPattern::Params params;
   http::Response response;
 };
 
@@ -129,7 +129,7 @@ int http_entry(lua_State* L) {
 }  // namespace
 
 bool ScriptEngine::has_http_route(std::string_view method, std::string_view path) const {
-  server::PathPattern::Params params;
+  http::PathPattern::Params params;
   for (const auto& route : in_->routes) {
     if ((method == "*" || route.method == method || (method == "HEAD" && route.method == "GET")) &&
         route.pattern.match(path, params)) {

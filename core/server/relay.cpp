@@ -125,7 +125,7 @@ std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<s
       continue;
     }
     relay->endpoints_.push_back(std::make_unique<EndpointRuntime>(
-        EndpointRuntime{ep, PathPattern(ep.path), std::move(loaded.engine), 0}));
+        EndpointRuntime{ep, http::PathPattern(ep.path), std::move(loaded.engine), 0}));
   }
   if (errors.size() != errors_before) return nullptr;
   return relay;
@@ -160,7 +160,7 @@ bool Relay::give_back_after_burst() {
   return true;
 }
 
-EndpointRuntime* Relay::match(std::string_view path, PathPattern::Params& params) {
+EndpointRuntime* Relay::match(std::string_view path, http::PathPattern::Params& params) {
   for (auto& ep : endpoints_) {
     if (!ep->pattern.has_placeholders() && ep->pattern.text() == path) return ep.get();
   }

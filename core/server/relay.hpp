@@ -9,9 +9,9 @@
 #include "pubsub/hub.hpp"
 #include "script/engine.hpp"
 #include "server/admission.hpp"
-#include "server/path_pattern.hpp"
+#include "http/path_pattern.hpp"
 #include "session/registry.hpp"
-#include "session/stats.hpp"
+#include "stats/stats.hpp"
 
 #include <memory>
 #include <string>
@@ -21,7 +21,7 @@ namespace wsrelay::server {
 
 struct EndpointRuntime {
   config::Endpoint config;
-  PathPattern pattern;
+  http::PathPattern pattern;
   std::unique_ptr<script::ScriptEngine> engine;
   std::uint64_t connections = 0;  // open sessions on this endpoint
 };
@@ -48,7 +48,7 @@ class Relay {
   int reload_scripts();
 
   // Exact paths win over patterns; patterns are tried in config order.
-  EndpointRuntime* match(std::string_view path, PathPattern::Params& params);
+  EndpointRuntime* match(std::string_view path, http::PathPattern::Params& params);
 
   // Once a burst of sessions is over (util::burst_over on the registry's
   // peak): a full collection in every script, the registry's buckets shrunk,
@@ -59,7 +59,7 @@ class Relay {
   pubsub::Hub& hub() { return hub_; }
   Admission& admission() { return *admission_; }
   session::Registry& registry() { return registry_; }
-  session::Stats& stats() { return stats_; }
+  stats::Stats& stats() { return stats_; }
   const config::Config& config() const { return config_; }
   std::vector<std::unique_ptr<EndpointRuntime>>& endpoints() { return endpoints_; }
 
@@ -68,7 +68,7 @@ class Relay {
   config::Config config_;
   pubsub::Hub hub_;
   session::Registry registry_;
-  session::Stats stats_;
+  stats::Stats stats_;
   std::unique_ptr<Admission> admission_;
   std::vector<std::unique_ptr<EndpointRuntime>> endpoints_;
 };

@@ -7,9 +7,9 @@
 #pragma once
 
 #include "pubsub/subscriber.hpp"
-#include "session/frame.hpp"
-#include "session/frame_queue.hpp"
-#include "session/stats.hpp"
+#include "frame/frame.hpp"
+#include "frame/frame_queue.hpp"
+#include "stats/stats.hpp"
 #include "session/token_bucket.hpp"
 #include "session/upstream_port.hpp"
 
@@ -21,6 +21,12 @@
 #include <vector>
 
 namespace wsrelay::session {
+
+// The frame and counter types a session speaks in.
+using frame::Frame;
+using frame::FramePtr;
+using frame::FrameQueue;
+using stats::Stats;
 
 class Transport {
  public:
@@ -66,6 +72,7 @@ class Session final : public pubsub::Subscriber {
   std::size_t pending_count() const { return queue_.size(); }
   const FramePtr& front() const { return queue_.front(); }
   const FramePtr& pending(std::size_t i) const { return queue_[i]; }  // 0 is the front
+  const frame::FrameQueue& queue() const { return queue_; }
   void pop_front();
   std::size_t queued_bytes() const { return queued_bytes_; }
 

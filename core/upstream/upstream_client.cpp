@@ -19,7 +19,7 @@ std::string describe(const config::Upstream& c) {
 }  // namespace
 
 UpstreamClient::UpstreamClient(lws_context* context, lws_vhost* vhost, const config::Upstream& config,
-                               UpstreamEvents* owner, session::Stats* stats, std::string log_id)
+                               UpstreamEvents* owner, stats::Stats* stats, std::string log_id)
     : context_(context), vhost_(vhost), config_(config), owner_(owner), stats_(stats), log_session_(std::move(log_id)) {}
 
 log::Fields UpstreamClient::log_fields() const {
@@ -98,7 +98,7 @@ session::UpstreamSend UpstreamClient::upstream_send(std::string_view payload, bo
     return session::UpstreamSend::Closed;
   }
   if (queue_.size() >= config_.queue_limit) return session::UpstreamSend::Busy;
-  queue_.push_back(binary ? session::Frame::binary(payload) : session::Frame::text(payload));
+  queue_.push_back(binary ? frame::Frame::binary(payload) : frame::Frame::text(payload));
   if (state_ == State::Idle || state_ == State::Closed) {
     if (state_ == State::Closed && config_.on_close != "keep") {
       queue_.pop_back();
@@ -276,7 +276,7 @@ int UpstreamClient::callback(lws* wsi, lws_callback_reasons reason, void* user, 
       // Several queued frames per WRITEABLE while lws buffers none of them
       // (as the relay protocol does towards clients).
       for (int n = 0; n < kWritesPerCallback && !self->queue_.empty(); ++n) {
-        const session::Frame& frame = *self->queue_.front();
+        const frame::Frame& frame = *self->queue_.front();
         const auto mode = frame.is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
         const bool complete =
             lws_write(wsi, frame.writable_payload(), frame.size(), mode) >= static_cast<int>(frame.size());

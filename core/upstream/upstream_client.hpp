@@ -9,9 +9,9 @@
 #pragma once
 
 #include "config/config.hpp"
-#include "session/frame.hpp"
-#include "session/frame_queue.hpp"
-#include "session/stats.hpp"
+#include "frame/frame.hpp"
+#include "frame/frame_queue.hpp"
+#include "stats/stats.hpp"
 #include "session/upstream_port.hpp"
 #include "util/log.hpp"
 
@@ -38,7 +38,7 @@ class UpstreamEvents {
 class UpstreamClient final : public session::UpstreamPort {
  public:
   UpstreamClient(lws_context* context, lws_vhost* vhost, const config::Upstream& config,
-                 UpstreamEvents* owner, session::Stats* stats, std::string log_id);
+                 UpstreamEvents* owner, stats::Stats* stats, std::string log_id);
 
   session::UpstreamSend upstream_send(std::string_view payload, bool binary) override;
   void upstream_close(int code, std::string_view reason) override;
@@ -71,12 +71,12 @@ class UpstreamClient final : public session::UpstreamPort {
   lws_vhost* vhost_;
   config::Upstream config_;
   UpstreamEvents* owner_;
-  session::Stats* stats_;
+  stats::Stats* stats_;
   // The owner's log fields as they were when it detached (the session id until then).
   std::string log_session_, log_user_, log_endpoint_;
   lws* wsi_ = nullptr;
   State state_ = State::Idle;
-  session::FrameQueue queue_;  // no allocation while idle (lazy links)
+  frame::FrameQueue queue_;  // no allocation while idle (lazy links)
   std::string rx_;
   bool rx_binary_ = false;
   int attempts_ = 0;          // consecutive failed attempts (reset when open)

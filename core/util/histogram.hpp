@@ -1,6 +1,6 @@
 // histogram: a fixed-bucket histogram for /metrics (Prometheus "histogram":
 // cumulative _bucket{le}, _sum, _count). Plain integers, one writer (the lws
-// service thread), like the rest of session::Stats.
+// service thread), like the rest of stats::Stats.
 #pragma once
 
 #include <array>

@@ -1,11 +1,11 @@
 #include "protocol_wsrelay/protocol_wsrelay.hpp"
 
 #include "config/config.hpp"
-#include "http/routes.hpp"
+#include "server/http_routes.hpp"
 #include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
 #include "session/keepalive.hpp"
-#include "session/frame_batch.hpp"
+#include "frame/frame_batch.hpp"
 #include "session/session.hpp"
 #include "session/log_fields.hpp"
 #include "session/token_bucket.hpp"
@@ -29,7 +29,7 @@
 namespace wsrelay::plugin {
 namespace {
 
-static_assert(LWS_PRE <= session::kFrameHeadroom, "Frame headroom must cover LWS_PRE");
+static_assert(LWS_PRE <= frame::kFrameHeadroom, "Frame headroom must cover LWS_PRE");
 
 struct VhostState;
 
@@ -285,7 +285,7 @@ void respond(lws* wsi, PerSession* pss) {
     reply.close_after = true;
     return;
   }
-  const http::Response response = http::handle(*relay_of(wsi), reply.request);
+  const http::Response response = server::answer_http(*relay_of(wsi), reply.request);
   reply.status = response.status;
   reply.content_type = response.content_type;
   reply.extra_headers = response.headers;
@@ -436,7 +436,7 @@ int on_confirm_upgrade(lws* wsi) {
   server::Relay* relay = relay_of(wsi);
   if (relay == nullptr) return -1;
   const std::string path = header(wsi, WSI_TOKEN_GET_URI);
-  server::PathPattern::Params params;
+  http::PathPattern::Params params;
   server::EndpointRuntime* endpoint = relay->match(path, params);
   if (endpoint == nullptr) {
     return refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint at this path", "unknown path " + path);
@@ -625,8 +625,8 @@ int send_close(lws* wsi, Connection* conn) {
   }
   // Written raw, as write_batch does: lws 4.1 keeps its close frame
   // (LWS_WRITE_CLOSE) to itself.
-  unsigned char frame[LWS_PRE + session::kMaxCloseFrame];
-  const std::size_t size = session::write_close_frame(frame + LWS_PRE, s.close_code(), s.close_reason());
+  unsigned char frame[LWS_PRE + frame::kMaxCloseFrame];
+  const std::size_t size = frame::write_close_frame(frame + LWS_PRE, s.close_code(), s.close_reason());
   conn->close_sent = true;
   if (lws_write(wsi, frame + LWS_PRE, size, LWS_WRITE_RAW) < static_cast<int>(size)) return -1;
   lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, kCloseAckSeconds);
@@ -699,7 +699,7 @@ constexpr std::size_t kBatchBytes = 16 * 1024;
 // (nothing written: the caller writes the front frame alone), -1 on failure.
 int write_batch(lws* wsi, session::Session& s) {
   unsigned char buf[kBatchBytes];
-  const session::Batch batch = session::pack_frames(s, buf, sizeof buf);
+  const frame::Batch batch = frame::pack_frames(s.queue(), buf, sizeof buf);
   if (batch.bytes == 0) return 0;
   const int written = lws_write(wsi, buf, batch.bytes, LWS_WRITE_RAW);
   for (std::size_t i = 0; i < batch.frames; ++i) s.pop_front();
@@ -736,7 +736,7 @@ int on_writeable(lws* wsi, PerSession* pss) {
       if (batched < 0) {
         complete = false;
       } else if (batched == 0) {
-        const session::Frame& frame = *s.front();
+        const frame::Frame& frame = *s.front();
         const auto mode = frame.is_binary() ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
         const int written = lws_write(wsi, frame.writable_payload(), frame.size(), mode);
         complete = written >= static_cast<int>(frame.size());

@@ -12,7 +12,7 @@
 #include "script/engine.hpp"
 #include "session/registry.hpp"
 #include "session/session.hpp"
-#include "session/stats.hpp"
+#include "stats/stats.hpp"
 
 #include <catch2/catch.hpp>
 #include <cjson/cJSON.h>
@@ -98,7 +98,7 @@ class EngineFixture {
  public:
   pubsub::Hub hub;
   session::Registry registry;
-  session::Stats stats;
+  stats::Stats stats;
   script::ScriptContext context;
   script::Limits limits;
   std::size_t max_queue_bytes = 1u << 20;

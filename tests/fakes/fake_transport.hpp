@@ -27,8 +27,8 @@ inline std::vector<std::string> drain(session::Session& s) {
 }
 
 // Same, keeping the frames themselves (for identity and binary checks).
-inline std::vector<session::FramePtr> drain_frames(session::Session& s) {
-  std::vector<session::FramePtr> frames;
+inline std::vector<frame::FramePtr> drain_frames(session::Session& s) {
+  std::vector<frame::FramePtr> frames;
   while (s.has_pending()) {
     frames.push_back(s.front());
     s.pop_front();

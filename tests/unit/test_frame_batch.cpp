@@ -1,8 +1,8 @@
-// session::pack_frames / write_frame_header: several queued frames encoded
+// frame::pack_frames / write_frame_header: several queued frames encoded
 // back to back as a client reads them (RFC 6455 §5.2, unmasked).
 #include <catch2/catch.hpp>
 
-#include "session/frame_batch.hpp"
+#include "frame/frame_batch.hpp"
 #include "session/session.hpp"
 #include "fakes/fake_transport.hpp"
 
@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-using wsrelay::session::Batch;
-using wsrelay::session::Frame;
-using wsrelay::session::FramePtr;
+using wsrelay::frame::Batch;
+using wsrelay::frame::Frame;
+using wsrelay::frame::FramePtr;
 using wsrelay::session::Session;
 using wsrelay::session::SessionInfo;
 
@@ -58,7 +58,7 @@ std::vector<Parsed> parse(const unsigned char* p, std::size_t n) {
 }  // namespace
 
 TEST_CASE("frame header: 2, 4 and 10 bytes at the length boundaries", "[frame_batch]") {
-  unsigned char h[wsrelay::session::kMaxFrameHeader];
+  unsigned char h[wsrelay::frame::kMaxFrameHeader];
   struct Case {
     std::size_t len;
     std::size_t header;
@@ -66,7 +66,7 @@ TEST_CASE("frame header: 2, 4 and 10 bytes at the length boundaries", "[frame_ba
   for (const Case c : {Case{0, 2}, Case{1, 2}, Case{125, 2}, Case{126, 4}, Case{65535, 4}, Case{65536, 10},
                        Case{(std::size_t{1} << 32) + 5, 10}}) {
     CAPTURE(c.len);
-    REQUIRE(wsrelay::session::write_frame_header(h, c.len, false) == c.header);
+    REQUIRE(wsrelay::frame::write_frame_header(h, c.len, false) == c.header);
     CHECK(h[0] == 0x81);
     std::uint64_t len = h[1];
     if (c.header == 4) {
@@ -79,7 +79,7 @@ TEST_CASE("frame header: 2, 4 and 10 bytes at the length boundaries", "[frame_ba
     }
     CHECK(len == c.len);
   }
-  CHECK(wsrelay::session::write_frame_header(h, 3, true) == 2);
+  CHECK(wsrelay::frame::write_frame_header(h, 3, true) == 2);
   CHECK(h[0] == 0x82);
 }
 
@@ -91,7 +91,7 @@ TEST_CASE("pack_frames: mixed sizes and types come out whole and in order", "[fr
                                         Frame::text(std::string(65535, 'c')), Frame::binary(std::string(70000, 'd'))};
   for (const auto& f : frames) s.send(f);
   std::vector<unsigned char> buf(1u << 20);
-  const Batch b = wsrelay::session::pack_frames(s, buf.data(), buf.size());
+  const Batch b = wsrelay::frame::pack_frames(s.queue(), buf.data(), buf.size());
   REQUIRE(b.frames == frames.size());
   const auto parsed = parse(buf.data(), b.bytes);
   REQUIRE(parsed.size() == frames.size());
@@ -112,7 +112,7 @@ TEST_CASE("pack_frames: stops at the first frame that does not fit", "[frame_bat
   s.send(Frame::text(std::string(200, 'x')));     // 4 + 200: not in 64 bytes
   s.send(Frame::text("four"));                    // would fit, but must not jump the queue
   unsigned char buf[64];
-  const Batch b = wsrelay::session::pack_frames(s, buf, sizeof buf);
+  const Batch b = wsrelay::frame::pack_frames(s.queue(), buf, sizeof buf);
   CHECK(b.frames == 2);
   CHECK(b.bytes == 10);
   const auto parsed = parse(buf, b.bytes);
@@ -127,23 +127,23 @@ TEST_CASE("pack_frames: fewer than two fit, nothing is copied", "[frame_batch]")
   s.send(Frame::text(std::string(100, 'x')));
   s.send(Frame::text(std::string(100, 'y')));
   unsigned char buf[150];
-  const Batch big = wsrelay::session::pack_frames(s, buf, sizeof buf);
+  const Batch big = wsrelay::frame::pack_frames(s.queue(), buf, sizeof buf);
   CHECK(big.frames == 1);
   CHECK(big.bytes == 0);
   Session lone("id2", SessionInfo{}, &transport, nullptr, 1u << 24);
   lone.send(Frame::text("only"));
-  const Batch one = wsrelay::session::pack_frames(lone, buf, sizeof buf);
+  const Batch one = wsrelay::frame::pack_frames(lone.queue(), buf, sizeof buf);
   CHECK(one.frames == 1);
   CHECK(one.bytes == 0);
-  const Batch empty = wsrelay::session::pack_frames(Session("id3", SessionInfo{}, &transport, nullptr, 1024), buf,
+  const Batch empty = wsrelay::frame::pack_frames(Session("id3", SessionInfo{}, &transport, nullptr, 1024).queue(), buf,
                                                     sizeof buf);
   CHECK(empty.frames == 0);
   CHECK(empty.bytes == 0);
 }
 
 TEST_CASE("close frame: code and reason, cut on a character boundary", "[frame_batch]") {
-  using wsrelay::session::kMaxCloseFrame;
-  using wsrelay::session::write_close_frame;
+  using wsrelay::frame::kMaxCloseFrame;
+  using wsrelay::frame::write_close_frame;
   unsigned char out[kMaxCloseFrame];
 
   SECTION("a short reason is kept whole") {

@@ -1,14 +1,14 @@
-// session::FrameQueue: the outbound queue's order, middle erase and reuse.
+// frame::FrameQueue: the outbound queue's order, middle erase and reuse.
 #include <catch2/catch.hpp>
 
-#include "session/frame.hpp"
-#include "session/frame_queue.hpp"
+#include "frame/frame.hpp"
+#include "frame/frame_queue.hpp"
 
 #include <string>
 
-using wsrelay::session::Frame;
-using wsrelay::session::FramePtr;
-using wsrelay::session::FrameQueue;
+using wsrelay::frame::Frame;
+using wsrelay::frame::FramePtr;
+using wsrelay::frame::FrameQueue;
 
 TEST_CASE("frame queue: first in, first out, across compaction and reuse", "[frame_queue]") {
   FrameQueue q;

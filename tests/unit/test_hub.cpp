@@ -4,9 +4,9 @@
 
 #include "fakes/fake_transport.hpp"
 #include "pubsub/hub.hpp"
-#include "session/frame.hpp"
+#include "frame/frame.hpp"
 #include "session/session.hpp"
-#include "session/stats.hpp"
+#include "stats/stats.hpp"
 
 #include <string>
 #include <vector>
@@ -14,8 +14,8 @@
 using wsrelay::pubsub::Broker;
 using wsrelay::pubsub::Hub;
 using wsrelay::pubsub::Subscriber;
-using wsrelay::session::Frame;
-using wsrelay::session::FramePtr;
+using wsrelay::frame::Frame;
+using wsrelay::frame::FramePtr;
 
 namespace {
 
@@ -99,7 +99,7 @@ TEST_CASE("hub: one frame is shared by every subscriber", "[pubsub]") {
   CHECK(frame.use_count() == before + 3);  // pointers, not copies
 
   // Through real Sessions too: each queue holds the same buffer.
-  wsrelay::session::Stats stats;
+  wsrelay::stats::Stats stats;
   wsrelay::fakes::FakeTransport t1, t2;
   wsrelay::session::Session s1("s1", {}, &t1, &stats, 1 << 20);
   wsrelay::session::Session s2("s2", {}, &t2, &stats, 1 << 20);

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "session/registry.hpp"
-#include "session/stats.hpp"
+#include "stats/stats.hpp"
 #include "util/memory.hpp"
 
 #include <memory>
@@ -28,7 +28,7 @@ TEST_CASE("memory: a burst is over once kBurstDrop sessions and half the peak ha
 
 TEST_CASE("memory: the registry keeps its peak until give_back", "[memory]") {
   wsrelay::session::Registry registry;
-  wsrelay::session::Stats stats;
+  wsrelay::stats::Stats stats;
   std::vector<std::unique_ptr<wsrelay::session::Session>> sessions;
   for (int i = 0; i < 1000; ++i) {
     sessions.push_back(std::make_unique<wsrelay::session::Session>("s" + std::to_string(i),

@@ -1,12 +1,12 @@
-// Unit tests for session::Stats::count_out_type: the type label of messages
+// Unit tests for stats::Stats::count_out_type: the type label of messages
 // out, read from the frame without parsing it, with a bounded label set.
 #include <catch2/catch.hpp>
 
-#include "session/stats.hpp"
+#include "stats/stats.hpp"
 
 #include <string>
 
-using wsrelay::session::Stats;
+using wsrelay::stats::Stats;
 
 TEST_CASE("stats: messages out are counted by the frame's leading type", "[stats]") {
   Stats st;
@@ -62,7 +62,7 @@ TEST_CASE("stats: alternating types and types past the bound are counted where t
 }
 
 TEST_CASE("type counters: exact counts whether a type is cached or not", "[stats]") {
-  wsrelay::session::TypeCounters counters(4, "other");
+  wsrelay::stats::TypeCounters counters(4, "other");
   // Six names round robin: more than the four cached, so lookups and cache
   // hits interleave; past the bound (3 names + "other") the rest count as other.
   const char* names[] = {"a", "b", "c", "d", "e", "a"};

@@ -1,9 +1,9 @@
-#include "session/frame_batch.hpp"
+#include "frame/frame_batch.hpp"
 
 #include <cstdint>
 #include <cstring>
 
-namespace wsrelay::session {
+namespace wsrelay::frame {
 
 std::size_t write_frame_header(unsigned char* out, std::size_t payload_size, bool binary) {
   out[0] = static_cast<unsigned char>(0x80 | (binary ? 0x2 : 0x1));  // FIN, opcode
@@ -46,14 +46,14 @@ std::size_t header_size(std::size_t payload_size) {
 
 }  // namespace
 
-Batch pack_frames(const Session& s, unsigned char* out, std::size_t capacity, std::size_t min_frames) {
+Batch pack_frames(const FrameQueue& queue, unsigned char* out, std::size_t capacity, std::size_t min_frames) {
   // Count first, copy after: a front frame that cannot share the buffer with
   // the next one is written by the caller without being copied at all.
-  const std::size_t queued = s.pending_count();
+  const std::size_t queued = queue.size();
   Batch batch;
   std::size_t bytes = 0;
   while (batch.frames < queued) {
-    const std::size_t size = s.pending(batch.frames)->size();
+    const std::size_t size = queue[batch.frames]->size();
     const std::size_t need = header_size(size) + size;
     if (need > capacity - bytes) break;
     bytes += need;
@@ -61,7 +61,7 @@ Batch pack_frames(const Session& s, unsigned char* out, std::size_t capacity, st
   }
   if (batch.frames < min_frames) return batch;
   for (std::size_t i = 0; i < batch.frames; ++i) {
-    const Frame& f = *s.pending(i);
+    const Frame& f = *queue[i];
     batch.bytes += write_frame_header(out + batch.bytes, f.size(), f.is_binary());
     std::memcpy(out + batch.bytes, f.payload().data(), f.size());
     batch.bytes += f.size();
@@ -69,4 +69,4 @@ Batch pack_frames(const Session& s, unsigned char* out, std::size_t capacity, st
   return batch;
 }
 
-}  // namespace wsrelay::session
+}  // namespace wsrelay::frame

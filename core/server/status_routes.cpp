@@ -1,4 +1,6 @@
-#include "http/routes.hpp"
+// GET /status and GET /metrics: the relay's counters as JSON and as
+// Prometheus text.
+#include "server/http_routes.hpp"
 
 #include "json/json.hpp"
 #include "json/lua_json.hpp"
@@ -7,13 +9,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 
-namespace wsrelay::http {
+namespace wsrelay::server {
 
-std::string status_json(server::Relay& relay) {
+std::string status_json(Relay& relay) {
   const auto& stats = relay.stats();
   const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
                           std::chrono::steady_clock::now() - stats.started).count();
@@ -88,132 +87,6 @@ std::string status_json(server::Relay& relay) {
   return out;
 }
 
-bool is_script_route(server::Relay& relay, std::string_view method, std::string_view path) {
-  for (const auto& ep : relay.endpoints()) {
-    if (ep->engine->has_http_route(method, path)) return true;
-  }
-  return false;
-}
-
-namespace {
-
-std::string header_of(const Request& request, std::string_view name) {
-  for (const auto& [n, v] : request.headers) {
-    if (n == name) return v;
-  }
-  return {};
-}
-
-// Constant time over the longer input, so the comparison leaks no prefix.
-bool same_secret(std::string_view a, std::string_view b) {
-  const std::size_t n = std::max(a.size(), b.size());
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (std::size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= static_cast<unsigned char>(x ^ y);
-  }
-  return diff == 0;
-}
-
-// A close reason fits in 123 bytes (RFC 6455 5.5: control frames carry at
-// most 125, two of them the code) and must stay valid UTF-8: cut before a
-// continuation byte, never inside a character.
-std::string close_reason_prefix(std::string_view reason) {
-  constexpr std::size_t kMax = 123;
-  if (reason.size() <= kMax) return std::string(reason);
-  std::size_t cut = kMax;
-  while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(reason.substr(0, cut));
-}
-
-Response json_response(int status, std::string body) {
-  Response r;
-  r.status = status;
-  r.content_type = "application/json";
-  r.body = std::move(body);
-  return r;
-}
-
-std::string sessions_json(server::Relay& relay) {
-  std::string out = "{\"sessions\":[";
-  bool first = true;
-  relay.registry().for_each([&](session::Session& s) {
-    if (!first) out += ",";
-    first = false;
-    out += "{\"id\":";
-    json::append_json_string(out, s.id());
-    out += ",\"user\":";
-    if (s.user()) json::append_json_string(out, *s.user()); else out += "null";
-    out += ",\"endpoint\":";
-    json::append_json_string(out, s.info().endpoint);
-    out += ",\"path\":";
-    json::append_json_string(out, s.info().path);
-    out += ",\"remote\":";
-    json::append_json_string(out, s.info().remote);
-    out += ",\"subscriptions\":[";
-    bool first_channel = true;
-    for (const auto& channel : s.channels()) {
-      if (!first_channel) out += ",";
-      first_channel = false;
-      json::append_json_string(out, channel);
-    }
-    out += "],\"messages_in\":" + std::to_string(s.messages_in) +
-           ",\"messages_out\":" + std::to_string(s.messages_out) +
-           ",\"queued_bytes\":" + std::to_string(s.queued_bytes()) +
-           ",\"upstream\":";
-    if (s.upstream != nullptr) json::append_json_string(out, s.upstream->upstream_state()); else out += "null";
-    out += "}";
-  });
-  out += "]}";
-  return out;
-}
-
-// /admin/*: operator actions, behind WSRELAY_ADMIN_TOKEN (or config
-// admin_token). Without a configured token every call is refused.
-Response admin(server::Relay& relay, const Request& request) {
-  const std::string& token = relay.config().admin_token;
-  const std::string given = header_of(request, "authorization");
-  if (token.empty() || given.rfind("Bearer ", 0) != 0 || !same_secret(given.substr(7), token)) {
-    Response r = json_response(401, R"({"error":"unauthorized","message":"admin routes need Authorization: Bearer <WSRELAY_ADMIN_TOKEN>"})");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
-  }
-  if (request.path == "/admin/sessions" && (request.method == "GET" || request.method == "HEAD")) {
-    return json_response(200, sessions_json(relay));
-  }
-  if (request.method != "POST" || (request.path != "/admin/broadcast" && request.path != "/admin/disconnect")) {
-    return json_response(404, R"({"error":"not_found"})");
-  }
-  json::JsonPtr body = json::parse(request.body);
-  if (body == nullptr || !cJSON_IsObject(body.get())) {
-    return json_response(400, R"({"error":"bad_request","message":"the body must be a JSON object"})");
-  }
-  if (request.path == "/admin/broadcast") {
-    const cJSON* channel = cJSON_GetObjectItemCaseSensitive(body.get(), "channel");
-    const cJSON* message = cJSON_GetObjectItemCaseSensitive(body.get(), "message");
-    if (!cJSON_IsString(channel) || channel->valuestring[0] == '\0' || message == nullptr) {
-      return json_response(400, R"({"error":"bad_request","message":"expected {\"channel\": string, \"message\": any}"})");
-    }
-    // A string message goes out as its text; anything else as its JSON.
-    const std::string text = cJSON_IsString(message) ? std::string(message->valuestring) : json::print(message);
-    pubsub::Broker& broker = relay.hub();
-    const std::size_t delivered = broker.publish(channel->valuestring, session::Frame::text(text), nullptr);
-    return json_response(200, "{\"delivered\":" + std::to_string(delivered) + "}");
-  }
-  const cJSON* id = cJSON_GetObjectItemCaseSensitive(body.get(), "session");
-  if (!cJSON_IsString(id)) {
-    return json_response(400, R"({"error":"bad_request","message":"expected {\"session\": id}"})");
-  }
-  session::Session* target = relay.registry().find(id->valuestring);
-  if (target == nullptr) return json_response(404, R"({"error":"not_found","message":"no such session"})");
-  const cJSON* reason = cJSON_GetObjectItemCaseSensitive(body.get(), "reason");
-  target->close(1008, cJSON_IsString(reason) ? close_reason_prefix(reason->valuestring)
-                                             : std::string("disconnected by an operator"));
-  return json_response(200, R"({"disconnected":true})");
-}
-
-}  // namespace
 
 namespace {
 // Prometheus label values escape only backslash, double quote and newline.
@@ -229,8 +102,8 @@ void append_label(std::string& out, std::string_view value) {
 }
 }  // namespace
 
-std::string metrics_text(server::Relay& relay) {
-  const session::Stats& st = relay.stats();
+std::string metrics_text(Relay& relay) {
+  const stats::Stats& st = relay.stats();
   std::string out;
   out.reserve(4096);
   auto metric = [&](const char* name, const char* type, const char* help, double value) {
@@ -317,75 +190,4 @@ std::string metrics_text(server::Relay& relay) {
   return out;
 }
 
-namespace {
-
-const char* content_type_for(const std::string& path) {
-  static const std::pair<const char*, const char*> kTypes[] = {
-      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-      {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-      {".json", "application/json"}, {".png", "image/png"}, {".svg", "image/svg+xml"},
-      {".ico", "image/x-icon"}, {".txt", "text/plain; charset=utf-8"}, {".md", "text/markdown; charset=utf-8"}};
-  for (const auto& [ext, type] : kTypes) {
-    const std::string_view e(ext);
-    if (path.size() >= e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0) return type;
-  }
-  return "application/octet-stream";
-}
-
-// Files under the configured static folder. Nothing outside it is reachable
-// by the URL: ".." is refused and the normalised path must stay inside.
-// Symlinks the operator put in the folder are followed, as nginx does.
-bool serve_static(const std::string& root, const std::string& path, Response& r) {
-  if (root.empty() || path.empty() || path[0] != '/') return false;
-  if (path.find("..") != std::string::npos || path.find('\0') != std::string::npos) return false;
-  namespace fs = std::filesystem;
-  std::string relative = path == "/" ? "/index.html" : path;
-  if (relative.back() == '/') relative += "index.html";
-  std::error_code ec;
-  const fs::path file = fs::path(root + relative).lexically_normal();
-  if (file.string().rfind(root + "/", 0) != 0 || !fs::is_regular_file(file, ec)) return false;
-  const auto size = fs::file_size(file, ec);
-  if (ec || size > (8u << 20)) return false;
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return false;
-  r.body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  r.status = 200;
-  r.content_type = content_type_for(file.string());
-  return true;
-}
-
-}  // namespace
-
-Response handle(server::Relay& relay, const Request& request) {
-  if (request.path.rfind("/admin/", 0) == 0) return admin(relay, request);
-  const std::string_view method = request.method;
-  const std::string_view path = request.path;
-  // Script routes first: a dialect may answer its own paths (and methods).
-  for (const auto& ep : relay.endpoints()) {
-    if (ep->engine->has_http_route(method, path)) return ep->engine->handle_http(request);
-  }
-  Response r;
-  if (method != "GET" && method != "HEAD") {
-    r.status = 405;
-    r.body = "method not allowed\n";
-    return r;
-  }
-  if (path == "/healthz") {
-    r.status = 200;
-    r.body = "ok";
-  } else if (path == "/metrics") {
-    r.status = 200;
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = metrics_text(relay);
-  } else if (path == "/status") {
-    r.status = 200;
-    r.content_type = "application/json";
-    r.body = status_json(relay);
-  } else if (!serve_static(relay.config().static_dir, std::string(path), r)) {
-    r.status = 404;
-    r.body = "not found\n";
-  }
-  return r;
-}
-
-}  // namespace wsrelay::http
+}  // namespace wsrelay::server

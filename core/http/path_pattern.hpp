@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-namespace wsrelay::server {
+namespace wsrelay::http {
 
 class PathPattern {
  public:
@@ -32,4 +32,4 @@ class PathPattern {
   int placeholders_ = 0;
 };
 
-}  // namespace wsrelay::server
+}  // namespace wsrelay::http

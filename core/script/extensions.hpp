@@ -1,4 +1,4 @@
-// instances: the extensions of one endpoint script, alive — each enabled
+// extensions: the extension plugins of one endpoint script, alive — each enabled
 // plugin's create()d state bound to that script, and the hooks the engine
 // runs: filters around every client message, Lua modules, auth providers.
 // Owns: one wsrelay_host per enabled plugin (destroy()ed in reverse order).
@@ -19,10 +19,8 @@ struct wsrelay_host;
 struct wsrelay_module;
 
 namespace wsrelay::script {
-class ScriptEngine;
-}
 
-namespace wsrelay::extension {
+class ScriptEngine;
 
 struct AuthOutcome {
   bool accepted = false;
@@ -31,7 +29,7 @@ struct AuthOutcome {
   std::string reason;       // why it was rejected
 };
 
-class Instances {
+class Extensions {
  public:
   struct Module {
     std::string name;  // "jwt" for require "relay.jwt"
@@ -41,11 +39,11 @@ class Instances {
 
   // Creates every enabled plugin's instance for `engine`, in order. On
   // failure returns null with a reason naming the plugin.
-  static std::unique_ptr<Instances> create(const std::vector<Enabled>& enabled, script::ScriptEngine& engine,
+  static std::unique_ptr<Extensions> create(const std::vector<extension::Enabled>& enabled, ScriptEngine& engine,
                                            std::string& error);
-  ~Instances();
-  Instances(const Instances&) = delete;
-  Instances& operator=(const Instances&) = delete;
+  ~Extensions();
+  Extensions(const Extensions&) = delete;
+  Extensions& operator=(const Extensions&) = delete;
 
   const std::vector<Module>& modules() const { return modules_; }
   const Module* find_module(std::string_view name) const;
@@ -59,7 +57,7 @@ class Instances {
   std::optional<AuthOutcome> authenticate(std::string_view provider, std::string_view token);
 
  private:
-  Instances() = default;
+  Extensions() = default;
   struct Provider {
     std::string name;
     wsrelay_host* host;
@@ -71,4 +69,4 @@ class Instances {
   bool has_filters_ = false;
 };
 
-}  // namespace wsrelay::extension
+}  // namespace wsrelay::script

@@ -6,12 +6,12 @@
 // frame, and the storage kept (up to kKeep slots) for the next message.
 #pragma once
 
-#include "session/frame.hpp"
+#include "frame/frame.hpp"
 
 #include <cstddef>
 #include <vector>
 
-namespace wsrelay::session {
+namespace wsrelay::frame {
 
 class FrameQueue {
  public:
@@ -52,4 +52,4 @@ class FrameQueue {
   std::size_t head_ = 0;
 };
 
-}  // namespace wsrelay::session
+}  // namespace wsrelay::frame

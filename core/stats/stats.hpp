@@ -2,7 +2,7 @@
 // Plain integers: every writer runs on the one lws service thread.
 #pragma once
 
-#include "session/type_counters.hpp"
+#include "stats/type_counters.hpp"
 #include "util/histogram.hpp"
 
 #include <array>
@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace wsrelay::session {
+namespace wsrelay::stats {
 
 struct Stats {
   Stats() = default;
@@ -69,4 +69,4 @@ struct Stats {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
-}  // namespace wsrelay::session
+}  // namespace wsrelay::stats

@@ -1,6 +1,6 @@
-#include "extension/instances.hpp"
+#include "script/extensions.hpp"
 
-#include "extension/host.hpp"
+#include "script/extension_host.hpp"
 
 #include <wsrelay/plugin.h>
 #include "script/engine.hpp"
@@ -13,10 +13,10 @@
 // The auth result a provider fills through api->auth_accept / auth_reject.
 struct wsrelay_auth {
   bool answered = false;
-  wsrelay::extension::AuthOutcome outcome;
+  wsrelay::script::AuthOutcome outcome;
 };
 
-namespace wsrelay::extension {
+namespace wsrelay::script {
 namespace {
 
 session::Session* session_of(wsrelay_session* s) { return reinterpret_cast<session::Session*>(s); }
@@ -115,7 +115,7 @@ int api_send(wsrelay_session* s, const char* data, size_t len, int binary) {
   try {
     const std::string_view payload(data != nullptr ? data : "", len);
     if (!binary && !valid_utf8(payload)) return WSRELAY_SEND_INVALID;
-    switch (session_of(s)->send(binary ? session::Frame::binary(payload) : session::Frame::text(payload))) {
+    switch (session_of(s)->send(binary ? frame::Frame::binary(payload) : frame::Frame::text(payload))) {
       case session::SendStatus::Queued: return WSRELAY_SEND_OK;
       case session::SendStatus::Overflow: return WSRELAY_SEND_QUEUE_FULL;
       case session::SendStatus::Closed: return WSRELAY_SEND_CLOSED;
@@ -145,7 +145,7 @@ size_t api_publish(wsrelay_host* host, const char* channel, const char* data, si
     const std::string_view payload(data != nullptr ? data : "", len);
     if (!valid_utf8(payload)) return 0;
     pubsub::Broker& broker = *hub;
-    return broker.publish(channel, session::Frame::text(payload), session_of(exclude));
+    return broker.publish(channel, frame::Frame::text(payload), session_of(exclude));
   } catch (...) {
     return 0;
   }
@@ -182,25 +182,25 @@ const wsrelay_api kApi = {
     api_session_id,
     api_session_user,
     api_session_set_user,
-    lua_side::session_attr,
-    lua_side::session_set_attr,
+    extension_lua::session_attr,
+    extension_lua::session_set_attr,
     api_send,
     api_close,
     api_publish,
-    lua_side::arg_count,
-    lua_side::arg_type,
-    lua_side::arg_string,
-    lua_side::arg_number,
-    lua_side::arg_boolean,
-    lua_side::arg_json,
-    lua_side::arg_session,
-    lua_side::push_nil,
-    lua_side::push_boolean,
-    lua_side::push_number,
-    lua_side::push_string,
-    lua_side::push_json,
-    lua_side::error,
-    lua_side::call_host,
+    extension_lua::arg_count,
+    extension_lua::arg_type,
+    extension_lua::arg_string,
+    extension_lua::arg_number,
+    extension_lua::arg_boolean,
+    extension_lua::arg_json,
+    extension_lua::arg_session,
+    extension_lua::push_nil,
+    extension_lua::push_boolean,
+    extension_lua::push_number,
+    extension_lua::push_string,
+    extension_lua::push_json,
+    extension_lua::error,
+    extension_lua::call_host,
     api_auth_accept,
     api_auth_reject,
 };
@@ -224,16 +224,16 @@ std::vector<std::pair<std::string, std::string>> settings_of(const script::Scrip
 
 }  // namespace
 
-const wsrelay_api& api() { return kApi; }
+const wsrelay_api& extension_api() { return kApi; }
 
-std::unique_ptr<Instances> Instances::create(const std::vector<Enabled>& enabled, script::ScriptEngine& engine,
+std::unique_ptr<Extensions> Extensions::create(const std::vector<extension::Enabled>& enabled, ScriptEngine& engine,
                                              std::string& error) {
-  std::unique_ptr<Instances> set(new Instances());
-  for (const Enabled& e : enabled) {
+  std::unique_ptr<Extensions> set(new Extensions());
+  for (const extension::Enabled& e : enabled) {
     const wsrelay_plugin* plugin = e.plugin;
     if (plugin == nullptr) continue;
-    const std::string name = name_of(*plugin);
-    if (std::string why = check(*plugin); !why.empty()) {
+    const std::string name = extension::name_of(*plugin);
+    if (std::string why = extension::check(*plugin); !why.empty()) {
       error = "extension '" + name + "': " + why;
       return nullptr;
     }
@@ -279,21 +279,21 @@ std::unique_ptr<Instances> Instances::create(const std::vector<Enabled>& enabled
   return set;
 }
 
-Instances::~Instances() {
+Extensions::~Extensions() {
   for (auto it = hosts_.rbegin(); it != hosts_.rend(); ++it) {
     wsrelay_host& host = **it;
     if (host.plugin->destroy != nullptr) host.plugin->destroy(host.state);
   }
 }
 
-const Instances::Module* Instances::find_module(std::string_view name) const {
+const Extensions::Module* Extensions::find_module(std::string_view name) const {
   for (const Module& m : modules_) {
     if (m.name == name) return &m;
   }
   return nullptr;
 }
 
-bool Instances::before_message(session::Session& s, std::string_view data, bool binary) {
+bool Extensions::before_message(session::Session& s, std::string_view data, bool binary) {
   const wsrelay_message message{handle_of(&s), data.data(), data.size(), binary ? 1 : 0};
   for (const auto& host : hosts_) {
     if (host->plugin->before_message == nullptr) continue;
@@ -305,14 +305,14 @@ bool Instances::before_message(session::Session& s, std::string_view data, bool 
   return true;
 }
 
-void Instances::after_message(session::Session& s, std::string_view data, bool binary) {
+void Extensions::after_message(session::Session& s, std::string_view data, bool binary) {
   const wsrelay_message message{handle_of(&s), data.data(), data.size(), binary ? 1 : 0};
   for (const auto& host : hosts_) {
     if (host->plugin->after_message != nullptr) host->plugin->after_message(host->state, &message);
   }
 }
 
-std::optional<AuthOutcome> Instances::authenticate(std::string_view provider, std::string_view token) {
+std::optional<AuthOutcome> Extensions::authenticate(std::string_view provider, std::string_view token) {
   for (const Provider& p : providers_) {
     if (!provider.empty() && p.name != provider) continue;
     const auto* entry = static_cast<const wsrelay_auth_provider*>(p.entry);
@@ -327,4 +327,4 @@ std::optional<AuthOutcome> Instances::authenticate(std::string_view provider, st
   return std::nullopt;
 }
 
-}  // namespace wsrelay::extension
+}  // namespace wsrelay::script

@@ -1,6 +1,6 @@
-#include "server/path_pattern.hpp"
+#include "http/path_pattern.hpp"
 
-namespace wsrelay::server {
+namespace wsrelay::http {
 namespace {
 
 std::vector<std::string_view> split(std::string_view path) {
@@ -48,4 +48,4 @@ bool PathPattern::match(std::string_view path, Params& params) const {
   return true;
 }
 
-}  // namespace wsrelay::server
+}  // namespace wsrelay::http

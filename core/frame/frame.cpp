@@ -1,10 +1,10 @@
-#include "session/frame.hpp"
+#include "frame/frame.hpp"
 
 #include <cstring>
 #include <new>
 #include <type_traits>
 
-namespace wsrelay::session {
+namespace wsrelay::frame {
 
 static_assert(std::is_trivially_destructible_v<Frame>, "release() frees a frame without running a destructor");
 
@@ -22,4 +22,4 @@ FramePtr Frame::make(std::string_view payload, bool binary) {
 
 void Frame::release(const Frame* frame) noexcept { ::operator delete(const_cast<Frame*>(frame)); }
 
-}  // namespace wsrelay::session
+}  // namespace wsrelay::frame

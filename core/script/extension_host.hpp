@@ -1,4 +1,4 @@
-// host: what the relay keeps per plugin instance (the wsrelay_host a plugin
+// extension_host: what the relay keeps per plugin instance (the wsrelay_host a plugin
 // holds) and the API table plugins call. Private to the extension unit and
 // the script bridge that implements the Lua half of the table. Free of lws:
 // the script unit includes it.
@@ -14,7 +14,7 @@ struct wsrelay_plugin;  // <wsrelay/plugin.h>: the lws-facing half
 
 namespace wsrelay::script {
 class ScriptEngine;
-}
+}  // namespace wsrelay::script
 
 struct wsrelay_host {
   const wsrelay_plugin* plugin = nullptr;
@@ -25,14 +25,14 @@ struct wsrelay_host {
   std::string scratch;                                     // the last attribute value handed out
 };
 
-namespace wsrelay::extension {
+namespace wsrelay::script {
 
 // The one API table, for the life of the process.
-const wsrelay_api& api();
+const wsrelay_api& extension_api();
 
 // The Lua half of the table, implemented by script/bridge_extension.cpp.
 // Each is noexcept: no C++ exception or Lua error may cross a plugin's frames.
-namespace lua_side {
+namespace extension_lua {
 int arg_count(wsrelay_call* call) noexcept;
 int arg_type(wsrelay_call* call, int index) noexcept;
 const char* arg_string(wsrelay_call* call, int index, size_t* len) noexcept;
@@ -50,6 +50,6 @@ wsrelay_host* call_host(wsrelay_call* call) noexcept;
 const char* session_attr(wsrelay_host* host, wsrelay_session* session, const char* key, size_t* len) noexcept;
 int session_set_attr(wsrelay_host* host, wsrelay_session* session, const char* key, const char* value,
                      size_t len) noexcept;
-}  // namespace lua_side
+}  // namespace extension_lua
 
-}  // namespace wsrelay::extension
+}  // namespace wsrelay::script

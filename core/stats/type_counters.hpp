@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-namespace wsrelay::session {
+namespace wsrelay::stats {
 
 class TypeCounters {
  public:
@@ -63,4 +63,4 @@ class TypeCounters {
   std::size_t next_ = 0;
 };
 
-}  // namespace wsrelay::session
+}  // namespace wsrelay::stats

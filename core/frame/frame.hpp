@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-namespace wsrelay::session {
+namespace wsrelay::frame {
 
 inline constexpr std::size_t kFrameHeadroom = 16;
 
@@ -104,4 +104,4 @@ inline void FramePtr::reset() noexcept {
 
 inline long FramePtr::use_count() const { return frame_ != nullptr ? static_cast<long>(frame_->refs_) : 0; }
 
-}  // namespace wsrelay::session
+}  // namespace wsrelay::frame

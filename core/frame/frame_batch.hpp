@@ -1,5 +1,5 @@
 // frame_batch: several queued frames encoded back to back, for one write.
-// Owns: nothing. Uses: Session (its queue, read only).
+// Owns: nothing. Uses: a frame queue (read only).
 // A subscriber with a backlog (fan-out, a burst) would otherwise cost one
 // send() per frame. The protocol copies the frames at the front of the queue,
 // each with its WebSocket header, into one buffer and hands lws the lot as a
@@ -8,12 +8,12 @@
 // 64-bit length (2, 4 or 10 bytes). lws-free, so it is unit tested.
 #pragma once
 
-#include "session/session.hpp"
+#include "frame/frame_queue.hpp"
 
 #include <cstddef>
 #include <string_view>
 
-namespace wsrelay::session {
+namespace wsrelay::frame {
 
 inline constexpr std::size_t kMaxFrameHeader = 10;
 
@@ -37,10 +37,10 @@ struct Batch {
   std::size_t bytes = 0;   // headers and payloads written to the buffer
 };
 
-// Encodes as many frames from the front of `s`'s queue as fit in `capacity`
+// Encodes as many frames from the front of `queue` as fit in `capacity`
 // bytes, stopping at the first that does not (the order must not change).
 // Fewer than `min_frames` fit: nothing is copied and {frames that fit, 0} is
 // returned, so the caller can write the front frame the ordinary way.
-Batch pack_frames(const Session& s, unsigned char* out, std::size_t capacity, std::size_t min_frames = 2);
+Batch pack_frames(const FrameQueue& queue, unsigned char* out, std::size_t capacity, std::size_t min_frames = 2);
 
-}  // namespace wsrelay::session
+}  // namespace wsrelay::frame
