@@ -317,6 +317,47 @@ TEST_CASE("verify_hs256 rejects other algorithms and bad headers", "[jwt]") {
 }
 
 // ---------------------------------------------------------------------------
+// Critical header parameters (RFC 7515 4.1.11)
+
+TEST_CASE("verify_hs256 refuses any crit extension: it understands none", "[jwt][crit]") {
+  const std::string payload = R"({"sub":"bob"})";
+  // A well-formed crit names extensions the recipient must understand; this
+  // verifier implements none, so every one is refused, named in the error.
+  CHECK(error_of(sign_json(R"({"alg":"HS256","crit":["exp"],"exp":1})", payload), options_with()) ==
+        "unsupported critical header 'exp'");
+  CHECK(error_of(sign_json(R"({"alg":"HS256","typ":"JWT","crit":["b64"],"b64":false})", payload),
+                 options_with()) == "unsupported critical header 'b64'");
+  // The first one is named; a listed name absent from the header changes nothing.
+  CHECK(error_of(sign_json(R"({"alg":"HS256","crit":["x","y"]})", payload), options_with()) ==
+        "unsupported critical header 'x'");
+  // An empty name is still a name this verifier does not understand.
+  CHECK(error_of(sign_json(R"({"alg":"HS256","crit":[""]})", payload), options_with()) ==
+        "unsupported critical header ''");
+  // Attacker-chosen names are sanitised and truncated like alg.
+  CHECK(error_of(sign_json("{\"alg\":\"HS256\",\"crit\":[\"a\\u0001" + std::string(40, 'B') + "\"]}",
+                           payload),
+                 options_with()) == "unsupported critical header 'a?" + std::string(30, 'B') + "...'");
+  // Refused before the signature is checked: the header alone decides.
+  CHECK(error_of(sign_json(R"({"alg":"HS256","crit":["x"]})", payload, "another-secret"), options_with()) ==
+        "unsupported critical header 'x'");
+  // alg is still checked first.
+  CHECK(error_of(sign_json(R"({"alg":"none","crit":["x"]})", payload), options_with()) ==
+        "unsupported alg: none");
+  // "Crit" is not crit (names are case-sensitive).
+  CHECK(error_of(sign_json(R"({"alg":"HS256","Crit":["x"]})", payload), options_with()) == "ok");
+}
+
+TEST_CASE("verify_hs256 treats a crit that is not a non-empty array of strings as malformed", "[jwt][crit]") {
+  const std::string payload = R"({"sub":"bob"})";
+  for (const char* crit : {R"([])", R"("x")", R"(1)", R"(null)", R"(true)", R"({"x":1})", R"([1])",
+                           R"(["x",2])", R"([["x"]])", R"([null])"}) {
+    INFO("crit " << crit);
+    CHECK(error_of(sign_json(std::string(R"({"alg":"HS256","crit":)") + crit + "}", payload), options_with()) ==
+          "malformed token");
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Structure and encoding
 
 TEST_CASE("verify_hs256 requires exactly three parts", "[jwt]") {
