@@ -89,21 +89,26 @@ TEST_CASE("base64url encodes the RFC 4648 vectors without padding", "[jwt]") {
   CHECK(base64url_encode(std::string_view("\0\0\0", 3)) == "AAAA");
 }
 
-TEST_CASE("base64url decodes the RFC 4648 vectors, padded or not", "[jwt]") {
+TEST_CASE("base64url decodes the RFC 4648 vectors without padding", "[jwt]") {
   CHECK(base64url_decode("") == std::string());
   CHECK(base64url_decode("Zg") == "f");
-  CHECK(base64url_decode("Zg==") == "f");
   CHECK(base64url_decode("Zm8") == "fo");
-  CHECK(base64url_decode("Zm8=") == "fo");
   CHECK(base64url_decode("Zm9v") == "foo");
   CHECK(base64url_decode("Zm9vYg") == "foob");
-  CHECK(base64url_decode("Zm9vYg==") == "foob");
   CHECK(base64url_decode("Zm9vYmE") == "fooba");
-  CHECK(base64url_decode("Zm9vYmE=") == "fooba");
   CHECK(base64url_decode("Zm9vYmFy") == "foobar");
   CHECK(base64url_decode("-_8") == "\xfb\xff");
   CHECK(base64url_decode("-_-_") == "\xfb\xff\xbf");
   CHECK(base64url_decode("AAAA") == std::string("\0\0\0", 3));
+}
+
+TEST_CASE("base64url refuses '=' padding, even complete (the JWS form has none)", "[jwt][padding]") {
+  // RFC 7515 section 2: base64url "with all trailing '=' characters omitted".
+  // Accepting both forms would give every token a second spelling.
+  CHECK_FALSE(base64url_decode("Zg=="));
+  CHECK_FALSE(base64url_decode("Zm8="));
+  CHECK_FALSE(base64url_decode("Zm9vYg=="));
+  CHECK_FALSE(base64url_decode("Zm9vYmE="));
 }
 
 TEST_CASE("base64url rejects invalid input", "[jwt]") {
@@ -394,6 +399,26 @@ TEST_CASE("verify_hs256 rejects invalid base64url in any part", "[jwt]") {
   CHECK(error_of(sign_parts(header, "e30" + std::string(1, '\0')), options_with()) ==
         "malformed token");
   CHECK(error_of(sign_parts(header, "Z"), options_with()) == "malformed token");
+}
+
+TEST_CASE("verify_hs256 refuses '=' padding in any part, signed or not", "[jwt][padding]") {
+  // {"alg":"HS256" } is 16 bytes, {"sub":"bob"} 13: both end in a partial
+  // group, so their padded forms ("==") are what a careless encoder emits.
+  const std::string header = base64url_encode(R"({"alg":"HS256" })");
+  const std::string payload = base64url_encode(R"({"sub":"bob"})");
+  REQUIRE(header.size() % 4 == 2);
+  REQUIRE(payload.size() % 4 == 2);
+  const std::string token = sign_parts(header, payload);
+  REQUIRE(error_of(token, options_with()) == "ok");
+  const std::string signature = token.substr(token.rfind('.') + 1);
+  REQUIRE(signature.size() == 43);  // 32 bytes: one '=' when padded
+
+  // Each part padded, and signed over exactly what is sent, so only the
+  // padding can be the reason for the refusal.
+  CHECK(error_of(sign_parts(header + "==", payload), options_with()) == "malformed token");
+  CHECK(error_of(sign_parts(header, payload + "=="), options_with()) == "malformed token");
+  CHECK(error_of(header + "." + payload + "." + signature + "=", options_with()) == "malformed token");
+  CHECK(error_of(sign_parts(header + "==", payload + "=="), options_with()) == "malformed token");
 }
 
 TEST_CASE("verify_hs256 requires the payload to be one JSON object", "[jwt]") {
