@@ -9,6 +9,18 @@ local jwt = require "relay.jwt"
 
 local PROTOCOL = "wsrelay.v1"
 local MAX_CHANNEL = 128
+-- Decoded JSON arrays carry this metatable (docs/lua-api.md, JSON ⇄ Lua); an
+-- object decodes to a plain table, which ipairs would walk as an empty array.
+local ARRAY = getmetatable(relay.json.array())
+
+-- True if v is a JSON array of strings (the "channels" claim).
+local function is_string_array(v)
+  if type(v) ~= "table" or getmetatable(v) ~= ARRAY then return false end
+  for i = 1, #v do
+    if type(v[i]) ~= "string" then return false end
+  end
+  return true
+end
 
 -- A failed check is answered with an error reply: return nil, code, message.
 local function need_string(msg, field)
@@ -98,12 +110,8 @@ function handlers.auth(session, msg)
     end
     user = claims.sub
     channels = claims.channels
-    if channels ~= nil then
-      local ok = type(channels) == "table"
-      if ok then
-        for _, name in ipairs(channels) do ok = ok and type(name) == "string" end
-      end
-      if not ok then return nil, "unauthorized", "invalid token: 'channels' must be an array of strings" end
+    if channels ~= nil and not is_string_array(channels) then
+      return nil, "unauthorized", "invalid token: 'channels' must be an array of strings"
     end
   else
     -- Development mode (no WSRELAY_JWT_SECRET): the token is the user name.

@@ -127,6 +127,36 @@ TEST_CASE("standard: auth with a JWT secret verifies the token", "[script]") {
   CHECK(*c.s().user() == "bob");
 }
 
+TEST_CASE("standard: a channels claim that is not an array of strings fails auth, whatever its shape",
+          "[script][channels]") {
+  EngineFixture f;
+  f.context.jwt.secret = "s3cret";
+  open_standard(f);
+  Client& c = f.connect();
+  f.received(c);
+  // Every JSON shape that is not an array of strings (docs/protocol.md,
+  // channel permissions). An object decodes to a Lua table too, and one with
+  // keys "1", "2" or none at all looked like an array to ipairs.
+  int id = 0;
+  for (const char* claim : {R"({})", R"({"a":"news"})", R"({"1":"news"})", R"("news.*")", R"(42)", R"(true)",
+                            R"(null)", R"(["news",1])", R"([null])", R"(["a",["b"]])", R"([{"x":"y"}])"}) {
+    INFO("channels " << claim);
+    const std::string token =
+        wsrelay::auth::sign_hs256(std::string(R"({"sub":"eve","channels":)") + claim + "}", "s3cret");
+    ++id;
+    check_error(f.ask(c, R"({"type":"auth","id":)" + std::to_string(id) + R"(,"token":")" + token + "\"}"),
+                "unauthorized", "invalid token: 'channels' must be an array of strings", std::to_string(id));
+    CHECK_FALSE(c.s().user().has_value());
+  }
+  // An array of strings, the empty one included, is a grant.
+  for (const char* claim : {R"([])", R"(["news.*","lobby"])"}) {
+    INFO("channels " << claim);
+    const std::string token =
+        wsrelay::auth::sign_hs256(std::string(R"({"sub":"eve","channels":)") + claim + "}", "s3cret");
+    CHECK(f.ask(c, R"({"type":"auth","token":")" + token + "\"}").str("type") == "auth.ok");
+  }
+}
+
 TEST_CASE("standard: subscribe, chat, typing and unsubscribe need auth", "[script]") {
   EngineFixture f;
   open_standard(f);
