@@ -934,6 +934,67 @@ TEST_CASE("script: session:close validates code and reason", "[script]") {
   CHECK(b.s().close_reason().empty());
 }
 
+TEST_CASE("script: session:set_expiry sets, replaces and clears the session's expiry", "[script][expiry]") {
+  EngineFixture f;
+  f.context.jwt.secret = "s3cret";
+  f.context.jwt.leeway_s = 7;
+  f.load(R"(
+    local jwt = require "relay.jwt"
+    local h = {}
+    function h.set(session, msg)
+      local ok, err = session:set_expiry(msg.t)
+      return {type = "set", ok = ok or false, err = err}
+    end
+    function h.bad(session, msg)
+      if msg.kind == "string" then session:set_expiry("soon")
+      elseif msg.kind == "nan" then session:set_expiry(0/0)
+      else session:set_expiry() end
+    end
+    function h.leeway(session) return {type = "leeway", leeway = jwt.leeway()} end
+    function h.later(session) return {type = "later", ok = relay.session(session.id):set_expiry(5)} end
+    local kept
+    function h.keep(session) kept = session end
+    function h.probe()
+      local ok, err = kept:set_expiry(1)
+      return {type = "probe", ok = ok or false, err = err}
+    end
+    return h
+  )");
+  Client& c = f.connect();
+  CHECK(f.ask(c, R"({"type":"set","t":1800000000.25})").is_true("ok"));
+  CHECK(c.s().expiry.at_ms() == 1'800'000'000'250);
+  CHECK(f.ask(c, R"({"type":"set","t":1700000000})").is_true("ok"));
+  CHECK(c.s().expiry.at_ms() == 1'700'000'000'000);
+  CHECK(f.ask(c, R"({"type":"set"})").is_true("ok"));  // nil clears
+  CHECK_FALSE(c.s().expiry.set());
+  CHECK(f.ask(c, R"({"type":"set","t":1e300})").is_true("ok"));  // as good as never
+  CHECK_FALSE(c.s().expiry.set());
+  CHECK(f.ask(c, R"({"type":"later"})").is_true("ok"));
+  CHECK(c.s().expiry.at_ms() == 5000);
+
+  // Wrong arguments raise (script_error), and change nothing.
+  for (const char* kind : {"string", "nan"}) {
+    INFO(kind);
+    CHECK(f.ask(c, std::string(R"({"type":"bad","kind":")") + kind + "\"}").str("code") == "script_error");
+    CHECK(c.s().expiry.at_ms() == 5000);
+  }
+  // set_expiry() with no argument at all is a mistake, not a clear.
+  CHECK(f.ask(c, R"({"type":"bad","kind":"none"})").str("code") == "script_error");
+  CHECK(c.s().expiry.at_ms() == 5000);
+
+  // jwt.leeway(): the configured jwt.leeway, in seconds, as the verifier applies it.
+  CHECK(f.ask(c, R"({"type":"leeway"})").raw("leeway") == "7");
+
+  // After close: nil, "closed".
+  f.send(c, R"({"type":"keep"})");
+  f.disconnect(c);
+  Client& d = f.connect();
+  const Msg probe = f.ask(d, R"({"type":"probe"})");
+  CHECK(probe.is_false("ok"));
+  CHECK(probe.str("err") == "closed");
+  CHECK_FALSE(d.s().expiry.set());
+}
+
 TEST_CASE("script: relay.send and relay.session address sessions by id", "[script]") {
   EngineFixture f;
   f.load(R"(
