@@ -101,7 +101,7 @@ end
 function handlers.auth(session, msg)
   local token, code, message = need_string(msg, "token")
   if not token then return nil, code, message end
-  local user, channels
+  local user, channels, expires
   if jwt.enabled() then
     local claims, reason = jwt.verify(token)
     if not claims then return nil, "unauthorized", "invalid token: " .. reason end
@@ -109,6 +109,9 @@ function handlers.auth(session, msg)
       return nil, "unauthorized", "invalid token: no subject"
     end
     user = claims.sub
+    -- The session ends when verify would start refusing this token (exp +
+    -- leeway: close 4001, docs/protocol.md); nil, no exp, never.
+    if claims.exp ~= nil then expires = claims.exp + jwt.leeway() end
     channels = claims.channels
     if channels ~= nil and not is_string_array(channels) then
       return nil, "unauthorized", "invalid token: 'channels' must be an array of strings"
@@ -119,6 +122,9 @@ function handlers.auth(session, msg)
   end
   session.user = user
   session.attrs.channels = channels
+  -- A re-auth is the refresh: the new token's expiry replaces the old one
+  -- (and a token without exp, or development mode, clears it).
+  session:set_expiry(expires)
   local reply = { type = "auth.ok", id = msg.id, user = user }
   -- A re-auth must not keep what the old identity could read: every channel
   -- the new one may not subscribe to (same check as subscribe) is dropped and

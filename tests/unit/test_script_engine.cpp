@@ -157,6 +157,56 @@ TEST_CASE("standard: a channels claim that is not an array of strings fails auth
   }
 }
 
+TEST_CASE("standard: auth sets the session's expiry to the token's exp plus jwt.leeway; re-auth refreshes it",
+          "[script][expiry]") {
+  EngineFixture f;
+  f.context.jwt.secret = "s3cret";
+  f.context.jwt.leeway_s = 30;
+  open_standard(f);
+  Client& c = f.connect();
+  f.received(c);
+  const auto auth = [&](const std::string& claims) {
+    return f.ask(c, R"({"type":"auth","token":")" + wsrelay::auth::sign_hs256(claims, "s3cret") + "\"}");
+  };
+  CHECK_FALSE(c.s().expiry.set());  // nothing to expire before an auth
+
+  REQUIRE(auth(R"({"sub":"bob","exp":4102444800})").str("type") == "auth.ok");
+  // The verifier refuses from exp + leeway on; the session ends at the same instant.
+  CHECK(c.s().expiry.at_ms() == (4102444800LL + 30) * 1000);
+
+  // Re-auth is the refresh: the new token's exp replaces the old one, later or earlier.
+  REQUIRE(auth(R"({"sub":"bob","exp":4102448400.5})").str("type") == "auth.ok");
+  CHECK(c.s().expiry.at_ms() == (4102448400LL + 30) * 1000 + 500);
+  REQUIRE(auth(R"({"sub":"bob","exp":4102444000})").str("type") == "auth.ok");
+  CHECK(c.s().expiry.at_ms() == (4102444000LL + 30) * 1000);
+
+  // A failed auth changes nothing, the expiry included.
+  CHECK(auth(R"({"sub":"bob","exp":1000})").str("code") == "unauthorized");
+  CHECK(auth(R"({"sub":"eve","exp":4102444800,"channels":{}})").str("code") == "unauthorized");
+  CHECK(c.s().expiry.at_ms() == (4102444000LL + 30) * 1000);
+
+  // A token without exp clears it.
+  REQUIRE(auth(R"({"sub":"bob"})").str("type") == "auth.ok");
+  CHECK_FALSE(c.s().expiry.set());
+
+  // Within the leeway a just-expired token is still accepted, and expires
+  // leeway seconds after its exp, not at once.
+  const long long exp = now_ms() / 1000 - 10;
+  REQUIRE(auth(R"({"sub":"bob","exp":)" + std::to_string(exp) + "}").str("type") == "auth.ok");
+  CHECK(c.s().expiry.at_ms() == (exp + 30) * 1000);
+  CHECK_FALSE(c.s().expiry.due(now_ms()));
+}
+
+TEST_CASE("standard: development mode sets no expiry (its tokens have none)", "[script][expiry]") {
+  EngineFixture f;
+  open_standard(f);
+  Client& c = f.connect();
+  f.received(c);
+  c.s().expiry.expire_at(1);  // as if an earlier dialect had set one
+  REQUIRE(f.ask(c, R"({"type":"auth","token":"alice"})").str("type") == "auth.ok");
+  CHECK_FALSE(c.s().expiry.set());
+}
+
 TEST_CASE("standard: subscribe, chat, typing and unsubscribe need auth", "[script]") {
   EngineFixture f;
   open_standard(f);
