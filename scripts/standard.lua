@@ -9,6 +9,18 @@ local jwt = require "relay.jwt"
 
 local PROTOCOL = "wsrelay.v1"
 local MAX_CHANNEL = 128
+-- Decoded JSON arrays carry this metatable (docs/lua-api.md, JSON ⇄ Lua); an
+-- object decodes to a plain table, which ipairs would walk as an empty array.
+local ARRAY = getmetatable(relay.json.array())
+
+-- True if v is a JSON array of strings (the "channels" claim).
+local function is_string_array(v)
+  if type(v) ~= "table" or getmetatable(v) ~= ARRAY then return false end
+  for i = 1, #v do
+    if type(v[i]) ~= "string" then return false end
+  end
+  return true
+end
 
 -- A failed check is answered with an error reply: return nil, code, message.
 local function need_string(msg, field)
@@ -89,7 +101,7 @@ end
 function handlers.auth(session, msg)
   local token, code, message = need_string(msg, "token")
   if not token then return nil, code, message end
-  local user, channels
+  local user, channels, expires
   if jwt.enabled() then
     local claims, reason = jwt.verify(token)
     if not claims then return nil, "unauthorized", "invalid token: " .. reason end
@@ -97,13 +109,12 @@ function handlers.auth(session, msg)
       return nil, "unauthorized", "invalid token: no subject"
     end
     user = claims.sub
+    -- The session ends when verify would start refusing this token (exp +
+    -- leeway: close 4001, docs/protocol.md); nil, no exp, never.
+    if claims.exp ~= nil then expires = claims.exp + jwt.leeway() end
     channels = claims.channels
-    if channels ~= nil then
-      local ok = type(channels) == "table"
-      if ok then
-        for _, name in ipairs(channels) do ok = ok and type(name) == "string" end
-      end
-      if not ok then return nil, "unauthorized", "invalid token: 'channels' must be an array of strings" end
+    if channels ~= nil and not is_string_array(channels) then
+      return nil, "unauthorized", "invalid token: 'channels' must be an array of strings"
     end
   else
     -- Development mode (no WSRELAY_JWT_SECRET): the token is the user name.
@@ -111,6 +122,9 @@ function handlers.auth(session, msg)
   end
   session.user = user
   session.attrs.channels = channels
+  -- A re-auth is the refresh: the new token's expiry replaces the old one
+  -- (and a token without exp, or development mode, clears it).
+  session:set_expiry(expires)
   local reply = { type = "auth.ok", id = msg.id, user = user }
   -- A re-auth must not keep what the old identity could read: every channel
   -- the new one may not subscribe to (same check as subscribe) is dropped and

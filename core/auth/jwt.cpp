@@ -160,6 +160,21 @@ JwtResult verify_hs256(std::string_view token, const JwtOptions& options, int64_
   if (!header) {
     return fail(kMalformed);
   }
+  // RFC 7515 4.1.11: "crit", when present, is a non-empty array of header
+  // parameter names. Its shape is checked with the rest of the structure,
+  // before alg, so that "malformed token" keeps meaning "not a JWS at all".
+  const cJSON* crit = member(header.get(), "crit");
+  if (crit != nullptr) {
+    if (!cJSON_IsArray(crit) || cJSON_GetArraySize(crit) == 0) {
+      return fail(kMalformed);
+    }
+    const cJSON* name = nullptr;
+    cJSON_ArrayForEach(name, crit) {
+      if (!cJSON_IsString(name) || name->valuestring == nullptr) {
+        return fail(kMalformed);
+      }
+    }
+  }
   const cJSON* alg = member(header.get(), "alg");
   if (!string_equals(alg, "HS256")) {
     // Covers "none", HS384/HS512, RS256 etc.: one key type, one algorithm,
@@ -169,6 +184,14 @@ JwtResult verify_hs256(std::string_view token, const JwtOptions& options, int64_
   const cJSON* typ = member(header.get(), "typ");
   if (typ != nullptr && !string_equals(typ, "JWT")) {
     return fail("unsupported alg: HS256 (typ " + describe(typ) + ")");
+  }
+
+  if (crit != nullptr) {
+    // A recipient must refuse a token whose crit lists an extension it does
+    // not implement, and this verifier implements none (b64, for instance,
+    // would change what the signature covers). Refused before the MAC: the
+    // header alone decides, and no key-dependent work is spent on it.
+    return fail("unsupported critical header '" + describe(crit->child) + "'");
   }
 
   const std::optional<std::string> signature = base64url_decode(signature_b64);

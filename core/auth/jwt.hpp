@@ -27,10 +27,16 @@ struct JwtResult {
 // Errors, checked in this order; the first failure wins:
 //   "no secret configured"     options.secret is empty
 //   "token too long"           more than 8192 bytes
-//   "malformed token"          not three base64url parts, header/payload not a
-//                              JSON object, exp/nbf not numbers, sub not a string
+//   "malformed token"          not three base64url parts (no '=' padding),
+//                              header/payload not a JSON object, header crit
+//                              not a non-empty array of strings, exp/nbf not
+//                              numbers, sub not a string
 //   "unsupported alg: <alg>"   header alg is not "HS256" (or typ is not "JWT");
 //                              <alg> is sanitised and truncated, never raw bytes
+//   "unsupported critical header '<name>'"
+//                              header crit lists an extension (RFC 7515 4.1.11);
+//                              none is understood, so any crit is refused; <name>
+//                              (the first) is sanitised like <alg>
 //   "bad signature"            HMAC-SHA256 mismatch (checked before any claim)
 //   "token expired"            now_s >= exp + leeway
 //   "token not yet valid"      now_s + leeway < nbf

@@ -7,6 +7,8 @@
 #include "script/engine_internal.hpp"
 #include "session/log_fields.hpp"
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 namespace wsrelay::script {
@@ -83,6 +85,30 @@ int m_close(lua_State* L) {
   luaL_argcheck(L, std::string_view(reason).size() <= 123, 3, "close reason longer than 123 bytes");
   if (box->session == nullptr) return closed_result(L);
   box->session->close(static_cast<int>(code), reason);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// session:set_expiry(t) -> true | nil, "closed"
+// t: Unix seconds (a JWT's exp plus jwt.leeway), or nil to clear. The
+// keepalive sweep closes the session with 4001 "token expired" from then on.
+// An explicit nil is required to clear: a bare set_expiry() is more likely a
+// forgotten argument than a wish to let the session live for ever.
+int m_set_expiry(lua_State* L) {
+  Box* box = box_at(L, 1);
+  std::optional<std::int64_t> at_ms;
+  if (!lua_isnil(L, 2)) {
+    // Not luaL_checknumber: a string such as "1800000000" is a script's bug.
+    luaL_argexpected(L, lua_type(L, 2) == LUA_TNUMBER, 2, "number or nil");
+    at_ms = session::Expiry::ms_from_seconds(lua_tonumber(L, 2));
+    luaL_argcheck(L, at_ms.has_value(), 2, "expiry is NaN, not a time");
+  }
+  if (box->session == nullptr) return closed_result(L);
+  if (at_ms) {
+    box->session->expiry.expire_at(*at_ms);
+  } else {
+    box->session->expiry.clear();
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -293,6 +319,7 @@ void open_session_bridge(lua_State* L) {
   const luaL_Reg methods[] = {
       {"send", trampoline<m_send>},
       {"close", trampoline<m_close>},
+      {"set_expiry", trampoline<m_set_expiry>},
       {"subscribe", trampoline<m_subscribe>},
       {"unsubscribe", trampoline<m_unsubscribe>},
       {"is_subscribed", trampoline<m_is_subscribed>},

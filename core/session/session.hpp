@@ -1,5 +1,5 @@
 // session: one client connection's state, independent of lws.
-// Owns: identity (id, user), the outbound queue, close intent, the script's
+// Owns: identity (id, user, token expiry), the outbound queue, close intent, the script's
 // handle for this session. Uses: Transport (implemented by the lws protocol)
 // to ask for a write or a close; Stats for counters.
 // Writes happen only when lws says the socket is writable: send() queues and
@@ -9,6 +9,7 @@
 #include "pubsub/subscriber.hpp"
 #include "frame/frame.hpp"
 #include "frame/frame_queue.hpp"
+#include "session/keepalive.hpp"
 #include "stats/stats.hpp"
 #include "session/token_bucket.hpp"
 #include "session/upstream_port.hpp"
@@ -88,6 +89,10 @@ class Session final : public pubsub::Subscriber {
   // Per-message-type rate state (limits.message_types), made on the first
   // limited message so sessions of endpoints without such limits pay 8 bytes.
   std::unique_ptr<TypeRateState> type_rates;
+  // When the token the session authenticated with runs out (set by the
+  // script: session:set_expiry). The keepalive sweep closes the session with
+  // kTokenExpiredCloseCode once it is due; unset, it never is.
+  Expiry expiry;
 
   std::uint64_t messages_in = 0;
   std::uint64_t messages_out = 0;

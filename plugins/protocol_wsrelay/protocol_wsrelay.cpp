@@ -151,7 +151,20 @@ constexpr lws_usec_t kSweepPeriod = LWS_US_PER_SEC;
 void sweep_tick(lws_sorted_usec_list_t* sul) {
   VhostState& state = *reinterpret_cast<VhostState::SweepTimer*>(sul)->state;
   const std::int64_t now = now_ms();
+  // Token expiry is a Unix time (a JWT's exp), not a monotonic one.
+  const std::int64_t unix_now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch()).count();
   for (Connection* conn : state.connections) {
+    session::Session& s = *conn->session;
+    if (!s.closing() && s.expiry.due(unix_now)) {
+      // The token the session authenticated with ran out and no re-auth
+      // refreshed it (session/keepalive.hpp). A closing handshake, not a hang
+      // up: the client is alive and should learn why. Only asks for a write,
+      // so the list this loop walks is left alone.
+      log::info("token expired; closing with " + std::to_string(session::kTokenExpiredCloseCode),
+                session::log_fields(s));
+      s.close(session::kTokenExpiredCloseCode, std::string(session::kTokenExpiredCloseReason));
+    }
     switch (conn->liveness.check(now, state.keepalive)) {
       case session::KeepaliveAction::None:
         break;

@@ -3,6 +3,7 @@
 //   local jwt = require "relay.jwt"
 //   jwt.enabled()            -> true when a secret is configured
 //   jwt.verify(token)        -> claims | nil, reason
+//   jwt.leeway()             -> seconds of jwt.leeway (for session:set_expiry)
 //   relay.auth(token, "jwt") -> sub, claims | nil, reason
 //
 // The secret and claim rules come from the relay's settings ("jwt.secret",
@@ -65,6 +66,15 @@ int lua_enabled(void* state, wsrelay_call* call) {
   return 1;
 }
 
+// The leeway verify() applies, so a script can end the session at the very
+// instant verify() would start refusing the token: exp + leeway.
+int lua_leeway(void* state, wsrelay_call* call) {
+  const State& s = *static_cast<State*>(state);
+  // Negative counts as 0, as in verify_hs256.
+  s.api->push_number(call, s.options.leeway_s > 0 ? static_cast<double>(s.options.leeway_s) : 0.0);
+  return 1;
+}
+
 int lua_verify(void* state, wsrelay_call* call) {
   const State& s = *static_cast<State*>(state);
   size_t len = 0;
@@ -97,7 +107,7 @@ void authenticate(void* state, const char* token, size_t len, wsrelay_auth* auth
   }
 }
 
-const wsrelay_function_reg kFunctions[] = {{"verify", lua_verify}, {"enabled", lua_enabled}, {nullptr, nullptr}};
+const wsrelay_function_reg kFunctions[] = {{"verify", lua_verify}, {"enabled", lua_enabled}, {"leeway", lua_leeway}, {nullptr, nullptr}};
 const wsrelay_module kModules[] = {{"jwt", kFunctions}};
 const wsrelay_auth_provider kProviders[] = {{"jwt", authenticate}};
 

@@ -89,21 +89,26 @@ TEST_CASE("base64url encodes the RFC 4648 vectors without padding", "[jwt]") {
   CHECK(base64url_encode(std::string_view("\0\0\0", 3)) == "AAAA");
 }
 
-TEST_CASE("base64url decodes the RFC 4648 vectors, padded or not", "[jwt]") {
+TEST_CASE("base64url decodes the RFC 4648 vectors without padding", "[jwt]") {
   CHECK(base64url_decode("") == std::string());
   CHECK(base64url_decode("Zg") == "f");
-  CHECK(base64url_decode("Zg==") == "f");
   CHECK(base64url_decode("Zm8") == "fo");
-  CHECK(base64url_decode("Zm8=") == "fo");
   CHECK(base64url_decode("Zm9v") == "foo");
   CHECK(base64url_decode("Zm9vYg") == "foob");
-  CHECK(base64url_decode("Zm9vYg==") == "foob");
   CHECK(base64url_decode("Zm9vYmE") == "fooba");
-  CHECK(base64url_decode("Zm9vYmE=") == "fooba");
   CHECK(base64url_decode("Zm9vYmFy") == "foobar");
   CHECK(base64url_decode("-_8") == "\xfb\xff");
   CHECK(base64url_decode("-_-_") == "\xfb\xff\xbf");
   CHECK(base64url_decode("AAAA") == std::string("\0\0\0", 3));
+}
+
+TEST_CASE("base64url refuses '=' padding, even complete (the JWS form has none)", "[jwt][padding]") {
+  // RFC 7515 section 2: base64url "with all trailing '=' characters omitted".
+  // Accepting both forms would give every token a second spelling.
+  CHECK_FALSE(base64url_decode("Zg=="));
+  CHECK_FALSE(base64url_decode("Zm8="));
+  CHECK_FALSE(base64url_decode("Zm9vYg=="));
+  CHECK_FALSE(base64url_decode("Zm9vYmE="));
 }
 
 TEST_CASE("base64url rejects invalid input", "[jwt]") {
@@ -317,6 +322,47 @@ TEST_CASE("verify_hs256 rejects other algorithms and bad headers", "[jwt]") {
 }
 
 // ---------------------------------------------------------------------------
+// Critical header parameters (RFC 7515 4.1.11)
+
+TEST_CASE("verify_hs256 refuses any crit extension: it understands none", "[jwt][crit]") {
+  const std::string payload = R"({"sub":"bob"})";
+  // A well-formed crit names extensions the recipient must understand; this
+  // verifier implements none, so every one is refused, named in the error.
+  CHECK(error_of(sign_json(R"({"alg":"HS256","crit":["exp"],"exp":1})", payload), options_with()) ==
+        "unsupported critical header 'exp'");
+  CHECK(error_of(sign_json(R"({"alg":"HS256","typ":"JWT","crit":["b64"],"b64":false})", payload),
+                 options_with()) == "unsupported critical header 'b64'");
+  // The first one is named; a listed name absent from the header changes nothing.
+  CHECK(error_of(sign_json(R"({"alg":"HS256","crit":["x","y"]})", payload), options_with()) ==
+        "unsupported critical header 'x'");
+  // An empty name is still a name this verifier does not understand.
+  CHECK(error_of(sign_json(R"({"alg":"HS256","crit":[""]})", payload), options_with()) ==
+        "unsupported critical header ''");
+  // Attacker-chosen names are sanitised and truncated like alg.
+  CHECK(error_of(sign_json("{\"alg\":\"HS256\",\"crit\":[\"a\\u0001" + std::string(40, 'B') + "\"]}",
+                           payload),
+                 options_with()) == "unsupported critical header 'a?" + std::string(30, 'B') + "...'");
+  // Refused before the signature is checked: the header alone decides.
+  CHECK(error_of(sign_json(R"({"alg":"HS256","crit":["x"]})", payload, "another-secret"), options_with()) ==
+        "unsupported critical header 'x'");
+  // alg is still checked first.
+  CHECK(error_of(sign_json(R"({"alg":"none","crit":["x"]})", payload), options_with()) ==
+        "unsupported alg: none");
+  // "Crit" is not crit (names are case-sensitive).
+  CHECK(error_of(sign_json(R"({"alg":"HS256","Crit":["x"]})", payload), options_with()) == "ok");
+}
+
+TEST_CASE("verify_hs256 treats a crit that is not a non-empty array of strings as malformed", "[jwt][crit]") {
+  const std::string payload = R"({"sub":"bob"})";
+  for (const char* crit : {R"([])", R"("x")", R"(1)", R"(null)", R"(true)", R"({"x":1})", R"([1])",
+                           R"(["x",2])", R"([["x"]])", R"([null])"}) {
+    INFO("crit " << crit);
+    CHECK(error_of(sign_json(std::string(R"({"alg":"HS256","crit":)") + crit + "}", payload), options_with()) ==
+          "malformed token");
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Structure and encoding
 
 TEST_CASE("verify_hs256 requires exactly three parts", "[jwt]") {
@@ -353,6 +399,26 @@ TEST_CASE("verify_hs256 rejects invalid base64url in any part", "[jwt]") {
   CHECK(error_of(sign_parts(header, "e30" + std::string(1, '\0')), options_with()) ==
         "malformed token");
   CHECK(error_of(sign_parts(header, "Z"), options_with()) == "malformed token");
+}
+
+TEST_CASE("verify_hs256 refuses '=' padding in any part, signed or not", "[jwt][padding]") {
+  // {"alg":"HS256" } is 16 bytes, {"sub":"bob"} 13: both end in a partial
+  // group, so their padded forms ("==") are what a careless encoder emits.
+  const std::string header = base64url_encode(R"({"alg":"HS256" })");
+  const std::string payload = base64url_encode(R"({"sub":"bob"})");
+  REQUIRE(header.size() % 4 == 2);
+  REQUIRE(payload.size() % 4 == 2);
+  const std::string token = sign_parts(header, payload);
+  REQUIRE(error_of(token, options_with()) == "ok");
+  const std::string signature = token.substr(token.rfind('.') + 1);
+  REQUIRE(signature.size() == 43);  // 32 bytes: one '=' when padded
+
+  // Each part padded, and signed over exactly what is sent, so only the
+  // padding can be the reason for the refusal.
+  CHECK(error_of(sign_parts(header + "==", payload), options_with()) == "malformed token");
+  CHECK(error_of(sign_parts(header, payload + "=="), options_with()) == "malformed token");
+  CHECK(error_of(header + "." + payload + "." + signature + "=", options_with()) == "malformed token");
+  CHECK(error_of(sign_parts(header + "==", payload + "=="), options_with()) == "malformed token");
 }
 
 TEST_CASE("verify_hs256 requires the payload to be one JSON object", "[jwt]") {

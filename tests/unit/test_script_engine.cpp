@@ -127,6 +127,86 @@ TEST_CASE("standard: auth with a JWT secret verifies the token", "[script]") {
   CHECK(*c.s().user() == "bob");
 }
 
+TEST_CASE("standard: a channels claim that is not an array of strings fails auth, whatever its shape",
+          "[script][channels]") {
+  EngineFixture f;
+  f.context.jwt.secret = "s3cret";
+  open_standard(f);
+  Client& c = f.connect();
+  f.received(c);
+  // Every JSON shape that is not an array of strings (docs/protocol.md,
+  // channel permissions). An object decodes to a Lua table too, and one with
+  // keys "1", "2" or none at all looked like an array to ipairs.
+  int id = 0;
+  for (const char* claim : {R"({})", R"({"a":"news"})", R"({"1":"news"})", R"("news.*")", R"(42)", R"(true)",
+                            R"(null)", R"(["news",1])", R"([null])", R"(["a",["b"]])", R"([{"x":"y"}])"}) {
+    INFO("channels " << claim);
+    const std::string token =
+        wsrelay::auth::sign_hs256(std::string(R"({"sub":"eve","channels":)") + claim + "}", "s3cret");
+    ++id;
+    check_error(f.ask(c, R"({"type":"auth","id":)" + std::to_string(id) + R"(,"token":")" + token + "\"}"),
+                "unauthorized", "invalid token: 'channels' must be an array of strings", std::to_string(id));
+    CHECK_FALSE(c.s().user().has_value());
+  }
+  // An array of strings, the empty one included, is a grant.
+  for (const char* claim : {R"([])", R"(["news.*","lobby"])"}) {
+    INFO("channels " << claim);
+    const std::string token =
+        wsrelay::auth::sign_hs256(std::string(R"({"sub":"eve","channels":)") + claim + "}", "s3cret");
+    CHECK(f.ask(c, R"({"type":"auth","token":")" + token + "\"}").str("type") == "auth.ok");
+  }
+}
+
+TEST_CASE("standard: auth sets the session's expiry to the token's exp plus jwt.leeway; re-auth refreshes it",
+          "[script][expiry]") {
+  EngineFixture f;
+  f.context.jwt.secret = "s3cret";
+  f.context.jwt.leeway_s = 30;
+  open_standard(f);
+  Client& c = f.connect();
+  f.received(c);
+  const auto auth = [&](const std::string& claims) {
+    return f.ask(c, R"({"type":"auth","token":")" + wsrelay::auth::sign_hs256(claims, "s3cret") + "\"}");
+  };
+  CHECK_FALSE(c.s().expiry.set());  // nothing to expire before an auth
+
+  REQUIRE(auth(R"({"sub":"bob","exp":4102444800})").str("type") == "auth.ok");
+  // The verifier refuses from exp + leeway on; the session ends at the same instant.
+  CHECK(c.s().expiry.at_ms() == (4102444800LL + 30) * 1000);
+
+  // Re-auth is the refresh: the new token's exp replaces the old one, later or earlier.
+  REQUIRE(auth(R"({"sub":"bob","exp":4102448400.5})").str("type") == "auth.ok");
+  CHECK(c.s().expiry.at_ms() == (4102448400LL + 30) * 1000 + 500);
+  REQUIRE(auth(R"({"sub":"bob","exp":4102444000})").str("type") == "auth.ok");
+  CHECK(c.s().expiry.at_ms() == (4102444000LL + 30) * 1000);
+
+  // A failed auth changes nothing, the expiry included.
+  CHECK(auth(R"({"sub":"bob","exp":1000})").str("code") == "unauthorized");
+  CHECK(auth(R"({"sub":"eve","exp":4102444800,"channels":{}})").str("code") == "unauthorized");
+  CHECK(c.s().expiry.at_ms() == (4102444000LL + 30) * 1000);
+
+  // A token without exp clears it.
+  REQUIRE(auth(R"({"sub":"bob"})").str("type") == "auth.ok");
+  CHECK_FALSE(c.s().expiry.set());
+
+  // Within the leeway a just-expired token is still accepted, and expires
+  // leeway seconds after its exp, not at once.
+  const long long exp = now_ms() / 1000 - 10;
+  REQUIRE(auth(R"({"sub":"bob","exp":)" + std::to_string(exp) + "}").str("type") == "auth.ok");
+  CHECK(c.s().expiry.at_ms() == (exp + 30) * 1000);
+  CHECK_FALSE(c.s().expiry.due(now_ms()));
+}
+
+TEST_CASE("standard: development mode sets no expiry (its tokens have none)", "[script][expiry]") {
+  EngineFixture f;
+  open_standard(f);
+  Client& c = f.connect();
+  f.received(c);
+  c.s().expiry.expire_at(1);  // as if an earlier dialect had set one
+  REQUIRE(f.ask(c, R"({"type":"auth","token":"alice"})").str("type") == "auth.ok");
+  CHECK_FALSE(c.s().expiry.set());
+}
+
 TEST_CASE("standard: subscribe, chat, typing and unsubscribe need auth", "[script]") {
   EngineFixture f;
   open_standard(f);
@@ -902,6 +982,67 @@ TEST_CASE("script: session:close validates code and reason", "[script]") {
   f.send(b, R"({"type":"default"})");
   CHECK(b.s().close_code() == 1000);
   CHECK(b.s().close_reason().empty());
+}
+
+TEST_CASE("script: session:set_expiry sets, replaces and clears the session's expiry", "[script][expiry]") {
+  EngineFixture f;
+  f.context.jwt.secret = "s3cret";
+  f.context.jwt.leeway_s = 7;
+  f.load(R"(
+    local jwt = require "relay.jwt"
+    local h = {}
+    function h.set(session, msg)
+      local ok, err = session:set_expiry(msg.t)
+      return {type = "set", ok = ok or false, err = err}
+    end
+    function h.bad(session, msg)
+      if msg.kind == "string" then session:set_expiry("soon")
+      elseif msg.kind == "nan" then session:set_expiry(0/0)
+      else session:set_expiry() end
+    end
+    function h.leeway(session) return {type = "leeway", leeway = jwt.leeway()} end
+    function h.later(session) return {type = "later", ok = relay.session(session.id):set_expiry(5)} end
+    local kept
+    function h.keep(session) kept = session end
+    function h.probe()
+      local ok, err = kept:set_expiry(1)
+      return {type = "probe", ok = ok or false, err = err}
+    end
+    return h
+  )");
+  Client& c = f.connect();
+  CHECK(f.ask(c, R"({"type":"set","t":1800000000.25})").is_true("ok"));
+  CHECK(c.s().expiry.at_ms() == 1'800'000'000'250);
+  CHECK(f.ask(c, R"({"type":"set","t":1700000000})").is_true("ok"));
+  CHECK(c.s().expiry.at_ms() == 1'700'000'000'000);
+  CHECK(f.ask(c, R"({"type":"set"})").is_true("ok"));  // nil clears
+  CHECK_FALSE(c.s().expiry.set());
+  CHECK(f.ask(c, R"({"type":"set","t":1e300})").is_true("ok"));  // as good as never
+  CHECK_FALSE(c.s().expiry.set());
+  CHECK(f.ask(c, R"({"type":"later"})").is_true("ok"));
+  CHECK(c.s().expiry.at_ms() == 5000);
+
+  // Wrong arguments raise (script_error), and change nothing.
+  for (const char* kind : {"string", "nan"}) {
+    INFO(kind);
+    CHECK(f.ask(c, std::string(R"({"type":"bad","kind":")") + kind + "\"}").str("code") == "script_error");
+    CHECK(c.s().expiry.at_ms() == 5000);
+  }
+  // set_expiry() with no argument at all is a mistake, not a clear.
+  CHECK(f.ask(c, R"({"type":"bad","kind":"none"})").str("code") == "script_error");
+  CHECK(c.s().expiry.at_ms() == 5000);
+
+  // jwt.leeway(): the configured jwt.leeway, in seconds, as the verifier applies it.
+  CHECK(f.ask(c, R"({"type":"leeway"})").raw("leeway") == "7");
+
+  // After close: nil, "closed".
+  f.send(c, R"({"type":"keep"})");
+  f.disconnect(c);
+  Client& d = f.connect();
+  const Msg probe = f.ask(d, R"({"type":"probe"})");
+  CHECK(probe.is_false("ok"));
+  CHECK(probe.str("err") == "closed");
+  CHECK_FALSE(d.s().expiry.set());
 }
 
 TEST_CASE("script: relay.send and relay.session address sessions by id", "[script]") {
