@@ -162,40 +162,25 @@ void call_handler(lua_State* L, Job& job, int msg_index, int nargs = 2) {
   handle_results(L, job, msg_index);
 }
 
-// limits.message_types: a per-connection bucket for each limited type. A
-// refused message gets rate_limited (with its id echoed) and no handler runs;
-// rate_limit_close_after refusals in a row close the connection with 1008,
-// like the connection-wide limit.
+// limits.message_types, asked of the session's connection (its rate gate
+// keeps the buckets and the one count of refusals in a row, and closes the
+// session with 1008 when that count runs out). False: no handler runs.
 bool admit_message_type(lua_State* L, Job& job, std::string_view type, int msg_index) {
-  Internal& in = internal_of(L);
-  const auto& rates = in.engine->context().message_type_rates;
-  std::size_t index = 0;
-  while (index < rates.size() && rates[index].type != type) ++index;
-  if (index == rates.size()) return true;
   Session& s = *job.session;
-  if (!s.type_rates) {
-    s.type_rates = std::make_unique<session::TypeRateState>();
-    for (const MessageTypeRate& rate : rates) s.type_rates->buckets.emplace_back(rate.per_second, rate.burst);
-  }
   const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::steady_clock::now().time_since_epoch()).count();
-  session::TokenBucket& bucket = s.type_rates->buckets[index];
-  if (bucket.take(now)) {
-    s.type_rates->refused_in_a_row = 0;
-    return true;
-  }
-  if (stats::Stats* stats = in.engine->context().stats) ++stats->rate_limited;
-  const int close_after = in.engine->context().rate_limit_close_after;
-  if (close_after > 0 && ++s.type_rates->refused_in_a_row >= close_after) {
-    log::warn("'" + std::string(type) + "' rate limit exceeded " + std::to_string(close_after) +
-                  " times in a row; closing with 1008",
-              session::log_fields(s));
-    s.close(1008, "rate limit exceeded");
-    return false;
+  const session::MessageGate::Answer answer = s.gate->admit_type(type, now);
+  switch (answer.verdict) {
+    case session::MessageGate::Verdict::Pass:
+      return true;
+    case session::MessageGate::Verdict::Closed:
+      return false;
+    case session::MessageGate::Verdict::Refused:
+      break;
   }
   emit_error(L, job, codes::kRateLimited,
-             "too many '" + std::string(type) + "' messages; retry after " +
-                 std::to_string(bucket.retry_after_ms(now)) + " ms",
+             "too many '" + std::string(type) + "' messages; retry after " + std::to_string(answer.retry_after_ms) +
+                 " ms",
              msg_index);
   return false;
 }
@@ -214,12 +199,18 @@ int dispatch_entry(lua_State* L) {
   Internal& in = internal_of(L);
   Session& s = *job.session;
 
+  // A message handler runs: the connection's count of refusals in a row
+  // starts again (session/message_gate.hpp).
+  auto run_handler = [&](int msg_index) {
+    if (s.gate != nullptr) s.gate->handler_ran();
+    call_handler(L, job, msg_index);
+  };
   auto as_text = [&](const char* missing_code, const std::string& missing_message) {
     if (push_handler(L, "on_text")) {
       job.handler_name = "on_text";
       push_session(L, s);
       lua_pushlstring(L, job.data.data(), job.data.size());
-      call_handler(L, job, 0);
+      run_handler(0);
     } else {
       emit_error(L, job, missing_code, missing_message, 0);
     }
@@ -230,7 +221,7 @@ int dispatch_entry(lua_State* L) {
       job.handler_name = "on_binary";
       push_session(L, s);
       lua_pushlstring(L, job.data.data(), job.data.size());
-      call_handler(L, job, 0);
+      run_handler(0);
     } else {
       emit_error(L, job, codes::kBadRequest, "binary frames are not accepted on this endpoint", 0);
     }
@@ -264,7 +255,7 @@ int dispatch_entry(lua_State* L) {
   }
   // limits.message_types applies to the message's type, even when the
   // on_message fallback handles it (type_name is about to name the handler).
-  const bool type_limited = type_is_string && !in.engine->context().message_type_rates.empty();
+  const bool type_limited = type_is_string && s.gate != nullptr && s.gate->limits_types();
   const std::string limited_type = type_limited ? type_name : std::string();
   bool found = false;
   if (type_is_string) {
@@ -301,7 +292,7 @@ int dispatch_entry(lua_State* L) {
   if (type_limited && !admit_message_type(L, job, limited_type, msg_index)) return 0;
   push_session(L, s);
   lua_pushvalue(L, msg_index);
-  call_handler(L, job, msg_index);
+  run_handler(msg_index);
   return 0;
 }
 

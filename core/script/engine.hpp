@@ -27,12 +27,6 @@ namespace wsrelay::script {
 
 // What a script can reach of the server. Pointers are not owned and outlive
 // the engine.
-// A per-connection rate for one message type (config limits.message_types).
-struct MessageTypeRate {
-  std::string type;
-  double per_second = 0;
-  int burst = 1;
-};
 
 struct ScriptContext {
   pubsub::Hub* hub = nullptr;
@@ -43,8 +37,6 @@ struct ScriptContext {
   int heartbeat_timeout_s = 60;
   int max_subscriptions = 256;     // per session; 0 = unlimited
   int max_channel_length = 128;
-  std::vector<MessageTypeRate> message_type_rates;  // checked before a handler runs
-  int rate_limit_close_after = 50;  // refusals in a row before close 1008; 0 = never
   std::size_t max_message_size = 1048576;
   std::string endpoint;            // the endpoint's configured path
   std::string options_json = "{}"; // the endpoint's "options", given to the script as relay.options

@@ -112,10 +112,6 @@ std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<s
     context.extensions = *extensions;
     context.max_subscriptions = config.limits.max_subscriptions;
     context.max_channel_length = config.limits.max_channel_length;
-    for (const config::MessageTypeRate& rate : config.limits.message_types) {
-      context.message_type_rates.push_back({rate.type, rate.per_second, rate.burst});
-    }
-    context.rate_limit_close_after = config.limits.rate_limit_close_after;
     script::Limits limits;
     limits.instructions_per_call = config.limits.script_instructions;
     limits.memory_bytes = config.limits.script_memory_mb << 20;

@@ -10,6 +10,7 @@
 #include "frame/frame.hpp"
 #include "frame/frame_queue.hpp"
 #include "session/keepalive.hpp"
+#include "session/message_gate.hpp"
 #include "stats/stats.hpp"
 #include "session/token_bucket.hpp"
 #include "session/upstream_port.hpp"
@@ -86,9 +87,9 @@ class Session final : public pubsub::Subscriber {
 
   // The session's upstream link, if its endpoint has one (owned by the protocol).
   UpstreamPort* upstream = nullptr;
-  // Per-message-type rate state (limits.message_types), made on the first
-  // limited message so sessions of endpoints without such limits pay 8 bytes.
-  std::unique_ptr<TypeRateState> type_rates;
+  // The connection's rate limits, as the script engine asks them
+  // (limits.message_types) and tells them a handler ran; null: no limits.
+  MessageGate* gate = nullptr;
   // When the token the session authenticated with runs out (set by the
   // script: session:set_expiry). The keepalive sweep closes the session with
   // kTokenExpiredCloseCode once it is due; unset, it never is.

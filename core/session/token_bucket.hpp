@@ -54,11 +54,5 @@ class TokenBucket {
   std::int64_t last_ms_ = 0;
 };
 
-// One bucket per configured message type (same order as the config), and how
-// many messages in a row those buckets refused.
-struct TypeRateState {
-  std::vector<TokenBucket> buckets;
-  int refused_in_a_row = 0;
-};
 
 }  // namespace wsrelay::session

@@ -22,4 +22,11 @@ class UpstreamPort {
   virtual std::string_view upstream_state() const = 0;
 };
 
+// The connection's side of the link: a port it can also let go.
+class UpstreamLink : public UpstreamPort {
+ public:
+  // The owner is going away: close the link and free it once it is done.
+  virtual void detach() = 0;
+};
+
 }  // namespace wsrelay::session

@@ -35,7 +35,7 @@ class UpstreamEvents {
   virtual log::Fields upstream_log_fields() const = 0;
 };
 
-class UpstreamClient final : public session::UpstreamPort {
+class UpstreamClient final : public session::UpstreamLink {
  public:
   UpstreamClient(lws_context* context, lws_vhost* vhost, const config::Upstream& config,
                  UpstreamEvents* owner, stats::Stats* stats, std::string log_id);
@@ -46,7 +46,7 @@ class UpstreamClient final : public session::UpstreamPort {
   std::string_view upstream_state() const override;
 
   // The owner is going away: close the link and free this once lws is done.
-  void detach();
+  void detach() override;
 
   // The lws client protocol serving every upstream link.
   static const lws_protocols& protocol();

@@ -1,6 +1,7 @@
 #include "protocol_wsrelay/protocol_wsrelay.hpp"
 
 #include "config/config.hpp"
+#include "connection/connection.hpp"
 #include "server/http_routes.hpp"
 #include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
@@ -38,47 +39,25 @@ std::int64_t now_ms() {
              std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-struct Connection final : session::Transport, upstream::UpstreamEvents {
+// One WebSocket as lws holds it: the lws-free connection (core/connection)
+// and what only the lws side needs. Implements the connection's Wire.
+struct Link final : connection::Wire {
   lws* wsi = nullptr;
-  upstream::UpstreamClient* upstream = nullptr;  // owned; detach() to let go
   server::Relay* relay = nullptr;
-  server::EndpointRuntime* endpoint = nullptr;
-  std::unique_ptr<session::Session> session;
-  std::string rx;                // the message being reassembled
-  bool rx_binary = false;
-  bool discarding = false;       // rest of an oversized message
-  bool close_started = false;    // the session is closing: the flush is timed (see send_close)
-  bool close_sent = false;       // our close frame is out; waiting for the client's
-  std::size_t dropped_while_closing = 0;  // bytes the client sent once its session was closing
-  session::TokenBucket bucket;   // this connection's message rate
-  int limited_in_a_row = 0;      // rate-limited messages since the last accepted one
-  int peer_close_code = 0;
-  std::string peer_close_reason;
+  std::unique_ptr<connection::Connection> conn;
   VhostState* home = nullptr;    // the vhost whose keepalive sweep watches this connection
-  std::size_t sweep_index = 0;   // position in home->connections
-  session::Liveness liveness;
+  std::size_t sweep_index = 0;   // position in home->links
   bool ping_due = false;         // the sweep asked for a ping: written at the next WRITEABLE
   bool batch_writes = false;     // queued frames may go out several per write (see write_batch)
 
-  void request_write() override {
-    if (session->closing() && !close_started) start_close_timer();
-    lws_callback_on_writable(wsi);
-  }
-  void start_close_timer();
-
-  void upstream_opened() override { endpoint->engine->on_upstream_open(*session); }
-  void upstream_message(std::string_view data, bool binary) override {
-    endpoint->engine->on_upstream_message(*session, data, binary);
-  }
-  log::Fields upstream_log_fields() const override { return session::log_fields(*session); }
-  void upstream_closed(int code, const std::string& reason, bool failed, bool will_retry) override {
-    // The script sees it first (and may tell its client in its own dialect),
-    // then the endpoint's policy applies.
-    endpoint->engine->on_upstream_close(*session, code, reason, failed, will_retry);
-    if (!will_retry && endpoint->config.upstream->on_close == "close_client") {
-      // 1014 (bad gateway) when the upstream failed, 1000 when it closed cleanly.
-      session->close(failed ? 1014 : 1000, failed ? "upstream unavailable" : "upstream closed");
-    }
+  void request_write() override { lws_callback_on_writable(wsi); }
+  void pause_reading(bool paused) override { lws_rx_flow_control(wsi, paused ? 0 : 1); }
+  void hang_up() override { lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); }
+  void close_deadline(int seconds) override { lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, seconds); }
+  session::UpstreamLink* open_upstream(const config::Upstream& config, upstream::UpstreamEvents& owner,
+                                       const std::string& log_id) override {
+    return new upstream::UpstreamClient(lws_get_context(wsi), lws_get_vhost(wsi), config, &owner, &relay->stats(),
+                                        log_id);
   }
 };
 
@@ -102,7 +81,7 @@ constexpr std::size_t kMaxHttpBody = 1u << 20;
 constexpr std::size_t kMaxDiscardedBody = 16u << 20;
 
 struct PerSession {
-  Connection* connection;
+  Link* link;
   HttpReply* http;
 };
 
@@ -120,7 +99,7 @@ struct VhostState {
   server::Relay* relay = nullptr;
   bool hosted = false;  // the wsrelay server's vhost: lws's own validity timer is off
   session::KeepalivePolicy keepalive;
-  std::vector<Connection*> connections;  // every WebSocket of this vhost, for the sweep
+  std::vector<Link*> links;  // every WebSocket of this vhost, for the sweep
   std::unique_ptr<server::PluginSet> plugins;  // extension plugins of a pvo config; outlive `owned`
   std::unique_ptr<server::Relay> owned;        // plugin mode: made from the vhost's pvo
 };
@@ -154,39 +133,19 @@ void sweep_tick(lws_sorted_usec_list_t* sul) {
   // Token expiry is a Unix time (a JWT's exp), not a monotonic one.
   const std::int64_t unix_now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::system_clock::now().time_since_epoch()).count();
-  for (Connection* conn : state.connections) {
-    session::Session& s = *conn->session;
-    if (!s.closing() && s.expiry.due(unix_now)) {
-      // The token the session authenticated with ran out and no re-auth
-      // refreshed it (session/keepalive.hpp). A closing handshake, not a hang
-      // up: the client is alive and should learn why. Only asks for a write,
-      // so the list this loop walks is left alone.
-      log::info("token expired; closing with " + std::to_string(session::kTokenExpiredCloseCode),
-                session::log_fields(s));
-      s.close(session::kTokenExpiredCloseCode, std::string(session::kTokenExpiredCloseReason));
-    }
-    switch (conn->liveness.check(now, state.keepalive)) {
-      case session::KeepaliveAction::None:
-        break;
-      case session::KeepaliveAction::Ping:
-        conn->ping_due = true;
-        lws_callback_on_writable(conn->wsi);
-        break;
-      case session::KeepaliveAction::HangUp:
-        // Closed from lws's next service pass, not here: CLOSED would edit
-        // the list this loop walks. A dead peer would not read a close frame.
-        log::info("no frame or pong for " + std::to_string(state.keepalive.timeout_ms / 1000) +
-                      " s; hanging up",
-                  session::log_fields(*conn->session));
-        lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        break;
+  for (Link* link : state.links) {
+    // Only asks for writes and schedules hang-ups: the list this loop walks
+    // is left alone (CLOSED would edit it).
+    if (link->conn->tick(now, unix_now, state.keepalive) == connection::TickAction::Ping) {
+      link->ping_due = true;
+      lws_callback_on_writable(link->wsi);
     }
   }
   // A burst of connections is over: the memory it used goes back to the
   // system instead of staying at the high-water mark (core/util/memory.hpp).
   const auto started = std::chrono::steady_clock::now();
   if (state.relay != nullptr && state.relay->give_back_after_burst()) {
-    state.connections.shrink_to_fit();
+    state.links.shrink_to_fit();
     const auto took = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
     log::debug("a burst of connections is over (" + std::to_string(state.relay->registry().size()) +
                " open); memory given back in " + std::to_string(took.count()) + " us");
@@ -194,29 +153,30 @@ void sweep_tick(lws_sorted_usec_list_t* sul) {
   lws_sul_schedule(state.context, 0, sul, sweep_tick, kSweepPeriod);
 }
 
-void watch(VhostState& state, Connection* conn) {
-  conn->home = &state;
-  conn->sweep_index = state.connections.size();
-  state.connections.push_back(conn);
+void watch(VhostState& state, Link* link) {
+  link->home = &state;
+  link->sweep_index = state.links.size();
+  state.links.push_back(link);
 }
 
-void unwatch(Connection* conn) {
-  if (conn->home == nullptr) return;
-  auto& list = conn->home->connections;
-  Connection* last = list.back();
-  list[conn->sweep_index] = last;
-  last->sweep_index = conn->sweep_index;
+void unwatch(Link* link) {
+  if (link->home == nullptr) return;
+  auto& list = link->home->links;
+  Link* last = list.back();
+  list[link->sweep_index] = last;
+  last->sweep_index = link->sweep_index;
   list.pop_back();
-  conn->home = nullptr;
+  link->home = nullptr;
 }
 
 // A frame from the client. In a foreign lws server (plugin mode) the host's
 // vhost may run lws's validity timer as well: it is told too, at most once a
 // second per connection, since each call re-sorts that timer in lws's list.
-void saw_life(lws* wsi, Connection* conn, std::int64_t now) {
-  const std::int64_t before = conn->liveness.last_active_ms();
-  conn->liveness.seen(now);
-  if (conn->home != nullptr && !conn->home->hosted && now - before >= 1000) lws_validity_confirmed(wsi);
+// Before the connection notes the frame (it moves last_active_ms).
+void confirm_validity(lws* wsi, const Link* link, std::int64_t now) {
+  if (link->home != nullptr && !link->home->hosted && now - link->conn->last_active_ms() >= 1000) {
+    lws_validity_confirmed(wsi);
+  }
 }
 
 // Relays of servers that hand theirs over (the wsrelay binary). Servers may
@@ -520,115 +480,35 @@ int on_established(lws* wsi, PerSession* pss) {
   if (endpoint == nullptr) return -1;
   info.endpoint = endpoint->config.path;
   info.remote = peer_address(wsi);
-  // Counted here, not at the upgrade check: only an established session
-  // holds a slot (released in on_closed). Another connection may have taken
-  // the last slot in between: then 1013, try again later.
-  if (relay->admission().admit(info.remote, relay->stats().connections) != server::Admission::Verdict::Admit) {
-    ++relay->stats().refused_connections;
-    lws_close_reason(wsi, static_cast<lws_close_status>(1013), nullptr, 0);  // try again later
+  auto link = std::make_unique<Link>();
+  link->wsi = wsi;
+  link->relay = relay;
+  link->batch_writes = may_batch_writes(wsi, *state);
+  // Watched and bound before the connection opens: on_open may already
+  // send, close or publish.
+  pss->link = link.get();
+  link->conn = connection::Connection::open(*relay, *endpoint, std::move(info), *link, now_ms(), handshake_s);
+  if (!link->conn) {
+    pss->link = nullptr;
+    lws_close_reason(wsi, static_cast<lws_close_status>(connection::kCloseTryAgainLater), nullptr, 0);
     return -1;
   }
-
-  auto* conn = new Connection();
-  conn->wsi = wsi;
-  conn->relay = relay;
-  conn->endpoint = endpoint;
-  const config::Limits& limits = relay->config().limits;
-  // The queue must hold at least one largest message, whatever the config says.
-  const std::size_t max_queue = std::max<std::size_t>(limits.max_queue_bytes, endpoint->config.max_message_size + 1024);
-  conn->session = std::make_unique<session::Session>(session::new_session_id(), std::move(info), conn,
-                                                     &relay->stats(), max_queue,
-                                                     limits.slow_consumer == "drop_oldest");
-  conn->bucket = relay->admission().connection_bucket();
-  conn->liveness.seen(now_ms());
-  conn->batch_writes = may_batch_writes(wsi, *state);
-  watch(*state, conn);
-  pss->connection = conn;
-  session::Session& s = *conn->session;
-  relay->registry().add(&s);
-  ++endpoint->connections;
-  ++relay->stats().connections;
-  ++relay->stats().connections_total;
-  if (handshake_s >= 0) relay->stats().handshake_seconds.observe(handshake_s);
-  log::info("open " + s.info().path + " from " + s.info().remote, session::log_fields(s));
-  if (endpoint->config.upstream) {
-    conn->upstream = new upstream::UpstreamClient(lws_get_context(wsi), lws_get_vhost(wsi), *endpoint->config.upstream,
-                                                  conn, &relay->stats(), s.id());
-    s.upstream = conn->upstream;
-  }
-  endpoint->engine->on_open(s);
-  if (conn->upstream != nullptr && endpoint->config.upstream->connect_on_open && !s.closing()) {
-    conn->upstream->upstream_connect();
-  }
+  watch(*state, link.release());
   return 0;
 }
 
-// Rate limits: per connection, then per address and per user. A refused
-// message gets rate_limited with a retry hint; a client that keeps going
-// anyway is closed with 1008.
-bool admit_message(Connection* conn, session::Session& s, std::string_view message, std::int64_t now) {
-  std::int64_t retry_ms = 0;
-  if (!conn->bucket.take(now)) {
-    retry_ms = conn->bucket.retry_after_ms(now);
-  } else if (!conn->relay->admission().allow_shared(s.info().remote, s.user().value_or(""), now, retry_ms)) {
-    // retry_ms set by allow_shared
-  } else {
-    conn->limited_in_a_row = 0;
-    return true;
-  }
-  ++conn->relay->stats().rate_limited;
-  ++conn->limited_in_a_row;
-  const int close_after = conn->relay->config().limits.rate_limit_close_after;
-  if (close_after > 0 && conn->limited_in_a_row >= close_after) {
-    log::warn("rate limit exceeded " + std::to_string(close_after) + " times in a row; closing with 1008", session::log_fields(s));
-    s.close(LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded");
-    return false;
-  }
-  conn->endpoint->engine->send_error(s, "rate_limited",
-                                     "too many messages; retry after " + std::to_string(retry_ms) + " ms",
-                                     conn->rx_binary ? std::string_view() : message);
-  return false;
-}
-
-// Our side of the closing handshake, done here rather than by lws. lws 4.1,
-// asked to close (lws_close_reason, then -1), writes the close frame and
-// shuts the socket at once: whatever the client sent meanwhile is still
+// Our side of the closing handshake, written here rather than by lws. lws
+// 4.1, asked to close (lws_close_reason, then -1), writes the close frame
+// and shuts the socket at once: whatever the client sent meanwhile is still
 // unread, so the kernel answers with a reset, and a client that was still
 // sending (a flood that tripped the rate limit, a message over the size
 // limit) loses the close frame and sees 1006 instead of the code. Instead
 // the close frame is written like any frame, what arrives after it is read
-// and dropped, and the connection ends when the client's close arrives
-// (on_peer_close) or after kCloseAckSeconds, as RFC 6455 §7.1.1 describes.
-//
-// Bounds, so that a client cannot keep a closing connection (and the
-// server's reading) going: the queued frames and the close frame must be
-// written within kCloseFlushSeconds of the close, the client's answer must
-// come within kCloseAckSeconds of the close frame, and once more than
-// kMaxDropWhileClosing bytes arrived after the close began (the rest of an
-// oversized message, a flood) the connection is hung up without waiting.
-// Reading and dropping 16 MiB costs the server ~70 ms of CPU.
-constexpr int kCloseAckSeconds = 3;
-constexpr int kCloseFlushSeconds = 10;
-constexpr std::size_t kMaxDropWhileClosing = 16u << 20;
-
-void Connection::start_close_timer() {
-  close_started = true;
-  lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, kCloseFlushSeconds);
-}
-
-void drop_while_closing(lws* wsi, Connection* conn, std::size_t len) {
-  const bool was_under = conn->dropped_while_closing <= kMaxDropWhileClosing;
-  conn->dropped_while_closing += len;
-  if (was_under && conn->dropped_while_closing > kMaxDropWhileClosing) {
-    log::info("client sent over " + std::to_string(kMaxDropWhileClosing) +
-                  " bytes after its connection began to close; hanging up",
-              session::log_fields(*conn->session));
-    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-  }
-}
-
-int send_close(lws* wsi, Connection* conn) {
-  const session::Session& s = *conn->session;
+// and dropped (the connection's drop_while_closing), and the connection ends
+// when the client's close arrives (on_peer_close) or after
+// connection::kCloseAckSeconds, as RFC 6455 §7.1.1 describes.
+int send_close(lws* wsi, Link* link) {
+  const session::Session& s = link->conn->session();
   if (lws_get_network_wsi(wsi) != wsi) {
     // A stream inside an HTTP/2 connection: no raw frames there, lws closes it.
     lws_close_reason(wsi, static_cast<lws_close_status>(s.close_code()),
@@ -640,58 +520,26 @@ int send_close(lws* wsi, Connection* conn) {
   // (LWS_WRITE_CLOSE) to itself.
   unsigned char frame[LWS_PRE + frame::kMaxCloseFrame];
   const std::size_t size = frame::write_close_frame(frame + LWS_PRE, s.close_code(), s.close_reason());
-  conn->close_sent = true;
+  const bool resume_reading = link->conn->close_frame_written();
   if (lws_write(wsi, frame + LWS_PRE, size, LWS_WRITE_RAW) < static_cast<int>(size)) return -1;
-  lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, kCloseAckSeconds);
+  lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, connection::kCloseAckSeconds);
   // An oversized message stopped the reading; the client's close is behind it.
-  if (conn->discarding) lws_rx_flow_control(wsi, 1);
+  if (resume_reading) lws_rx_flow_control(wsi, 1);
   return 0;
 }
 
 int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len) {
-  Connection* conn = pss->connection;
-  if (conn == nullptr) return -1;
-  session::Session& s = *conn->session;
-  server::Relay* relay = conn->relay;
-  relay->stats().bytes_in += len;
-  // Any data is a sign of life, not only pongs: a client that sends its own
-  // heartbeats but whose stack does not answer pings must not be hung up.
+  Link* link = pss->link;
+  if (link == nullptr) return -1;
   const std::int64_t now = now_ms();
-  saw_life(wsi, conn, now);
-  if (lws_is_first_fragment(wsi)) {
-    conn->rx.clear();
-    conn->rx_binary = lws_frame_is_binary(wsi) != 0;
-  }
-  const bool final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-  if (conn->discarding || s.closing()) {
-    if (s.closing()) drop_while_closing(wsi, conn, len);
-    return 0;
-  }
-  const std::size_t limit = conn->endpoint->config.max_message_size;
-  if (conn->rx.size() + len + lws_remaining_packet_payload(wsi) > limit) {
-    // The one error that ends the connection: the client is told why, then
-    // 1009 closes it. Reading stops so an oversized stream costs nothing more.
-    conn->discarding = true;
-    conn->rx.clear();
-    conn->rx.shrink_to_fit();
-    log::warn("message larger than " + std::to_string(limit) + " bytes; closing with 1009", session::log_fields(s));
-    conn->endpoint->engine->send_error(
-        s, script::codes::kTooLarge, "message larger than " + std::to_string(limit) + " bytes");
-    s.close(LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
-    lws_rx_flow_control(wsi, 0);
-    return 0;
-  }
-  // A message that arrives whole (the usual case) is handed on from lws's
-  // buffer; only fragments are copied, to be reassembled.
-  const std::string_view piece(static_cast<const char*>(in), len);
-  const bool whole = final && conn->rx.empty();
-  if (!whole) conn->rx.append(piece);
-  if (!final) return 0;
-  const std::string_view message = whole ? piece : std::string_view(conn->rx);
-  ++relay->stats().messages_in;
-  ++s.messages_in;
-  if (admit_message(conn, s, message, now)) conn->endpoint->engine->on_message(s, message, conn->rx_binary);
-  conn->rx.clear();
+  confirm_validity(wsi, link, now);
+  connection::Piece piece;
+  piece.data = std::string_view(static_cast<const char*>(in), len);
+  piece.first = lws_is_first_fragment(wsi) != 0;
+  piece.binary = lws_frame_is_binary(wsi) != 0;
+  piece.remaining = lws_remaining_packet_payload(wsi);
+  piece.final = lws_is_final_fragment(wsi) && piece.remaining == 0;
+  link->conn->receive(piece, now);
   return 0;
 }
 
@@ -720,14 +568,14 @@ int write_batch(lws* wsi, session::Session& s) {
 }
 
 int on_writeable(lws* wsi, PerSession* pss) {
-  Connection* conn = pss->connection;
-  if (conn == nullptr) return -1;
-  session::Session& s = *conn->session;
-  if (conn->ping_due && !s.closing()) {
+  Link* link = pss->link;
+  if (link == nullptr) return -1;
+  session::Session& s = link->conn->session();
+  if (link->ping_due && !s.closing()) {
     // The sweep found the client silent for heartbeat.interval.
     // Not empty: lws 4.1 reports no RECEIVE_PONG for a pong without payload,
     // and the pong echoes the ping's.
-    conn->ping_due = false;
+    link->ping_due = false;
     static constexpr char kPingPayload[] = "wsrelay";
     constexpr std::size_t kPingSize = sizeof kPingPayload - 1;
     unsigned char ping[LWS_PRE + kPingSize];
@@ -745,7 +593,7 @@ int on_writeable(lws* wsi, PerSession* pss) {
     // A lone frame (an echo reply) is written in place, never copied.
     for (int n = 0; n < kWritesPerCallback && s.has_pending(); ++n) {
       bool complete = true;
-      const int batched = conn->batch_writes && s.pending_count() > 1 ? write_batch(wsi, s) : 0;
+      const int batched = link->batch_writes && s.pending_count() > 1 ? write_batch(wsi, s) : 0;
       if (batched < 0) {
         complete = false;
       } else if (batched == 0) {
@@ -764,60 +612,24 @@ int on_writeable(lws* wsi, PerSession* pss) {
     if (s.has_pending() || s.closing()) lws_callback_on_writable(wsi);
     return 0;
   }
-  if (s.closing() && !conn->close_sent) return send_close(wsi, conn);
+  if (s.closing() && !link->conn->close_sent()) return send_close(wsi, link);
   return 0;
 }
 
 // Returns nonzero when the close answers ours: the handshake is complete and
 // lws must close the connection without sending a close frame of its own.
 int on_peer_close(PerSession* pss, const void* in, std::size_t len) {
-  Connection* conn = pss->connection;
-  if (conn == nullptr) return 0;
-  if (conn->close_sent) return 1;
-  const auto* bytes = static_cast<const unsigned char*>(in);
-  if (len >= 2) {
-    conn->peer_close_code = (bytes[0] << 8) | bytes[1];
-    conn->peer_close_reason.assign(reinterpret_cast<const char*>(bytes) + 2, len - 2);
-  } else {
-    conn->peer_close_code = 1005;
-  }
-  return 0;
+  Link* link = pss->link;
+  if (link == nullptr) return 0;
+  return link->conn->peer_closed(std::string_view(static_cast<const char*>(in), len)) ? 1 : 0;
 }
 
 void on_closed(PerSession* pss) {
-  std::unique_ptr<Connection> conn(pss->connection);
-  pss->connection = nullptr;
-  if (!conn) return;
-  unwatch(conn.get());
-  session::Session& s = *conn->session;
-  server::Relay* relay = conn->relay;
-  int code = 1006;
-  std::string reason;
-  if (conn->peer_close_code != 0) {
-    code = conn->peer_close_code;
-    reason = conn->peer_close_reason;
-  } else if (s.closing()) {
-    code = s.close_code();
-    reason = s.close_reason();
-  }
-  // Sends to a closing session are refused from here on, including anything
-  // the on_close hook publishes to channels this session is still in.
-  s.detach();
-  // One upstream per client: the client gone, its upstream goes too.
-  if (conn->upstream != nullptr) {
-    s.upstream = nullptr;
-    conn->upstream->detach();
-    conn->upstream = nullptr;
-  }
-  conn->endpoint->engine->on_close(s, code, reason);
-  relay->hub().unsubscribe_all(&s);
-  relay->registry().remove(&s);
-  relay->admission().release(s.info().remote);
-  --conn->endpoint->connections;
-  --relay->stats().connections;
-  log::info("close code=" + std::to_string(code) + (reason.empty() ? "" : " reason=\"" + reason + "\"") +
-                " in=" + std::to_string(s.messages_in) + " out=" + std::to_string(s.messages_out),
-            session::log_fields(s));
+  std::unique_ptr<Link> link(pss->link);
+  pss->link = nullptr;
+  if (!link) return;
+  unwatch(link.get());
+  link->conn->closed();
 }
 
 // --- plugin mode: a Relay made from the vhost's pvo -------------------------
@@ -995,7 +807,11 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
     case LWS_CALLBACK_RECEIVE:
       return on_receive(wsi, pss, in, len);
     case LWS_CALLBACK_RECEIVE_PONG:
-      if (pss != nullptr && pss->connection != nullptr) saw_life(wsi, pss->connection, now_ms());
+      if (pss != nullptr && pss->link != nullptr) {
+        const std::int64_t now = now_ms();
+        confirm_validity(wsi, pss->link, now);
+        pss->link->conn->saw_life(now);
+      }
       return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
       return on_writeable(wsi, pss);

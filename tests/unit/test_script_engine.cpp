@@ -8,6 +8,7 @@
 #include "fakes/engine_fixture.hpp"
 
 #include "auth/jwt.hpp"
+#include "connection/rate_gate.hpp"
 #include "script/engine_internal.hpp"  // the Lua state, for collect_garbage's test
 
 #include <lua.hpp>  // LUA_NOREF: the "no script userdata" value of Session::script_ref
@@ -16,6 +17,9 @@
 #include <string>
 #include <vector>
 
+namespace config = wsrelay::config;
+namespace connection = wsrelay::connection;
+namespace server = wsrelay::server;
 using wsrelay::fakes::Client;
 using wsrelay::fakes::EngineFixture;
 using wsrelay::fakes::Msg;
@@ -1473,8 +1477,11 @@ TEST_CASE("script: session:subscribe refuses names and counts over the limits wi
 
 TEST_CASE("script: limits.message_types refuses a type over its rate before the handler runs", "[script]") {
   EngineFixture f;
-  f.context.message_type_rates = {{"chat", 0.001, 2}};  // two, then none for a long while
-  f.context.rate_limit_close_after = 3;
+  // The connection's rate gate, as core/connection gives every session one.
+  config::Limits limits;
+  limits.message_types = {{"chat", 0.001, 2}};  // two, then none for a long while
+  limits.rate_limit_close_after = 3;
+  server::Admission admission(limits);
   f.load(R"(
     local n = 0
     return {
@@ -1483,6 +1490,9 @@ TEST_CASE("script: limits.message_types refuses a type over its rate before the 
     }
   )");
   Client& c = f.connect();
+  connection::RateGate gate(admission, limits, &f.stats);
+  gate.bind(c.s());
+  c.s().gate = &gate;
   CHECK(f.ask(c, R"({"type":"chat","id":1})").raw("n") == "1");
   CHECK(f.ask(c, R"({"type":"chat","id":2})").raw("n") == "2");
   const Msg refused = f.ask(c, R"({"type":"chat","id":3})");
@@ -1491,14 +1501,20 @@ TEST_CASE("script: limits.message_types refuses a type over its rate before the 
   CHECK(refused.str("message").find("too many 'chat' messages; retry after ") == 0);
   CHECK(f.ask(c, R"({"type":"other"})").str("type") == "other.ok");  // other types pass
   CHECK(f.stats.rate_limited == 1);
+  // A handler ran (other): the count of refusals in a row starts again.
+  CHECK(gate.refused_in_a_row() == 0);
   CHECK(f.ask(c, R"({"type":"chat","id":4})").str("code") == "rate_limited");
+  CHECK(f.ask(c, R"({"type":"chat","id":5})").str("code") == "rate_limited");
   CHECK_FALSE(c.s().closing());
   // The third refusal in a row closes with 1008 instead of answering.
-  f.send(c, R"({"type":"chat","id":5})");
+  f.send(c, R"({"type":"chat","id":6})");
   CHECK(c.s().closing());
   CHECK(c.s().close_code() == 1008);
   // Another connection has its own buckets.
   Client& d = f.connect();
+  connection::RateGate other_gate(admission, limits, &f.stats);
+  other_gate.bind(d.s());
+  d.s().gate = &other_gate;
   CHECK(f.ask(d, R"({"type":"chat","id":1})").raw("n") == "3");
 }
 
