@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 #include "config/loader.hpp"
+#include "util/log.hpp"
 
 #include "json/json.hpp"
 
@@ -173,10 +174,7 @@ LoadResult load_default(const EnvLookup& env) {
   }
   // The endpoint as a config file would say it (examples/realtime-relay), so
   // the URL and the key go through the same ${VAR} expansion and checks.
-  JsonPtr root(cJSON_CreateObject());
-  cJSON* endpoints = cJSON_AddArrayToObject(root.get(), "endpoints");
   cJSON* ep = cJSON_CreateObject();
-  cJSON_AddItemToArray(endpoints, ep);
   cJSON_AddStringToObject(ep, "path", std::string(kAssistantPath).c_str());
   // Named as it is in the file's folder, which is the base of relative paths:
   // logs, errors and /status say "realtime.lua".
@@ -198,16 +196,40 @@ LoadResult load_default(const EnvLookup& env) {
   cJSON* response = cJSON_AddObjectToObject(options, "response");
   cJSON* modalities = cJSON_AddArrayToObject(response, "output_modalities");
   cJSON_AddItemToArray(modalities, cJSON_CreateString("text"));
-  JsonText text(cJSON_PrintUnformatted(root.get()));
-  if (!text) {
-    result.errors.push_back(source + ": out of memory");
-    return result;
-  }
-  LoadResult assistant = parse(text.get(), source, fs::path(script).parent_path().string(), env);
+  LoadResult assistant = parse_endpoint(ep, source, fs::path(script).parent_path().string(), env);
   if (!assistant.config) return assistant;
   cfg.endpoints.push_back(std::move(assistant.config->endpoints.front()));
   result.config = std::move(cfg);
   return result;
+}
+
+LoadResult parse_endpoint(cJSON* endpoint, const std::string& source_name, const std::string& base_dir,
+                          const EnvLookup& env) {
+  JsonPtr root(cJSON_CreateObject());
+  cJSON* endpoints = root ? cJSON_AddArrayToObject(root.get(), "endpoints") : nullptr;
+  if (endpoints == nullptr || endpoint == nullptr) {
+    cJSON_Delete(endpoint);
+    LoadResult out_of_memory;
+    out_of_memory.errors.push_back(source_name + ": out of memory");
+    return out_of_memory;
+  }
+  cJSON_AddItemToArray(endpoints, endpoint);
+  JsonText text(cJSON_PrintUnformatted(root.get()));
+  if (!text) {
+    LoadResult out_of_memory;
+    out_of_memory.errors.push_back(source_name + ": out of memory");
+    return out_of_memory;
+  }
+  return parse(text.get(), source_name, base_dir, env);
+}
+
+void register_secrets(const Config& config) {
+  log::add_secret(config.jwt.secret);
+  log::add_secret(config.admin_token);
+  for (const auto& ep : config.endpoints) {
+    if (!ep.upstream) continue;
+    for (const auto& header : ep.upstream->headers) log::add_secret(header.second);
+  }
 }
 
 }  // namespace wsrelay::config

@@ -19,6 +19,8 @@
 
 #include "config/env_expand.hpp"
 
+struct cJSON;  // <cjson/cJSON.h>
+
 namespace wsrelay::config {
 
 // A protocol from a protocol plugin that a listener serves beside the relay:
@@ -150,6 +152,17 @@ inline constexpr std::size_t kMaxMessageSizeLimit = 64u * 1024u * 1024u;
 // user gave it), base_dir resolves relative paths.
 LoadResult parse(std::string_view text, const std::string& source_name, const std::string& base_dir,
                  const EnvLookup& env);
+
+// One endpoint, given as the JSON object a config file's "endpoints" would
+// hold (the built-in assistant, a host's pvo "script" + "path"), checked as
+// a file's would be: errors read "<source_name>: endpoints[0].script: ...".
+// Takes the object (a cJSON tree).
+LoadResult parse_endpoint(cJSON* endpoint, const std::string& source_name, const std::string& base_dir,
+                          const EnvLookup& env);
+
+// Every secret a config holds (jwt.secret, admin_token, upstream header
+// values), registered with the log so that no log line shows them.
+void register_secrets(const Config& config);
 
 // Reads and parses a file; read errors are also reported as LoadResult errors
 // ("x.json: cannot read: No such file or directory"). base_dir becomes the

@@ -160,12 +160,7 @@ bool Server::check(const config::Config& config, std::vector<std::string>& error
 std::unique_ptr<Server> Server::create(const config::Config& config, std::vector<std::string>& errors) {
   std::unique_ptr<Server> server(new Server());
   // Secrets never appear in a log line, whoever writes it.
-  log::add_secret(config.jwt.secret);
-  log::add_secret(config.admin_token);
-  for (const auto& ep : config.endpoints) {
-    if (!ep.upstream) continue;
-    for (const auto& header : ep.upstream->headers) log::add_secret(header.second);
-  }
+  config::register_secrets(config);
   install_lws_logging();  // before lws_plugins_init, which logs each file it loads
   bool plugins_ok = true;
   server->plugins_ = load_plugins_if_needed(config, errors, plugins_ok);

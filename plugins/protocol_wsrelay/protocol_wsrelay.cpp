@@ -639,46 +639,26 @@ const char* pvo_value(const lws_protocol_vhost_options* pvo, const char* name) {
   return found != nullptr ? found->value : nullptr;
 }
 
-void register_secrets(const config::Config& config) {
-  log::add_secret(config.jwt.secret);
-  log::add_secret(config.admin_token);
-  for (const auto& ep : config.endpoints) {
-    if (!ep.upstream) continue;
-    for (const auto& h : ep.upstream->headers) log::add_secret(h.second);
-  }
-}
-
 // "script" + "path" [+ "max_message_size"]: a one-endpoint config, validated
 // like a config file ("pvo: endpoints[0].script: file not found: ...").
 std::optional<config::Config> config_from_script_pvo(const char* script, const char* path, const char* max_size,
                                                      std::vector<std::string>& errors) {
-  cJSON* root = cJSON_CreateObject();
-  cJSON* endpoints = cJSON_AddArrayToObject(root, "endpoints");
   cJSON* ep = cJSON_CreateObject();
-  cJSON_AddItemToArray(endpoints, ep);
   cJSON_AddStringToObject(ep, "path", path);
   cJSON_AddStringToObject(ep, "script", script);
   if (max_size != nullptr) {
     char* end = nullptr;
     const double n = std::strtod(max_size, &end);
     if (end == max_size || *end != '\0') {
-      cJSON_Delete(root);
+      cJSON_Delete(ep);
       errors.push_back(std::string("pvo: max_message_size: expected an integer, got \"") + max_size + "\"");
       return std::nullopt;
     }
     cJSON_AddNumberToObject(ep, "max_message_size", n);
   }
-  char* text = cJSON_PrintUnformatted(root);
-  cJSON_Delete(root);
-  if (text == nullptr) {
-    errors.push_back("pvo: out of memory");
-    return std::nullopt;
-  }
-  const std::string json(text);
-  cJSON_free(text);
   std::error_code ec;
-  config::LoadResult loaded = config::parse(json, "pvo", std::filesystem::current_path(ec).string(),
-                                            config::process_env());
+  config::LoadResult loaded =
+      config::parse_endpoint(ep, "pvo", std::filesystem::current_path(ec).string(), config::process_env());
   if (!loaded.config) {
     errors.insert(errors.end(), loaded.errors.begin(), loaded.errors.end());
     return std::nullopt;
@@ -710,7 +690,7 @@ std::unique_ptr<VhostState> relay_from_pvo(const lws_protocol_vhost_options* pvo
                      "\"script\" and \"path\"");
     return nullptr;
   }
-  register_secrets(*cfg);
+  config::register_secrets(*cfg);
   // The host owns listeners, protocols and the loop.
   if (cfg->watch_scripts) log::warn("pvo config: watch_scripts is ignored in a plugin (no file watch)");
   for (const auto& l : cfg->listeners) {
