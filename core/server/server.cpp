@@ -1,6 +1,8 @@
 #include "server/server.hpp"
 
-#include "protocol_wsrelay/protocol_wsrelay.hpp"
+#include "server/hosted.hpp"
+
+#include <wsrelay/wsrelay.h>
 #include "upstream/upstream_client.hpp"
 #include "util/log.hpp"
 
@@ -179,9 +181,16 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
   // walking it, which made opening N connections O(N²). A policy whose
   // secs_since_valid_hangup is 0 arms none.
   policy.retry = lws_retry_bo_t{};
-  const lws_protocols relay_protocol = plugin::hosted_protocol(*server->relay_);
+  // The relay's protocols as any lws host gets them (<wsrelay/wsrelay.h>),
+  // the relay entry's user pointer naming this server's Relay.
+  std::size_t relay_protocol_count = 0;
+  const lws_protocols* relay_protocols = wsrelay_protocols(&relay_protocol_count);
+  lws_protocols relay_protocol = relay_protocols[0];
+  relay_protocol.user = server->relay_.get();
+  host_relay(*server->relay_);
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
-    std::vector<lws_protocols> list = {relay_protocol, upstream::UpstreamClient::protocol()};
+    std::vector<lws_protocols> list = {relay_protocol};
+    for (std::size_t p = 1; p < relay_protocol_count; ++p) list.push_back(relay_protocols[p]);
     for (const lws_protocols* p : plugin_protocols[i]) list.push_back(*p);
     list.push_back(lws_protocols{});
     policy.vhost_protocols.push_back(std::move(list));
@@ -340,7 +349,7 @@ Server::~Server() {
   // still need the Relay: the context goes first.
   if (policy_) lws_sul_cancel(&policy_->watch_timer.sul);
   context_.reset();
-  if (relay_) plugin::release_hosted(*relay_);
+  if (relay_) unhost_relay(*relay_);
   if (inotify_fd_ >= 0) close(inotify_fd_);
 }
 

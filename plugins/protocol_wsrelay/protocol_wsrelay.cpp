@@ -3,6 +3,7 @@
 #include "config/config.hpp"
 #include "connection/connection.hpp"
 #include "server/http_routes.hpp"
+#include "server/hosted.hpp"
 #include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
 #include "session/keepalive.hpp"
@@ -22,7 +23,6 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -177,20 +177,6 @@ void confirm_validity(lws* wsi, const Link* link, std::int64_t now) {
   if (link->home != nullptr && !link->home->hosted && now - link->conn->last_active_ms() >= 1000) {
     lws_validity_confirmed(wsi);
   }
-}
-
-// Relays of servers that hand theirs over (the wsrelay binary). Servers may
-// run on several threads of one process (tests), hence the lock.
-std::mutex g_hosted_mutex;
-std::vector<server::Relay*> g_hosted;
-
-server::Relay* hosted_relay(const void* user) {
-  if (user == nullptr) return nullptr;
-  std::lock_guard<std::mutex> lock(g_hosted_mutex);
-  for (server::Relay* r : g_hosted) {
-    if (r == user) return r;
-  }
-  return nullptr;
 }
 
 std::string header(lws* wsi, lws_token_indexes token) {
@@ -713,7 +699,7 @@ int on_protocol_init(lws* wsi, const lws_protocol_vhost_options* pvo) {
   auto* slot = static_cast<VhostSlot*>(lws_protocol_vh_priv_zalloc(vhost, protocol, sizeof(VhostSlot)));
   if (slot == nullptr) return 1;
   std::unique_ptr<VhostState> state;
-  if (server::Relay* relay = hosted_relay(protocol->user)) {
+  if (server::Relay* relay = server::hosted_relay(protocol->user)) {
     state = std::make_unique<VhostState>();
     state->relay = relay;
   } else {
@@ -838,19 +824,6 @@ const lws_protocols kProtocol = {
 const lws_protocols kProtocols[] = {kProtocol, upstream::UpstreamClient::protocol(), lws_protocols{}};
 
 }  // namespace
-
-lws_protocols hosted_protocol(server::Relay& relay) {
-  std::lock_guard<std::mutex> lock(g_hosted_mutex);
-  g_hosted.push_back(&relay);
-  lws_protocols entry = kProtocol;
-  entry.user = &relay;
-  return entry;
-}
-
-void release_hosted(server::Relay& relay) {
-  std::lock_guard<std::mutex> lock(g_hosted_mutex);
-  g_hosted.erase(std::remove(g_hosted.begin(), g_hosted.end(), &relay), g_hosted.end());
-}
 
 }  // namespace wsrelay::plugin
 

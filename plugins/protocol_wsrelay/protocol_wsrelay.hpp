@@ -5,7 +5,7 @@
 // pending HttpReply per HTTP transaction, and per vhost the record of which
 // Relay it serves (lws_protocol_vh_priv_zalloc, filled at PROTOCOL_INIT).
 // Uses: server::Relay — the wsrelay server's own (handed over through the
-// protocol entry's user pointer, checked against the relays registered here),
+// protocol entry's user pointer, checked against core/server/hosted.hpp),
 // or, as a plugin in any lws server, one it creates from the vhost's pvo
 // ("config", or "script" + "path") and destroys at PROTOCOL_DESTROY.
 //
@@ -16,18 +16,8 @@
 
 #include <libwebsockets.h>
 
-namespace wsrelay::server {
-class Relay;
-}
-
 namespace wsrelay::plugin {
 
 inline constexpr const char* kProtocolName = "wsrelay";
-
-// The relay protocol entry for a server that owns its Relay: a copy whose
-// user pointer names `relay`, registered here until release_hosted(). A user
-// pointer not registered here (a foreign application's) is never used.
-lws_protocols hosted_protocol(server::Relay& relay);
-void release_hosted(server::Relay& relay);
 
 }  // namespace wsrelay::plugin
