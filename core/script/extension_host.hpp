@@ -6,6 +6,8 @@
 
 #include <wsrelay/plugin_api.h>
 
+#include "auth/jwt.hpp"
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +25,7 @@ struct wsrelay_host {
   void* state = nullptr;                                   // what create() stored
   std::vector<std::pair<std::string, std::string>> settings;  // fixed for the instance's life
   std::string scratch;                                     // the last attribute value handed out
+  wsrelay::auth::JwtResult token;                          // the last verify_token answer handed out
 };
 
 namespace wsrelay::script {

@@ -8,6 +8,7 @@
 #include "util/log.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 // The auth result a provider fills through api->auth_accept / auth_reject.
@@ -173,6 +174,24 @@ void api_auth_reject(wsrelay_auth* auth, const char* reason) {
   }
 }
 
+int api_verify_token(wsrelay_host* host, const char* token, size_t len, const char** claims_json, const char** subject,
+                     const char** error) {
+  static const char* const kNoAnswer = "internal error";
+  if (error != nullptr) *error = kNoAnswer;
+  if (host == nullptr || host->engine == nullptr || token == nullptr) return 0;
+  try {
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+    host->token = auth::verify_hs256(std::string_view(token, len), host->engine->context().jwt, now);
+    if (claims_json != nullptr) *claims_json = host->token.claims_json.c_str();
+    if (subject != nullptr) *subject = host->token.subject.c_str();
+    if (error != nullptr) *error = host->token.error.c_str();
+    return host->token.ok ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
 const wsrelay_api kApi = {
     WSRELAY_PLUGIN_ABI_VERSION,
     sizeof(wsrelay_api),
@@ -203,6 +222,7 @@ const wsrelay_api kApi = {
     extension_lua::call_host,
     api_auth_accept,
     api_auth_reject,
+    api_verify_token,
 };
 
 bool valid_module_name(std::string_view name) {

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 #define WSRELAY_PLUGIN_CLASS "wsrelay_plugin"
-#define WSRELAY_PLUGIN_ABI_VERSION 1u
+#define WSRELAY_PLUGIN_ABI_VERSION 2u
 
 /* Opaque handles. None of them may be kept beyond the call that gave it,
  * except wsrelay_host (valid until destroy()) and a session id string copied
@@ -137,6 +137,17 @@ typedef struct wsrelay_api {
   /* ---- auth results ---- */
   void (*auth_accept)(wsrelay_auth *auth, const char *user, const char *claims_json);
   void (*auth_reject)(wsrelay_auth *auth, const char *reason);
+
+  /* ---- tokens (ABI 2) ---- */
+  /* Verifies a JSON Web Token by the relay's own rules and settings
+   * ("jwt.secret", "jwt.leeway", "jwt.audience", "jwt.issuer"): the same
+   * check as relay.jwt.verify, for plugins that authenticate with tokens.
+   * Returns 1 with *claims_json (the payload, a JSON object) and *subject
+   * (its "sub", "" if none), or 0 with *error naming why it was refused
+   * ("token expired", "malformed token", ...). The strings stay valid until
+   * the next verify_token call for this host or until the hook returns. */
+  int (*verify_token)(wsrelay_host *host, const char *token, size_t len, const char **claims_json,
+                      const char **subject, const char **error);
 } wsrelay_api;
 
 /* A Lua function of a module: returns the number of results pushed, or -1

@@ -8,17 +8,15 @@
 //
 // The secret and claim rules come from the relay's settings ("jwt.secret",
 // "jwt.leeway", "jwt.audience", "jwt.issuer": the config's "jwt" section or
-// WSRELAY_JWT_SECRET), never from the script. Reaches the relay only through
-// the wsrelay_api table (include/wsrelay/plugin.h).
+// WSRELAY_JWT_SECRET), never from the script; the relay verifies
+// (wsrelay_api.verify_token, ABI 2). Reaches the relay only through the
+// wsrelay_api table (include/wsrelay/plugin.h): no core header, no core code.
 //
 // Built twice from this file: libwsrelay_ext_jwt.so (symbol "ext_jwt") for any host
 // that loads extension plugins, and with LWS_PLUGIN_STATIC into wsrelay_core,
 // where it is always enabled.
 #include <wsrelay/plugin.h>
 
-#include "auth/jwt.hpp"
-
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,7 +27,9 @@ namespace {
 
 struct State {
   const wsrelay_api* api = nullptr;
-  wsrelay::auth::JwtOptions options;
+  wsrelay_host* host = nullptr;
+  bool enabled = false;  // a secret is configured
+  long long leeway_s = 0;
 };
 
 std::string setting(const wsrelay_api* api, wsrelay_host* host, const char* key) {
@@ -44,25 +44,33 @@ int create(const wsrelay_api* api, wsrelay_host* host, const char*, void** state
     return 1;
   }
   s->api = api;
-  s->options.secret = setting(api, host, "jwt.secret");
-  s->options.leeway_s = std::atoll(setting(api, host, "jwt.leeway").c_str());
-  s->options.audience = setting(api, host, "jwt.audience");
-  s->options.issuer = setting(api, host, "jwt.issuer");
+  s->host = host;
+  s->enabled = !setting(api, host, "jwt.secret").empty();
+  s->leeway_s = std::atoll(setting(api, host, "jwt.leeway").c_str());
   *state = s;
   return 0;
 }
 
 void destroy(void* state) { delete static_cast<State*>(state); }
 
-wsrelay::auth::JwtResult verify(const State& s, const char* token, size_t len) {
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
-  return wsrelay::auth::verify_hs256(std::string_view(token, len), s.options, now);
+// The relay verifies (wsrelay_api.verify_token): the rules, the secret and
+// the algorithms are its own, the plugin only speaks for them in Lua.
+struct Verdict {
+  bool ok = false;
+  const char* claims_json = "";
+  const char* subject = "";
+  const char* error = "malformed token";
+};
+
+Verdict verify(const State& s, const char* token, size_t len) {
+  Verdict v;
+  v.ok = s.api->verify_token(s.host, token, len, &v.claims_json, &v.subject, &v.error) == 1;
+  return v;
 }
 
 int lua_enabled(void* state, wsrelay_call* call) {
   const State& s = *static_cast<State*>(state);
-  s.api->push_boolean(call, s.options.secret.empty() ? 0 : 1);
+  s.api->push_boolean(call, s.enabled ? 1 : 0);
   return 1;
 }
 
@@ -71,7 +79,7 @@ int lua_enabled(void* state, wsrelay_call* call) {
 int lua_leeway(void* state, wsrelay_call* call) {
   const State& s = *static_cast<State*>(state);
   // Negative counts as 0, as in verify_hs256.
-  s.api->push_number(call, s.options.leeway_s > 0 ? static_cast<double>(s.options.leeway_s) : 0.0);
+  s.api->push_number(call, s.leeway_s > 0 ? static_cast<double>(s.leeway_s) : 0.0);
   return 1;
 }
 
@@ -83,8 +91,8 @@ int lua_verify(void* state, wsrelay_call* call) {
     s.api->error(call, "bad argument #1 to 'verify' (string expected)");
     return -1;
   }
-  const wsrelay::auth::JwtResult result = verify(s, token, len);
-  if (result.ok && s.api->push_json(call, result.claims_json.data(), result.claims_json.size()) == 0) return 1;
+  const Verdict result = verify(s, token, len);
+  if (result.ok && s.api->push_json(call, result.claims_json, std::strlen(result.claims_json)) == 0) return 1;
   s.api->push_nil(call);
   const std::string reason = result.ok ? "malformed token" : result.error;
   s.api->push_string(call, reason.data(), reason.size());
@@ -93,17 +101,17 @@ int lua_verify(void* state, wsrelay_call* call) {
 
 void authenticate(void* state, const char* token, size_t len, wsrelay_auth* auth) {
   const State& s = *static_cast<State*>(state);
-  if (s.options.secret.empty()) {
+  if (!s.enabled) {
     s.api->auth_reject(auth, "no secret configured");
     return;
   }
-  const wsrelay::auth::JwtResult result = verify(s, token, len);
+  const Verdict result = verify(s, token, len);
   if (!result.ok) {
-    s.api->auth_reject(auth, result.error.c_str());
-  } else if (result.subject.empty()) {
+    s.api->auth_reject(auth, result.error);
+  } else if (*result.subject == '\0') {
     s.api->auth_reject(auth, "no subject");
   } else {
-    s.api->auth_accept(auth, result.subject.c_str(), result.claims_json.c_str());
+    s.api->auth_accept(auth, result.subject, result.claims_json);
   }
 }
 
