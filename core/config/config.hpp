@@ -72,6 +72,11 @@ struct Limits {
   std::size_t max_queue_bytes = 4u << 20;  // per session outbound queue
   std::string slow_consumer = "disconnect";  // or "drop_oldest"
   int handshake_timeout_s = 10;          // TCP open to completed upgrade
+  // lws's budget for one request head (request line and headers): a head
+  // past it is dropped. lws's own default (~4 KiB) closed on browsers with a
+  // 6 KB cookie; 32 KiB holds a 16 KiB cookie and the usual rest. lws keeps
+  // it in an unsigned short.
+  int max_http_header_data = 32768;
   std::uint64_t script_instructions = 20'000'000;  // per handler call
   std::size_t script_memory_mb = 64;     // per endpoint script state
 };

@@ -276,7 +276,8 @@ void Loader::read_limits(const cJSON* item, Config& cfg) {
   check_keys(item, path, {"max_connections", "max_connections_per_ip", "messages_per_second", "message_burst",
                           "user_messages_per_second", "ip_messages_per_second", "rate_limit_close_after",
                           "max_subscriptions", "max_channel_length", "max_queue_bytes", "slow_consumer",
-                          "handshake_timeout", "script_instructions", "script_memory_mb", "message_types"});
+                          "handshake_timeout", "script_instructions", "script_memory_mb", "message_types",
+                          "max_http_header_data"});
   Limits& l = cfg.limits;
   auto integer = [&](const char* key, long long min, long long max, auto& target) {
     if (const cJSON* v = member(item, key)) {
@@ -301,6 +302,7 @@ void Loader::read_limits(const cJSON* item, Config& cfg) {
   integer("max_channel_length", 1, 65536, l.max_channel_length);
   integer("max_queue_bytes", 65536, 1LL << 34, l.max_queue_bytes);
   integer("handshake_timeout", 1, 3600, l.handshake_timeout_s);
+  integer("max_http_header_data", 1024, 65535, l.max_http_header_data);
   integer("script_instructions", 10000, 1LL << 40, l.script_instructions);
   integer("script_memory_mb", 1, 65536, l.script_memory_mb);
   read_message_type_rates(member(item, "message_types"), child_path(path, "message_types"), l);

@@ -214,6 +214,7 @@ std::unique_ptr<Server> Server::create(const config::Config& config, std::vector
   // A client that opens TCP and never finishes the upgrade (or trickles its
   // headers) is dropped after this long.
   info.timeout_secs = static_cast<unsigned int>(config.limits.handshake_timeout_s);
+  info.max_http_header_data = static_cast<unsigned short>(config.limits.max_http_header_data);
   lws_context* context = lws_create_context(&info);
   if (context == nullptr) {
     errors.push_back("cannot create the libwebsockets context");

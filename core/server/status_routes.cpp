@@ -54,12 +54,12 @@ std::string status_json(Relay& relay) {
                 "\"rate_limit_close_after\":%d,\"max_subscriptions\":%d,\"max_channel_length\":%d,"
                 "\"max_queue_bytes\":%zu,\"slow_consumer\":\"%s\",\"handshake_timeout\":%d,"
                 "\"script_instructions\":%llu,\"script_memory_mb\":%zu,\"heartbeat_interval\":%d,"
-                "\"heartbeat_timeout\":%d,",
+                "\"heartbeat_timeout\":%d,\"max_http_header_data\":%d,",
                 l.max_connections, l.max_connections_per_ip, l.messages_per_second, l.message_burst,
                 l.user_messages_per_second, l.ip_messages_per_second, l.rate_limit_close_after, l.max_subscriptions,
                 l.max_channel_length, l.max_queue_bytes, l.slow_consumer.c_str(), l.handshake_timeout_s,
                 static_cast<unsigned long long>(l.script_instructions), l.script_memory_mb,
-                relay.config().heartbeat.interval_s, relay.config().heartbeat.timeout_s);
+                relay.config().heartbeat.interval_s, relay.config().heartbeat.timeout_s, l.max_http_header_data);
   out += limits;
   out += "\"message_types\":{";
   for (std::size_t i = 0; i < l.message_types.size(); ++i) {

@@ -11,6 +11,7 @@
 #include "config/config.hpp"
 #include "connection/connection.hpp"
 #include "http/request.hpp"
+#include "http/request_head.hpp"
 #include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
 #include "session/keepalive.hpp"
@@ -124,6 +125,8 @@ inline server::Relay* relay_of(lws* wsi) {
 std::string header(lws* wsi, lws_token_indexes token);
 std::vector<std::string> header_fragments(lws* wsi, lws_token_indexes token);
 std::string peer_address(lws* wsi);
+// The head's framing and handshake fields (http/request_head.hpp).
+http::RequestHead read_head(lws* wsi);
 // Writes a refusal (request_head.hpp) as the whole answer, Connection:
 // close; returns what the callback returns to have lws close the connection.
 int write_refusal(lws* wsi, int status, const std::string& body,

@@ -2,6 +2,7 @@
 // lws's parsed head, its body collected, the reply's head and body written.
 #include "protocol_wsrelay/adapter.hpp"
 
+#include "http/request_head.hpp"
 #include "server/http_routes.hpp"
 #include "util/log.hpp"
 
@@ -16,6 +17,48 @@ std::string header(lws* wsi, lws_token_indexes token) {
   if (lws_hdr_copy(wsi, value.data(), len + 1, token) < 0) return {};
   value.resize(static_cast<std::size_t>(len));
   return value;
+}
+
+std::vector<std::string> header_fragments(lws* wsi, lws_token_indexes token) {
+  std::vector<std::string> values;
+  // lws keeps each occurrence of a header as one fragment, in order.
+  for (int i = 0; i < 64; ++i) {
+    const int len = lws_hdr_fragment_length(wsi, token, i);
+    std::string value(static_cast<std::size_t>(len > 0 ? len : 0) + 1, '\0');
+    if (lws_hdr_copy_fragment(wsi, value.data(), static_cast<int>(value.size()), token, i) < 0) break;
+    value.resize(value.size() - 1);
+    values.push_back(std::move(value));
+  }
+  return values;
+}
+
+http::RequestHead read_head(lws* wsi) {
+  http::RequestHead head;
+  // Inside an HTTP/2 connection there is no request line (and no smuggling
+  // by framing: h2 frames each stream).
+  if (lws_get_network_wsi(wsi) == wsi) head.version = header(wsi, WSI_TOKEN_HTTP);
+  head.content_length = header_fragments(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  head.transfer_encoding = header_fragments(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_KEY) > 0) head.websocket_key = header(wsi, WSI_TOKEN_KEY);
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_VERSION) > 0) head.websocket_version = header(wsi, WSI_TOKEN_VERSION);
+  return head;
+}
+
+// Written by hand: lws_return_http_status answers an upgrade request with an
+// HTTP/1.0 status line, which WebSocket clients reject as malformed instead
+// of reporting the status; and the connection must close after it.
+int write_refusal(lws* wsi, int status, const std::string& body,
+                  const std::vector<std::pair<std::string, std::string>>& headers) {
+  const std::string text = body + "\n";
+  std::string response = "HTTP/1.1 " + std::to_string(status) + " " + http::reason_phrase(status) +
+                         "\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: " +
+                         std::to_string(text.size()) + "\r\nconnection: close\r\n";
+  for (const auto& [name, value] : headers) response += name + ": " + value + "\r\n";
+  response += "\r\n" + text;
+  std::string buffer(LWS_PRE, '\0');
+  buffer += response;
+  lws_write(wsi, reinterpret_cast<unsigned char*>(buffer.data()) + LWS_PRE, response.size(), LWS_WRITE_HTTP_HEADERS);
+  return 1;
 }
 
 std::string peer_address(lws* wsi) {
@@ -84,6 +127,12 @@ void respond(lws* wsi, PerSession* pss) {
 }
 
 int on_http(lws* wsi, PerSession* pss, const char* uri) {
+  // A body framed two ways, or not framed at all, would have lws read the
+  // rest as the next request (request smuggling): refused, and closed.
+  if (const auto refusal = http::check_framing(read_head(wsi))) {
+    log::info("refused HTTP request: " + refusal->reason + " from " + peer_address(wsi));
+    return write_refusal(wsi, refusal->status, refusal->reason, refusal->headers);
+  }
   auto* reply = new HttpReply();
   pss->http = reply;
   http::Request& req = reply->request;

@@ -10,55 +10,45 @@
 
 namespace wsrelay::plugin {
 
-int refuse_upgrade(lws* wsi, unsigned int status, const char* why, const std::string& detail) {
+int refuse_upgrade(lws* wsi, int status, const std::string& why, const std::string& detail,
+                   const std::vector<std::pair<std::string, std::string>>& headers = {}) {
   if (server::Relay* relay = relay_of(wsi)) ++relay->stats().refused_connections;
   log::info("refused WebSocket upgrade: " + detail + " from " + peer_address(wsi));
-  // Written by hand: lws_return_http_status answers an upgrade request with an
-  // HTTP/1.0 status line, which WebSocket clients reject as malformed instead
-  // of reporting the status.
-  const char* reason = status == 400   ? "Bad Request"
-                       : status == 403 ? "Forbidden"
-                       : status == 404 ? "Not Found"
-                                       : "Service Unavailable";
-  const std::string body = std::string(why) + "\n";
-  std::string response = "HTTP/1.1 " + std::to_string(status) + " " + reason +
-                         "\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: " +
-                         std::to_string(body.size()) + "\r\nconnection: close\r\n\r\n" + body;
-  std::string buffer(LWS_PRE, '\0');
-  buffer += response;
-  lws_write(wsi, reinterpret_cast<unsigned char*>(buffer.data()) + LWS_PRE, response.size(), LWS_WRITE_HTTP_HEADERS);
-  return 1;
+  return write_refusal(wsi, status, why, headers);
 }
 
 // lws picks a WebSocket protocol by the client's Sec-WebSocket-Protocol, yet
 // asks the vhost's first protocol (the relay, in the wsrelay binary) to
 // confirm every upgrade. Returns the protocol the client's list binds: lws
 // binds the first one of the list that the vhost knows (so do we), or null
-// when it names none (then the relay serves it). named: whether the client
-// asked for any subprotocol at all.
-const lws_protocols* chosen_protocol(lws* wsi, bool& named) {
-  const std::string list = header(wsi, WSI_TOKEN_PROTOCOL);
-  named = !list.empty();
-  std::size_t at = 0;
-  while (at < list.size()) {
-    std::size_t end = list.find(',', at);
-    if (end == std::string::npos) end = list.size();
-    std::string name = list.substr(at, end - at);
-    name.erase(0, name.find_first_not_of(" \t"));
-    name.erase(name.find_last_not_of(" \t") + 1);
-    at = end + 1;
+// when it names none.
+const lws_protocols* chosen_protocol(lws* wsi, const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
     if (const lws_protocols* p = lws_vhost_name_to_protocol(lws_get_vhost(wsi), name.c_str())) return p;
   }
   return nullptr;
 }
 
 int on_confirm_upgrade(lws* wsi) {
-  bool named = false;
-  const lws_protocols* other = chosen_protocol(wsi, named);
-  if (other == nullptr && named) {
-    // lws would drop the connection without a word ("no supported protocol").
+  const http::RequestHead head = read_head(wsi);
+  if (auto refusal = http::check_framing(head)) {
+    return refuse_upgrade(wsi, refusal->status, refusal->reason, refusal->reason);
+  }
+  if (auto refusal = http::check_upgrade(head)) {
+    return refuse_upgrade(wsi, refusal->status, refusal->reason, refusal->reason, refusal->headers);
+  }
+  const std::string list = header(wsi, WSI_TOKEN_PROTOCOL);
+  const auto names = http::subprotocols(list);
+  if (!names) {
+    return refuse_upgrade(wsi, HTTP_STATUS_BAD_REQUEST, "invalid Sec-WebSocket-Protocol",
+                          "Sec-WebSocket-Protocol '" + list.substr(0, 64) + "' is no list of tokens");
+  }
+  const lws_protocols* other = chosen_protocol(wsi, *names);
+  // Asked for subprotocols (even an empty list) and none is served: lws
+  // would drop the connection without a word ("no supported protocol").
+  if (other == nullptr && !list.empty()) {
     return refuse_upgrade(wsi, HTTP_STATUS_BAD_REQUEST, "no supported subprotocol",
-                          "no subprotocol of '" + header(wsi, WSI_TOKEN_PROTOCOL).substr(0, 64) + "' is served");
+                          "no subprotocol of '" + list.substr(0, 64) + "' is served");
   }
   if (other != nullptr && std::strcmp(other->name, kProtocolName) != 0) {
     // The upstream links' protocol is the client side of the relay's own

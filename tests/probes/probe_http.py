@@ -51,6 +51,19 @@ async def group(c, binary, source):
             c.check(status == 200 and body == "ok", "GET /healthz with a %d KiB cookie: 200" % (size // 1024), status)
             await by.still_served("a %d KiB cookie" % (size // 1024))
 
+        # What lws 4.1 answers before the relay sees the request (docs/security.md).
+        got = raw_http(host, port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: a=" + b"c" * 40000 + b"\r\n\r\n")
+        c.equal(got, b"", "a head past limits.max_http_header_data: closed without an answer")
+        await by.still_served("a 40 KB head")
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(1000))
+        got = raw_http(host, port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + many + b"\r\n")
+        c.check(http_status(got) == 200, "1000 unknown headers: served (lws does not keep them)", got[:100])
+        await by.still_served("1000 headers")
+        for line in (b"BREW /healthz HTTP/1.1", b"GET http://x/healthz HTTP/1.1"):
+            got = raw_http(host, port, line + b"\r\nHost: x\r\n\r\n")
+            c.check(got.startswith(b"HTTP/1.0 403 "), "%r: lws answers 403" % line, got[:100])
+            await by.still_served(repr(line))
+
         for scheme in ("Bearer", "bearer", "BEARER"):
             status, _, _ = http_get(host, port, "/admin/sessions", headers={"Authorization": "%s %s" % (scheme, ADMIN)})
             c.equal(status, 200, "Authorization: %s <token>: the admin route answers" % scheme)
