@@ -736,3 +736,16 @@ TEST_CASE("config: rates are 0 (off) or 0.001..1000000 (issue 12)", "[config]") 
   CHECK(limits(R"("message_burst": 1000001)") ==
         Errors{"config.json: limits.message_burst: must be between 1 and 1000000"});
 }
+
+TEST_CASE("config: limits.max_http_header_data", "[config]") {
+  CHECK(config_of(R"({"endpoints": [{"path": "/ws"}]})").limits.max_http_header_data == 32768);
+  CHECK(config_of(R"({"limits": {"max_http_header_data": 65535}, "endpoints": [{"path": "/ws"}]})")
+            .limits.max_http_header_data == 65535);
+  CHECK(errors_of(R"({"limits": {"max_http_header_data": "big"}, "endpoints": [{"path": "/ws"}]})") ==
+        Errors{"config.json: limits.max_http_header_data: expected an integer"});
+  for (const char* bad : {"1023", "65536"}) {
+    INFO(bad);
+    CHECK(errors_of(std::string(R"({"limits": {"max_http_header_data": )") + bad + R"(}, "endpoints": [{"path": "/ws"}]})") ==
+          Errors{"config.json: limits.max_http_header_data: must be between 1024 and 65535"});
+  }
+}
