@@ -29,10 +29,10 @@ RateGate::Answer RateGate::admit_type(std::string_view type, std::int64_t now_ms
   while (index < rates.size() && rates[index].type != type) ++index;
   if (index == rates.size()) return {};
   if (!type_buckets_) {
-    type_buckets_ = std::make_unique<std::vector<session::TokenBucket>>();
+    type_buckets_ = std::make_unique<std::vector<util::TokenBucket>>();
     for (const config::MessageTypeRate& rate : rates) type_buckets_->emplace_back(rate.per_second, rate.burst);
   }
-  session::TokenBucket& bucket = (*type_buckets_)[index];
+  util::TokenBucket& bucket = (*type_buckets_)[index];
   if (bucket.take(now_ms)) return {};
   return refuse(bucket.retry_after_ms(now_ms), type);
 }

@@ -14,7 +14,7 @@
 #include "server/admission.hpp"
 #include "session/message_gate.hpp"
 #include "session/session.hpp"
-#include "session/token_bucket.hpp"
+#include "util/token_bucket.hpp"
 #include "stats/stats.hpp"
 
 #include <cstdint>
@@ -47,10 +47,10 @@ class RateGate final : public session::MessageGate {
   const config::Limits& limits_;
   stats::Stats* stats_;
   session::Session* session_ = nullptr;
-  session::TokenBucket bucket_;
+  util::TokenBucket bucket_;
   // Made on the first limited message: connections of endpoints whose
   // clients never send a limited type pay one pointer.
-  std::unique_ptr<std::vector<session::TokenBucket>> type_buckets_;
+  std::unique_ptr<std::vector<util::TokenBucket>> type_buckets_;
   int refused_in_a_row_ = 0;
 };
 

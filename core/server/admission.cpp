@@ -24,7 +24,7 @@ Admission::Verdict Admission::admit(const std::string& address, std::uint64_t op
     return Verdict::TooManyFromAddress;
   }
   if (a.connections == 0) {
-    a.bucket = session::TokenBucket(limits_.ip_messages_per_second, limits_.message_burst);
+    a.bucket = util::TokenBucket(limits_.ip_messages_per_second, limits_.message_burst);
   }
   ++a.connections;
   return Verdict::Admit;
@@ -68,7 +68,7 @@ bool Admission::allow_shared(const std::string& address, const std::string& user
       }
     }
     auto [it, inserted] = users_.try_emplace(user);
-    if (inserted) it->second.bucket = session::TokenBucket(limits_.user_messages_per_second, limits_.message_burst);
+    if (inserted) it->second.bucket = util::TokenBucket(limits_.user_messages_per_second, limits_.message_burst);
     it->second.last_ms = now_ms;
     if (!it->second.bucket.take(now_ms)) {
       retry_after_ms = it->second.bucket.retry_after_ms(now_ms);

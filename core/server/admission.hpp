@@ -5,7 +5,7 @@
 #pragma once
 
 #include "config/config.hpp"
-#include "session/token_bucket.hpp"
+#include "util/token_bucket.hpp"
 
 #include <cstdint>
 #include <string>
@@ -31,8 +31,8 @@ class Admission {
                              const std::string& host = {});
 
   // A fresh bucket for a new connection.
-  session::TokenBucket connection_bucket() const {
-    return session::TokenBucket(limits_.messages_per_second, limits_.message_burst);
+  util::TokenBucket connection_bucket() const {
+    return util::TokenBucket(limits_.messages_per_second, limits_.message_burst);
   }
   // The shared per-address and per-user buckets (when configured). On refusal
   // sets retry_after_ms.
@@ -44,10 +44,10 @@ class Admission {
  private:
   struct Address {
     int connections = 0;
-    session::TokenBucket bucket;
+    util::TokenBucket bucket;
   };
   struct User {
-    session::TokenBucket bucket;
+    util::TokenBucket bucket;
     std::int64_t last_ms = 0;
   };
   config::Limits limits_;

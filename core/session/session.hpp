@@ -12,7 +12,7 @@
 #include "session/keepalive.hpp"
 #include "session/message_gate.hpp"
 #include "stats/stats.hpp"
-#include "session/token_bucket.hpp"
+#include "util/token_bucket.hpp"
 #include "session/upstream_port.hpp"
 
 #include <cstdint>

@@ -1,14 +1,14 @@
-// Unit tests for session::TokenBucket: refill, refusal, and a retry time that
+// Unit tests for util::TokenBucket: refill, refusal, and a retry time that
 // saturates instead of overflowing (issue 12: a rate of 1e-300 answered
 // "retry after -9223372036854775807 ms").
 #include <catch2/catch.hpp>
 
-#include "session/token_bucket.hpp"
+#include "util/token_bucket.hpp"
 
 #include <cstdint>
 #include <limits>
 
-using wsrelay::session::TokenBucket;
+using wsrelay::util::TokenBucket;
 
 TEST_CASE("token bucket: burst, refusal, refill", "[token_bucket]") {
   TokenBucket b(2.0, 2.0);  // 2/s, burst 2

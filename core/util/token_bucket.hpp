@@ -7,7 +7,7 @@
 #include <limits>
 #include <vector>
 
-namespace wsrelay::session {
+namespace wsrelay::util {
 
 class TokenBucket {
  public:
@@ -55,4 +55,4 @@ class TokenBucket {
 };
 
 
-}  // namespace wsrelay::session
+}  // namespace wsrelay::util
