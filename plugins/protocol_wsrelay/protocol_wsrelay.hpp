@@ -14,10 +14,12 @@
 // libprotocol_wsrelay.so exporting the lws_plugin_protocol_t "wsrelay".
 #pragma once
 
+#include "server/upgrade_gate.hpp"
+
 #include <libwebsockets.h>
 
 namespace wsrelay::plugin {
 
-inline constexpr const char* kProtocolName = "wsrelay";
+inline constexpr const char* kProtocolName = server::kRelayProtocolName;
 
 }  // namespace wsrelay::plugin
