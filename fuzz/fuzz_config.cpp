@@ -118,7 +118,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // wider idea of trailing whitespace, any byte <= 0x20, is trimmed): in
   // particular no string in it holds "\u0000", which cJSON would cut short
   // ("secret": "abc\u0000def" would become "abc").
+  // A leading byte order mark is the one thing configs allow beyond it.
   std::string_view trimmed = text;
+  if (trimmed.substr(0, 3) == "\xEF\xBB\xBF") trimmed.remove_prefix(3);
   while (!trimmed.empty() && static_cast<unsigned char>(trimmed.back()) <= 0x20) trimmed.remove_suffix(1);
   FUZZ_CHECK(json::parse(trimmed) != nullptr);
 

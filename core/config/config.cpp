@@ -3,6 +3,7 @@
 #include "util/log.hpp"
 
 #include "json/json.hpp"
+#include "json/strict.hpp"
 
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
@@ -77,6 +78,22 @@ LoadResult parse(std::string_view text, const std::string& source_name, const st
     const auto [line, column] = line_column(text, escaped);
     loader.error("", "\\u0000 in a string is not supported (line " + std::to_string(line) + ", column " +
                          std::to_string(column) + ")");
+    result.errors = std::move(loader.errors());
+    return result;
+  }
+
+  // The one JSON rule (json/strict.hpp) holds for configs too: a number no
+  // double holds, a leading zero or an integer beyond int64 is an error, not
+  // whatever cJSON makes of it. A repeated key is left to the loader, which
+  // names it by its path ("listen.port: duplicate key"). A UTF-8 byte order
+  // mark, which editors write and cJSON skips, is allowed here only.
+  std::string_view body = text;
+  if (body.substr(0, 3) == "\xEF\xBB\xBF") body.remove_prefix(3);
+  json::StrictError strict;
+  if (!json::validate_strict(body, &strict) && strict.reason.rfind("duplicate key", 0) != 0) {
+    const auto [line, column] = line_column(text, strict.offset + (text.size() - body.size()));
+    loader.error("", "invalid JSON near line " + std::to_string(line) + ", column " + std::to_string(column) + ": " +
+                         strict.reason);
     result.errors = std::move(loader.errors());
     return result;
   }

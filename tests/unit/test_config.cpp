@@ -749,3 +749,14 @@ TEST_CASE("config: limits.max_http_header_data", "[config]") {
           Errors{"config.json: limits.max_http_header_data: must be between 1024 and 65535"});
   }
 }
+
+TEST_CASE("config: the strict JSON rule of client messages holds for configs", "[config]") {
+  CHECK(errors_of(R"({"endpoints": [{"path": "/ws", "options": {"n": 1e400}}]})") ==
+        Errors{"config.json: invalid JSON near line 1, column 49: number out of range"});
+  CHECK(errors_of(R"({"endpoints": [{"path": "/ws", "options": {"n": 01}}]})").size() == 1);
+  CHECK(errors_of("{\"listen\": {\"port\": 00}, \"endpoints\": [{\"path\": \"/ws\"}]}").size() == 1);
+  // A byte order mark (editors write one) is allowed; a repeated key is named by its path.
+  CHECK(config_of("\xEF\xBB\xBF{\"endpoints\": [{\"path\": \"/ws\"}]}").endpoints.size() == 1);
+  CHECK(errors_of(R"({"listen": {"port": 1, "port": 2}, "endpoints": [{"path": "/ws"}]})") ==
+        Errors{"config.json: listen.port: duplicate key"});
+}
