@@ -81,8 +81,10 @@ def main(c):
                 c.check(status.startswith("HTTP/1.1 500") and "set-cookie" not in headers,
                         "%s: 500, and the script's bytes do not become a header" % path, (status, headers))
                 c.check(b"script_error" in body, "%s: the body says script_error" % path, body)
-                c.check(any(path[1:] in line and field in line and "ERROR" in line for line in server.stderr_lines),
-                        "%s: an ERROR log line names the route and %s" % (path, field))
+                # The log line is read by a thread: it may land just after the answer.
+                logged = server.wait_for_stderr(
+                    lambda lines: any(path[1:] in line and field in line and "ERROR" in line for line in lines), 5)
+                c.check(logged, "%s: an ERROR log line names the route and %s" % (path, field))
             status, headers, body = split(raw_get(host, port, "/fine"))
             c.check(status.startswith("HTTP/1.1 200") and headers.get("x-fine") == ["yes"]
                     and headers.get("content-type") == ["text/x-ok"], "a well-formed header still goes out",
