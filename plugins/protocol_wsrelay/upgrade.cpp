@@ -22,7 +22,11 @@ int on_confirm_upgrade(lws* wsi) {
   if (verdict.kind != server::UpgradeVerdict::Kind::Refuse) return 0;
   if (relay != nullptr) ++relay->stats().refused_connections;
   log::info("refused WebSocket upgrade: " + verdict.detail + " from " + request.remote);
-  return write_refusal(wsi, verdict.refusal.status, verdict.refusal.reason, verdict.refusal.headers);
+  write_refusal(wsi, verdict.refusal.status, verdict.refusal.reason, verdict.refusal.headers);
+  // -1, not 1: from CONFIRM_UPGRADE, 1 has lws complete the transaction and
+  // read on, so a request behind a refused upgrade on a kept-alive
+  // connection would still be answered.
+  return -1;
 }
 
 // The handshake clock: a connection's accept time rides in its wsi's opaque

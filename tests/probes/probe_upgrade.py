@@ -42,6 +42,14 @@ async def group(c, binary, source):
                 c.check(b"\r\nsec-websocket-version: 13\r\n" in got.lower(),
                         "%s: the 426 names Sec-WebSocket-Version: 13" % what, got[:300])
             await by.still_served(what)
+        # A refused upgrade behind a kept-alive request closes the connection:
+        # the request smuggled after it is never answered.
+        keep = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + upgrade_request("/nowhere") + \
+            b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n"
+        got = raw_http(server.connect_host(), server.port, keep, timeout=5)
+        c.check(b" 404 " in got and b'"connections"' not in got and got.count(b"HTTP/1.") == 2,
+                "a refused upgrade after a kept-alive request closes; nothing after it is answered", got[:600])
+        await by.still_served("a refused upgrade on a kept-alive connection")
         got = answer(server, upgrade_request("/ws"))
         c.equal(http_status(got), 101, "a well-formed upgrade still gets 101")
         await by.close()
