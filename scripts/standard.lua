@@ -87,6 +87,42 @@ local function may_subscribe(session, channel)
   return true
 end
 
+-- A position to continue from: {"seq": <integer >= 0>, "epoch": <string>}.
+-- Absent: nil. Malformed: false and the reply naming the field.
+local function read_since(msg)
+  local since = msg.since
+  if since == nil then return nil end
+  if type(since) ~= "table" or getmetatable(since) == ARRAY then
+    return false, "field 'since' must be an object {\"seq\": <integer>, \"epoch\": <string>}"
+  end
+  if math.type(since.seq) ~= "integer" or since.seq < 0 then
+    return false, "field 'since.seq' must be a non-negative integer"
+  end
+  if type(since.epoch) ~= "string" then
+    return false, "field 'since.epoch' must be a string"
+  end
+  return since
+end
+
+-- join and leave (channel_options' join_leave): ephemeral broadcasts to the
+-- others, never kept or replayed.
+-- user: who joined or left (a re-auth leaves as the identity it had).
+local function announce(session, channel, kind, user)
+  local options = relay.channel_options(channel)
+  if not (options and options.join_leave) then return end
+  relay.publish(channel, { type = kind, channel = channel, user = user or session.user, session = session.id },
+                { exclude = session, history = false })
+end
+
+-- A channel the session may read (subscribe, history, presence).
+local function readable_channel(session, msg)
+  local channel, code, message = authed_channel(session, msg)
+  if not channel then return nil, code, message end
+  local allowed, reason = may_subscribe(session, channel)
+  if not allowed then return nil, "forbidden", reason end
+  return channel
+end
+
 local handlers = {}
 
 function handlers.on_open(session)
@@ -120,6 +156,7 @@ function handlers.auth(session, msg)
     -- Development mode (no WSRELAY_JWT_SECRET): the token is the user name.
     user = token
   end
+  local previous_user = session.user
   session.user = user
   session.attrs.channels = channels
   -- A re-auth is the refresh: the new token's expiry replaces the old one
@@ -133,6 +170,7 @@ function handlers.auth(session, msg)
   for _, channel in ipairs(session:subscriptions()) do
     if not may_subscribe(session, channel) then
       session:unsubscribe(channel)
+      announce(session, channel, "leave", previous_user)
       dropped[#dropped + 1] = channel
     end
   end
@@ -141,20 +179,66 @@ function handlers.auth(session, msg)
 end
 
 function handlers.subscribe(session, msg)
-  local channel, code, message = authed_channel(session, msg)
+  local channel, code, message = readable_channel(session, msg)
   if not channel then return nil, code, message end
-  local allowed, reason = may_subscribe(session, channel)
-  if not allowed then return nil, "forbidden", reason end
-  local ok, why = session:subscribe(channel)
-  if ok == nil then return nil, "bad_request", why end
-  return { type = "subscribe.ok", id = msg.id, channel = channel }
+  local since, bad = read_since(msg)
+  if since == false then return nil, "bad_request", bad end
+  local added, position = session:subscribe(channel, { since = since })
+  if added == nil then return nil, "bad_request", position end
+  local reply = { type = "subscribe.ok", id = msg.id, channel = channel }
+  -- A history channel answers with its position; after `since`, whether
+  -- what was missed follows this reply (recovered) or cannot (reload).
+  if position then
+    reply.epoch, reply.seq, reply.recovered = position.epoch, position.seq, position.recovered
+  end
+  if added then announce(session, channel, "join") end
+  return reply
 end
 
 function handlers.unsubscribe(session, msg)
   local channel, code, message = authed_channel(session, msg)
   if not channel then return nil, code, message end
-  session:unsubscribe(channel)
+  if session:unsubscribe(channel) then announce(session, channel, "leave") end
   return { type = "unsubscribe.ok", id = msg.id, channel = channel }
+end
+
+function handlers.on_close(session)
+  for _, channel in ipairs(session:subscriptions()) do
+    announce(session, channel, "leave")
+  end
+end
+
+function handlers.history(session, msg)
+  local channel, code, message = readable_channel(session, msg)
+  if not channel then return nil, code, message end
+  local limit = msg.limit
+  if limit ~= nil and (math.type(limit) ~= "integer" or limit < 0) then
+    return nil, "bad_request", "field 'limit' must be a non-negative integer"
+  end
+  local since, bad = read_since(msg)
+  if since == false then return nil, "bad_request", bad end
+  local page = relay.history(channel, { limit = limit, since = since })
+  if not page then return nil, "not_available", "channel '" .. channel .. "' keeps no history" end
+  return {
+    type = "history.ok", id = msg.id, channel = channel,
+    epoch = page.epoch, seq = page.seq, recovered = page.recovered, messages = page.messages,
+  }
+end
+
+function handlers.presence(session, msg)
+  local channel, code, message = readable_channel(session, msg)
+  if not channel then return nil, code, message end
+  local clients = relay.presence(channel)
+  if not clients then return nil, "not_available", "channel '" .. channel .. "' has no presence" end
+  return { type = "presence.ok", id = msg.id, channel = channel, clients = clients }
+end
+
+function handlers.presence_stats(session, msg)
+  local channel, code, message = readable_channel(session, msg)
+  if not channel then return nil, code, message end
+  local stats = relay.presence_stats(channel)
+  if not stats then return nil, "not_available", "channel '" .. channel .. "' has no presence" end
+  return { type = "presence_stats.ok", id = msg.id, channel = channel, clients = stats.clients, users = stats.users }
 end
 
 function handlers.chat(session, msg)
@@ -163,15 +247,24 @@ function handlers.chat(session, msg)
   if msg.data == nil then
     return nil, "bad_request", "field 'data' is required"
   end
-  local seq = relay.next_seq(channel)
-  relay.publish(channel, {
+  local broadcast = {
     type = "chat",
     channel = channel,
     from = session.user,
     data = msg.data,
-    seq = seq,
     ts = relay.now(),
-  })
+  }
+  local options = relay.channel_options(channel)
+  local seq
+  if options and options.history_size > 0 then
+    -- A history channel: the engine assigns the stream position.
+    local _
+    _, seq = relay.publish(channel, broadcast)
+  else
+    seq = relay.next_seq(channel)
+    broadcast.seq = seq
+    relay.publish(channel, broadcast)
+  end
   return { type = "chat.ok", id = msg.id, seq = seq }
 end
 
@@ -186,7 +279,7 @@ function handlers.typing(session, msg)
     channel = channel,
     from = session.user,
     typing = msg.typing,
-  }, { exclude = session })
+  }, { exclude = session, history = false })
 end
 
 function handlers.heartbeat(session, msg)

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "config/env_expand.hpp"
+#include "pubsub/channel_options.hpp"
 
 struct cJSON;  // <cjson/cJSON.h>
 
@@ -79,6 +80,9 @@ struct Limits {
   int max_http_header_data = 32768;
   std::uint64_t script_instructions = 20'000'000;  // per handler call
   std::size_t script_memory_mb = 64;     // per endpoint script state
+  // All channels' kept history together; past it the least recently
+  // published streams are dropped (their epoch changes).
+  std::size_t history_memory_mb = 64;
 };
 
 struct Heartbeat {
@@ -137,6 +141,9 @@ struct Config {
   std::vector<std::string> plugin_dirs;
   bool plugin_dirs_set = false;
   std::vector<ExtensionConfig> extensions;  // beyond the built-in ones (jwt)
+  // What channels keep (history, presence, join/leave), first match wins;
+  // none: every channel is plain.
+  std::vector<pubsub::ChannelRule> channel_options;
   std::string source = "<built-in>";  // config file name used as the prefix of error messages
   std::string base_dir;               // folder of the config file (for relative paths)
 };

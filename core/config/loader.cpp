@@ -155,7 +155,7 @@ Config Loader::run(cJSON* root) {
     return cfg;
   }
   check_keys(root, "", {"listen", "heartbeat", "log_level", "jwt", "endpoints", "watch_scripts", "limits",
-                        "admin_token", "plugin_dirs", "extensions", "static"});
+                        "admin_token", "plugin_dirs", "extensions", "static", "channel_options"});
   cfg.admin_token = env_ ? env_("WSRELAY_ADMIN_TOKEN").value_or("") : "";
   if (const cJSON* v = member(root, "admin_token")) {
     if (auto s = get_string(v, "admin_token")) cfg.admin_token = *s;
@@ -176,6 +176,7 @@ Config Loader::run(cJSON* root) {
   read_plugin_dirs(member(root, "plugin_dirs"), cfg);
   read_extensions(member(root, "extensions"), cfg);
   read_static(member(root, "static"), cfg);
+  read_channel_options(member(root, "channel_options"), cfg);
   return cfg;
 }
 

@@ -113,6 +113,10 @@ class Loader {
 
   void read_limits(const cJSON* item, Config& cfg);
 
+  // "channel_options": [{"match": "room*", "history_size": 100, ...}, ...]
+  void read_channel_options(const cJSON* item, Config& cfg);
+  std::optional<pubsub::ChannelRule> read_channel_rule(const cJSON* obj, const std::string& path);
+
   // "message_types": {"chat": {"per_second": 5, "burst": 10}, ...}
   void read_message_type_rates(const cJSON* item, const std::string& path, Limits& l);
 

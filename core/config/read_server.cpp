@@ -277,7 +277,7 @@ void Loader::read_limits(const cJSON* item, Config& cfg) {
                           "user_messages_per_second", "ip_messages_per_second", "rate_limit_close_after",
                           "max_subscriptions", "max_channel_length", "max_queue_bytes", "slow_consumer",
                           "handshake_timeout", "script_instructions", "script_memory_mb", "message_types",
-                          "max_http_header_data"});
+                          "max_http_header_data", "history_memory_mb"});
   Limits& l = cfg.limits;
   auto integer = [&](const char* key, long long min, long long max, auto& target) {
     if (const cJSON* v = member(item, key)) {
@@ -305,6 +305,7 @@ void Loader::read_limits(const cJSON* item, Config& cfg) {
   integer("max_http_header_data", 1024, 65535, l.max_http_header_data);
   integer("script_instructions", 10000, 1LL << 40, l.script_instructions);
   integer("script_memory_mb", 1, 65536, l.script_memory_mb);
+  integer("history_memory_mb", 1, 65536, l.history_memory_mb);
   read_message_type_rates(member(item, "message_types"), child_path(path, "message_types"), l);
   if (const cJSON* v = member(item, "slow_consumer")) {
     if (auto s = get_string(v, child_path(path, "slow_consumer"))) {

@@ -5,8 +5,10 @@
 
 #include "frame/frame.hpp"
 
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 namespace wsrelay::pubsub {
 
@@ -15,6 +17,13 @@ class Subscriber {
   virtual ~Subscriber() = default;
   // Called once per publish; must not call back into the Hub.
   virtual void deliver(const frame::FramePtr& frame) = 0;
+  // Who this subscriber is, for presence: read when asked, so a user that
+  // changes (re-auth) is shown as it now is.
+  virtual std::string_view presence_session() const { return {}; }
+  virtual const std::optional<std::string>& presence_user() const {
+    static const std::optional<std::string> none;
+    return none;
+  }
 
   const std::set<std::string, std::less<>>& channels() const { return channels_; }
 

@@ -36,19 +36,6 @@ Box* box_at(lua_State* L, int index) {
   return static_cast<Box*>(luaL_checkudata(L, index, kSessionMeta));  // raises the usual error
 }
 
-std::string_view check_channel(lua_State* L, int index) {
-  size_t len = 0;
-  const char* name = luaL_checklstring(L, index, &len);
-  if (len == 0) luaL_argerror(L, index, "channel name must not be empty");
-  return {name, len};
-}
-
-pubsub::Hub& hub_of(lua_State* L) {
-  pubsub::Hub* hub = internal_of(L).engine->context().hub;
-  if (hub == nullptr) luaL_error(L, "no channel hub in this context");
-  return *hub;
-}
-
 // Operational failure convention: nil plus a reason.
 int closed_result(lua_State* L) {
   lua_pushnil(L);
@@ -135,8 +122,38 @@ int m_subscribe(lua_State* L) {
     lua_pushfstring(L, "too many subscriptions (limit %d)", context.max_subscriptions);
     return 2;
   }
-  lua_pushboolean(L, hub_of(L).subscribe(channel, box->session));
-  return 1;
+  pubsub::Position since;
+  bool has_since = false;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "since");
+    if (!lua_isnil(L, -1)) {
+      check_position(L, -1, "since", since);
+      has_since = true;
+    }
+    lua_pop(L, 1);
+  }
+  pubsub::Broker& broker = hub_of(L);
+  pubsub::Subscribed result = broker.subscribe(channel, box->session, has_since ? &since : nullptr);
+  lua_pushboolean(L, result.added);
+  if (!result.position) return 1;
+  lua_createtable(L, 0, 3);
+  lua_pushlstring(L, result.position->epoch.data(), result.position->epoch.size());
+  lua_setfield(L, -2, "epoch");
+  lua_pushinteger(L, static_cast<lua_Integer>(result.position->seq));
+  lua_setfield(L, -2, "seq");
+  if (result.recovery != pubsub::Recovery::NotAsked) {
+    lua_pushboolean(L, result.recovery == pubsub::Recovery::Recovered);
+    lua_setfield(L, -2, "recovered");
+  }
+  if (result.recovery == pubsub::Recovery::Recovered) {
+    // What it missed goes out after this job's reply (subscribe.ok), and
+    // every newer publication after that.
+    ScriptEngine::Internal& in = internal_of(L);
+    if (!box->session->holding()) in.holding.push_back(box->session);
+    box->session->hold(std::move(result.missed));
+  }
+  return 2;
 }
 
 int m_unsubscribe(lua_State* L) {

@@ -449,6 +449,8 @@ void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
       answer_without_lua(in, job, error, entry != close_entry);
     }
   }
+  // The job's replies are queued: what recovering sessions missed follows.
+  release_holds(in);
   lua_settop(L, 0);
   // Leave no budget-trip hook armed between calls.
   lua_sethook(L, nullptr, 0, 0);

@@ -37,6 +37,9 @@ struct ScriptEngine::Internal {
   std::vector<Route> routes;
   // The script's extension plugins (modules, filters, auth providers).
   std::unique_ptr<script::Extensions> extensions;
+  // Sessions that recovered a channel in the running job: their missed
+  // publications wait until the job's reply is queued (release_holds).
+  std::vector<session::Session*> holding;
 
   ~Internal();
 };
@@ -87,6 +90,16 @@ void release_session(lua_State* L, session::Session& s);   // invalidates the us
 // Turns the value at index (table → JSON, string → as is) into a frame.
 // Returns false with a reason if the value cannot be sent.
 bool to_frame(lua_State* L, int index, frame::FramePtr& frame, std::string& error);
+
+// Channels, shared by the pubsub and session bridges (bridge_pubsub.cpp).
+std::string_view check_channel(lua_State* L, int index);  // a non-empty string
+pubsub::Hub& hub_of(lua_State* L);                          // raises without one
+// Reads {seq = <integer >= 0>, epoch = <string>} at index into out; raises an
+// argument error naming `what` ("since.seq must be ...") otherwise.
+void check_position(lua_State* L, int index, const char* what, pubsub::Position& out);
+// Drops the holds of recovering sessions (Session::hold): called when a job's
+// replies have been queued.
+void release_holds(ScriptEngine::Internal& in);
 
 // The relay table, area by area; each adds its functions to the table on top.
 void open_relay_core(lua_State* L);    // send, session, stats, config, options

@@ -146,7 +146,16 @@ size_t api_publish(wsrelay_host* host, const char* channel, const char* data, si
     const std::string_view payload(data != nullptr ? data : "", len);
     if (!valid_utf8(payload)) return 0;
     pubsub::Broker& broker = *hub;
-    return broker.publish(channel, frame::Frame::text(payload), session_of(exclude));
+    pubsub::PublishOptions options;
+    options.exclude = session_of(exclude);
+    const pubsub::ChannelOptions* kept = broker.channel_options(channel);
+    if (kept != nullptr && kept->has_history()) {
+      if (const char* problem = pubsub::history_message_problem(payload)) {
+        log::warn(std::string("extension publish to '") + channel + "' refused: " + problem);
+        return 0;
+      }
+    }
+    return broker.publish(channel, frame::Frame::text(payload), options).delivered;
   } catch (...) {
     return 0;
   }

@@ -159,6 +159,7 @@ http::Response ScriptEngine::handle_http(const http::Request& request) {
     log::error(source_name_ + ": http route failed: " + error);
     job.response = http::Response{500, "application/json", R"({"error":"script_error"})", {}};
   }
+  release_holds(*in_);
   lua_settop(L, 0);
   lua_sethook(L, nullptr, 0, 0);
   return job.response;

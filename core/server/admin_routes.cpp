@@ -129,8 +129,25 @@ http::Response admin_route(Relay& relay, const http::Request& request) {
     // A string message goes out as its text; anything else as its JSON.
     const std::string text = cJSON_IsString(message) ? std::string(message->valuestring) : json::print(message);
     pubsub::Broker& broker = relay.hub();
-    const std::size_t delivered = broker.publish(channel->valuestring, frame::Frame::text(text), nullptr);
-    return json_response(200, "{\"delivered\":" + std::to_string(delivered) + "}");
+    pubsub::PublishOptions options;
+    const cJSON* keep = cJSON_GetObjectItemCaseSensitive(body.get(), "history");
+    if (keep != nullptr && !cJSON_IsBool(keep)) {
+      return json_response(400, R"({"error":"bad_request","message":"\"history\" must be a boolean"})");
+    }
+    options.history = keep == nullptr || cJSON_IsTrue(keep);
+    const pubsub::ChannelOptions* kept = options.history ? broker.channel_options(channel->valuestring) : nullptr;
+    if (kept != nullptr && kept->has_history()) {
+      if (const char* problem = pubsub::history_message_problem(text)) {
+        std::string answer = R"({"error":"bad_request","message":)";
+        json::append_json_string(answer, std::string("channel '") + channel->valuestring + "': " + problem +
+                                             " (or send \"history\": false)");
+        return json_response(400, answer + "}");
+      }
+    }
+    const pubsub::Published published = broker.publish(channel->valuestring, frame::Frame::text(text), options);
+    std::string answer = "{\"delivered\":" + std::to_string(published.delivered);
+    if (published.seq != 0) answer += ",\"seq\":" + std::to_string(published.seq);
+    return json_response(200, answer + "}");
   }
   const cJSON* id = cJSON_GetObjectItemCaseSensitive(body.get(), "session");
   if (!cJSON_IsString(id)) {

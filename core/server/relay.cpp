@@ -80,6 +80,7 @@ std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<s
   std::unique_ptr<Relay> relay(new Relay());
   relay->hub_.set_stats(&relay->stats_);
   relay->config_ = config;
+  relay->hub_.configure(pubsub::ChannelRules(config.channel_options), config.limits.history_memory_mb << 20);
   relay->admission_ = std::make_unique<Admission>(config.limits);
   const std::size_t errors_before = errors.size();
   for (std::size_t i = 0; i < config.endpoints.size(); ++i) {

@@ -57,6 +57,22 @@ SendStatus Session::enqueue(const FramePtr& frame, bool count_type) {
   return SendStatus::Queued;
 }
 
+void Session::hold(std::vector<FramePtr> missed) {
+  holding_ = true;
+  held_.reserve(held_.size() + missed.size());
+  for (FramePtr& frame : missed) held_.emplace_back(std::move(frame), true);
+}
+
+void Session::release_held() {
+  if (!holding_) return;
+  holding_ = false;
+  std::vector<std::pair<FramePtr, bool>> held;
+  held.swap(held_);
+  for (const auto& [frame, count_type] : held) {
+    if (enqueue(frame, count_type) != SendStatus::Queued) break;  // closed or overflowed: the rest cannot follow
+  }
+}
+
 void Session::close(int code, std::string reason) {
   if (closing()) return;
   close_code_ = code;

@@ -61,7 +61,23 @@ class Session final : public pubsub::Subscriber {
   SendStatus send(const FramePtr& frame) { return enqueue(frame, true); }
   SendStatus send_text(std::string_view text) { return send(Frame::text(text)); }
   // A publish delivery: the Hub counts its type once for all subscribers.
-  void deliver(const FramePtr& frame) override { enqueue(frame, false); }
+  void deliver(const FramePtr& frame) override {
+    if (holding_) {
+      held_.emplace_back(frame, false);
+      return;
+    }
+    enqueue(frame, false);
+  }
+  std::string_view presence_session() const override { return id_; }
+  const std::optional<std::string>& presence_user() const override { return user_; }
+
+  // Recovery: the missed publications of a channel are held, and so is every
+  // delivery after them, until release_held() — the script engine calls it
+  // when the handler that subscribed has answered, so the client gets
+  // subscribe.ok, then what it missed, then what is live, with no gap.
+  void hold(std::vector<FramePtr> missed);
+  void release_held();
+  bool holding() const { return holding_; }
 
   // Close after everything queued so far has been written.
   void close(int code, std::string reason);
@@ -110,6 +126,8 @@ class Session final : public pubsub::Subscriber {
   std::optional<std::string> user_;
   FrameQueue queue_;
   std::size_t queued_bytes_ = 0;
+  bool holding_ = false;
+  std::vector<std::pair<FramePtr, bool>> held_;  // frame, count its type when queued
   int close_code_ = 0;
   std::string close_reason_;
 };

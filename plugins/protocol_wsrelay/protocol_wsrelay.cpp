@@ -33,6 +33,8 @@ void sweep_tick(lws_sorted_usec_list_t* sul) {
       lws_callback_on_writable(link->wsi);
     }
   }
+  // Streams past their history_ttl give their memory back.
+  if (state.relay != nullptr) state.relay->hub().tick();
   // A burst of connections is over: the memory it used goes back to the
   // system instead of staying at the high-water mark (core/util/memory.hpp).
   const auto started = std::chrono::steady_clock::now();
