@@ -146,9 +146,10 @@ int m_subscribe(lua_State* L) {
     lua_pushboolean(L, result.recovery == pubsub::Recovery::Recovered);
     lua_setfield(L, -2, "recovered");
   }
-  if (result.recovery == pubsub::Recovery::Recovered) {
-    // What it missed goes out after this job's reply (subscribe.ok), and
-    // every newer publication after that.
+  {
+    // In a history channel the reply (subscribe.ok, with the position) goes
+    // first; then, when recovered, what was missed; then every newer
+    // publication. The client never sees a seq before it knows where it starts.
     ScriptEngine::Internal& in = internal_of(L);
     if (!box->session->holding()) in.holding.push_back(box->session);
     box->session->hold(std::move(result.missed));

@@ -4,6 +4,7 @@
 
 #include <wsrelay/plugin.h>
 #include "script/engine.hpp"
+#include "script/reserved_names.hpp"
 #include "session/log_fields.hpp"
 #include "util/log.hpp"
 
@@ -286,6 +287,11 @@ std::unique_ptr<Extensions> Extensions::create(const std::vector<extension::Enab
       const std::string module_name = m.name != nullptr ? m.name : "";
       if (!valid_module_name(module_name)) {
         error = "extension '" + name + "': module name '" + module_name + "' must match [a-z][a-z0-9_]*";
+        return nullptr;
+      }
+      if (is_reserved_relay_name(module_name)) {
+        error = "extension '" + name + "': module name '" + module_name + "' is reserved: relay." + module_name +
+                " belongs to the relay (docs/plugins.md lists the reserved names)";
         return nullptr;
       }
       if (const Module* other = set->find_module(module_name)) {

@@ -35,6 +35,24 @@ std::string status_json(Relay& relay) {
   field(out, "bytes_in", stats.bytes_in);
   field(out, "bytes_out", stats.bytes_out);
   field(out, "deliveries", relay.hub().deliveries());
+  {
+    // Channel memory (channel_options): kept history, presence, recoveries.
+    const pubsub::History& h = relay.hub().history_store();
+    out += "\"history\":{";
+    field(out, "channels", h.stream_count());
+    field(out, "bytes", h.bytes());
+    field(out, "publications", h.publications());
+    field(out, "memory_limit_bytes", h.memory_limit());
+    field(out, "dropped_for_memory", h.dropped_for_memory());
+    out.back() = '}';
+    out += ",";
+    field(out, "presence_entries", relay.hub().presence_entries());
+    out += "\"recoveries\":{";
+    field(out, "recovered", relay.hub().recoveries(true));
+    field(out, "not_recovered", relay.hub().recoveries(false));
+    out.back() = '}';
+    out += ",";
+  }
   field(out, "errors_sent", stats.errors_sent);
   field(out, "script_errors", stats.script_errors);
   field(out, "slow_consumer_closes", stats.slow_consumer_closes);
@@ -54,12 +72,13 @@ std::string status_json(Relay& relay) {
                 "\"rate_limit_close_after\":%d,\"max_subscriptions\":%d,\"max_channel_length\":%d,"
                 "\"max_queue_bytes\":%zu,\"slow_consumer\":\"%s\",\"handshake_timeout\":%d,"
                 "\"script_instructions\":%llu,\"script_memory_mb\":%zu,\"heartbeat_interval\":%d,"
-                "\"heartbeat_timeout\":%d,\"max_http_header_data\":%d,",
+                "\"heartbeat_timeout\":%d,\"max_http_header_data\":%d,\"history_memory_mb\":%zu,",
                 l.max_connections, l.max_connections_per_ip, l.messages_per_second, l.message_burst,
                 l.user_messages_per_second, l.ip_messages_per_second, l.rate_limit_close_after, l.max_subscriptions,
                 l.max_channel_length, l.max_queue_bytes, l.slow_consumer.c_str(), l.handshake_timeout_s,
                 static_cast<unsigned long long>(l.script_instructions), l.script_memory_mb,
-                relay.config().heartbeat.interval_s, relay.config().heartbeat.timeout_s, l.max_http_header_data);
+                relay.config().heartbeat.interval_s, relay.config().heartbeat.timeout_s, l.max_http_header_data,
+                l.history_memory_mb);
   out += limits;
   out += "\"message_types\":{";
   for (std::size_t i = 0; i < l.message_types.size(); ++i) {
@@ -134,6 +153,15 @@ std::string metrics_text(Relay& relay) {
   metric("wsrelay_channels", "gauge", "Channels with at least one subscriber.", u(relay.hub().channel_count()));
   metric("wsrelay_subscriptions", "gauge", "Channel subscriptions.", u(relay.hub().subscription_count()));
   metric("wsrelay_publish_deliveries_total", "counter", "Deliveries made by channel publishes (fan-out).", u(relay.hub().deliveries()));
+  const pubsub::History& history = relay.hub().history_store();
+  metric("wsrelay_history_channels", "gauge", "Channels whose stream is kept (channel_options history).", u(history.stream_count()));
+  metric("wsrelay_history_bytes", "gauge", "Bytes of kept history, overhead included (limits.history_memory_mb bounds it).", u(history.bytes()));
+  metric("wsrelay_history_publications", "gauge", "Publications kept in history.", u(history.publications()));
+  metric("wsrelay_history_streams_dropped_total", "counter", "Streams dropped whole to hold limits.history_memory_mb.", u(history.dropped_for_memory()));
+  metric("wsrelay_presence_entries", "gauge", "Subscriptions of channels with presence.", u(relay.hub().presence_entries()));
+  out += "# HELP wsrelay_recoveries_total Subscribes with since, by outcome.\n# TYPE wsrelay_recoveries_total counter\n";
+  out += "wsrelay_recoveries_total{result=\"recovered\"} " + std::to_string(relay.hub().recoveries(true)) + "\n";
+  out += "wsrelay_recoveries_total{result=\"not_recovered\"} " + std::to_string(relay.hub().recoveries(false)) + "\n";
   metric("wsrelay_errors_sent_total", "counter", "Error replies sent to clients.", u(st.errors_sent));
   metric("wsrelay_script_errors_total", "counter", "Script handler failures.", u(st.script_errors));
   metric("wsrelay_script_timeouts_total", "counter", "Script calls cut off by the instruction budget.", u(st.script_timeouts));
