@@ -3,8 +3,13 @@
 --
 --   {"channel":"subscription","payload":{"action":"subscribe","channel":"X"}}
 --       -> ack {"channel":"subscription","payload":{"status":"subscribed",...}}
+--   {"channel":"subscription","payload":{"action":"subscribe","channel":"X",
+--                                        "since":{"seq":N,"epoch":"..."}}}
+--       -> the ack with "recovered": true|false, then (true) what X published after N
 --   {"channel":"X","payload":{...}}
---       -> the frame, byte for byte, to every other subscriber of X (no reply)
+--       -> the frame, byte for byte, to every other subscriber of X (no reply);
+--          in a history channel (config.json's channel_options: user_session_*)
+--          with the engine's "seq" spliced in as its last top-level member
 --   {"channel":"ping"}  -> {"channel":"pong","payload":{...}}
 --   anything malformed  -> {"channel":...,"payload":{"status":"error","type":"error",...}}
 --
@@ -47,6 +52,23 @@ local function channel_problem(name, field)
   return nil
 end
 
+-- payload.since: where a reconnecting client left off, {"seq": N, "epoch": "..."}.
+-- Absent: nil. Malformed: false and why.
+local function read_since(p)
+  local since = p.since
+  if since == nil then return nil end
+  if not is_object(since) then  -- null and arrays too
+    return false, "field 'payload.since' must be an object {\"seq\": <integer>, \"epoch\": <string>}"
+  end
+  if math.type(since.seq) ~= "integer" or since.seq < 0 then
+    return false, "field 'payload.since.seq' must be a non-negative integer"
+  end
+  if type(since.epoch) ~= "string" then
+    return false, "field 'payload.since.epoch' must be a string"
+  end
+  return { seq = since.seq, epoch = since.epoch }
+end
+
 local function subscription(session, msg)
   local p = msg.payload
   if not is_object(p) then
@@ -65,25 +87,37 @@ local function subscription(session, msg)
     return fail(session, "subscription", p, "reserved_channel", "Invalid subscription request",
                 "channel '" .. p.channel .. "' is reserved")
   end
-  local changed
+  local changed, position
   if p.action == "subscribe" then
-    changed = session:subscribe(p.channel)
+    local since, bad = read_since(p)
+    if since == false then
+      return fail(session, "subscription", p, "invalid_subscription", "Invalid subscription request", bad)
+    end
+    changed, position = session:subscribe(p.channel, { since = since })
+    if changed == nil then  -- refused by the relay: a control character in the name, too many subscriptions
+      return fail(session, "subscription", p, "invalid_subscription", "Invalid subscription request", position)
+    end
   else
     changed = session:unsubscribe(p.channel)
   end
   local done = p.action == "subscribe" and "subscribed" or "unsubscribed"
-  return {
-    channel = "subscription",
-    payload = {
-      message = (p.action == "subscribe" and "Subscribed to " or "Unsubscribed from ") .. p.channel,
-      timestamp = relay.time(),
-      status = done,
-      type = "subscription",
-      action = p.action,
-      channel = p.channel,
-      changed = changed == true,  -- false: it already was (or was not) subscribed
-    },
+  local ack = {
+    message = (p.action == "subscribe" and "Subscribed to " or "Unsubscribed from ") .. p.channel,
+    timestamp = relay.time(),
+    status = done,
+    type = "subscription",
+    action = p.action,
+    channel = p.channel,
+    changed = changed == true,  -- false: it already was (or was not) subscribed
   }
+  -- A history channel: where its stream stands (the "seq" of the latest
+  -- broadcast, in this "epoch"); after since, whether the missed broadcasts
+  -- follow this ack (recovered) or are gone (restart, expiry, too far back).
+  -- The relay sends them only after this reply.
+  if position then
+    ack.epoch, ack.seq, ack.recovered = position.epoch, position.seq, position.recovered
+  end
+  return { channel = "subscription", payload = ack }
 end
 
 local function ping(session, msg)
@@ -128,7 +162,14 @@ function handlers.on_text(session, text)
     return fail(session, channel, msg.payload, "invalid_payload", "Invalid message",
                 "field 'payload' must be a JSON object")
   end
-  -- Broadcast: the frame exactly as it came, to the channel's other subscribers.
+  local options = relay.channel_options(channel)
+  if options and options.history_size > 0 and msg.seq ~= nil then
+    return fail(session, channel, msg.payload, "reserved_field", "Invalid message",
+                "field 'seq' is the server's in channel '" .. channel .. "' (it keeps history): leave it out")
+  end
+  -- Broadcast: the frame exactly as it came, to the channel's other
+  -- subscribers; in a history channel the relay keeps it and splices its
+  -- position in as the last top-level member (,"seq":N}).
   relay.publish(channel, text, { exclude = session })
 end
 
