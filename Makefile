@@ -5,7 +5,7 @@ JOBS      ?= $(shell nproc)
 ARGS      ?=
 
 APT_PACKAGES := cmake g++ make pkg-config libwebsockets-dev libcjson-dev \
-                liblua5.4-dev catch2 libssl-dev python3 python3-websockets \
+                liblua5.4-dev catch2 libssl-dev libcurl4-openssl-dev python3 python3-websockets \
                 openssl
 # What only the test suite needs: a Prometheus parser, Chromium for the demo
 # page test (node and npm too, added below only when missing: NodeSource's
@@ -13,7 +13,7 @@ APT_PACKAGES := cmake g++ make pkg-config libwebsockets-dev libcjson-dev \
 # samples (test_docs_samples also uses nginx and systemd-analyze when present);
 # valgrind for bench-smoke's instruction counts.
 TEST_APT_PACKAGES := python3-prometheus-client chromium mono-mcs mono-runtime groff-base \
-                     curl python3-yaml valgrind
+                     curl python3-yaml valgrind python3-fastapi uvicorn
 
 .PHONY: all deps test-deps configure build run test bench-smoke probes clean
 

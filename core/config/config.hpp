@@ -83,6 +83,12 @@ struct Limits {
   // All channels' kept history together; past it the least recently
   // published streams are dropped (their epoch changes).
   std::size_t history_memory_mb = 64;
+  // Reach (relay.after/every, relay.http.request; docs/security.md).
+  int script_timers = 1000;              // live timers per endpoint script
+  int http_requests = 256;               // outbound requests in flight, all scripts together
+  int http_timeout_s = 10;               // a request's default timeout
+  std::size_t http_response_bytes = 4u << 20;  // an answer's cap (headers and body)
+  int waiting_messages = 64;             // per session, queued behind a handler that waits
 };
 
 struct Heartbeat {

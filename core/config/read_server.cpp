@@ -277,7 +277,8 @@ void Loader::read_limits(const cJSON* item, Config& cfg) {
                           "user_messages_per_second", "ip_messages_per_second", "rate_limit_close_after",
                           "max_subscriptions", "max_channel_length", "max_queue_bytes", "slow_consumer",
                           "handshake_timeout", "script_instructions", "script_memory_mb", "message_types",
-                          "max_http_header_data", "history_memory_mb"});
+                          "max_http_header_data", "history_memory_mb", "script_timers", "http_requests",
+                          "http_timeout", "http_response_bytes", "waiting_messages"});
   Limits& l = cfg.limits;
   auto integer = [&](const char* key, long long min, long long max, auto& target) {
     if (const cJSON* v = member(item, key)) {
@@ -306,6 +307,11 @@ void Loader::read_limits(const cJSON* item, Config& cfg) {
   integer("script_instructions", 10000, 1LL << 40, l.script_instructions);
   integer("script_memory_mb", 1, 65536, l.script_memory_mb);
   integer("history_memory_mb", 1, 65536, l.history_memory_mb);
+  integer("script_timers", 1, 1000000, l.script_timers);
+  integer("http_requests", 1, 100000, l.http_requests);
+  integer("http_timeout", 1, 300, l.http_timeout_s);
+  integer("http_response_bytes", 1024, 1LL << 30, l.http_response_bytes);
+  integer("waiting_messages", 0, 100000, l.waiting_messages);
   read_message_type_rates(member(item, "message_types"), child_path(path, "message_types"), l);
   if (const cJSON* v = member(item, "slow_consumer")) {
     if (auto s = get_string(v, child_path(path, "slow_consumer"))) {

@@ -22,28 +22,6 @@ using session::Session;
 
 namespace {
 
-struct Job {
-  ScriptEngine* engine = nullptr;
-  Session* session = nullptr;
-  std::string_view data;
-  bool binary = false;
-  json::JsonPtr root;             // decoded frame (JSON mode), or null
-  bool flat = false;              // decoded by the fast path instead: flat_object, no root
-  json::FlatObject flat_object;
-  std::size_t parse_error_at = 0;
-  std::string parse_error;
-  std::string error_code;         // set when an error reply is to be sent by C++
-  std::string error_message;
-  std::string_view handler_name;  // for logs
-  std::string type_name;          // the message's type: handler_name may point into it
-  // A handler runs without a protected call of its own: if it raises, the
-  // error unwinds to run_job's, which answers for it (handler_failed).
-  bool in_handler = false;
-  bool handler_has_msg = false;   // the decoded message goes to on_error too
-  int close_code = 0;
-  bool upstream_failed = false;
-  bool upstream_retrying = false;
-};
 
 bool push_handler(lua_State* L, const char* name) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, internal_of(L).handlers_ref);
@@ -154,12 +132,22 @@ void handle_results(lua_State* L, Job& job, int msg_index) {
 // entry: fn, session, arg. Not a protected call: a failure unwinds to
 // run_job (one protected call per message, not two), which logs it and
 // sends the error reply (handler_failed_entry).
-void call_handler(lua_State* L, Job& job, int msg_index, int nargs = 2) {
+// After the handler returned, directly or (it waited) when its call resumed.
+int handler_returned(lua_State* L, int, lua_KContext context) {
+  Job& job = *reinterpret_cast<Job*>(context);
+  job.in_handler = false;
+  handle_results(L, job, job.msg_index);
+  return 0;
+}
+
+// Every entry ends with this call: if the handler waits, the continuation
+// finishes the entry when the call resumes.
+int call_handler(lua_State* L, Job& job, int msg_index, int nargs = 2) {
   job.in_handler = true;
   job.handler_has_msg = msg_index != 0;
-  lua_call(L, nargs, 3);
-  job.in_handler = false;
-  handle_results(L, job, msg_index);
+  job.msg_index = msg_index;
+  lua_callk(L, nargs, 3, reinterpret_cast<lua_KContext>(&job), handler_returned);
+  return handler_returned(L, LUA_OK, reinterpret_cast<lua_KContext>(&job));
 }
 
 // limits.message_types, asked of the session's connection (its rate gate
@@ -422,20 +410,33 @@ void handler_failed(ScriptEngine::Internal& in, Job& job, const std::string& err
     ++context.stats->script_errors;
     if (timeout) ++context.stats->script_timeouts;
   }
+  if (job.session == nullptr) {
+    // A timer: nobody to answer; the log says where.
+    log::error(in.engine->name() + ": timer failed: " + error);
+    if (detail.size() > error.size()) log::debug(detail);
+    return;
+  }
   log::error(in.engine->name() + ": handler '" + std::string(job.handler_name) + "' failed: " + error,
              session::log_fields(*job.session));
   if (detail.size() > error.size()) log::debug(detail, session::log_fields(*job.session));
-  lua_settop(L, 0);
+  const int top = lua_gettop(L);
   lua_pushcfunction(L, handler_failed_entry);
   lua_pushlightuserdata(L, &job);
   std::string reply_error;
   if (!protected_call(L, 1, 0, reply_error)) {
     answer_without_lua(in, job, reply_error, true);  // the error path failed too (memory exhausted)
   }
+  lua_settop(L, top);
 }
 
+// The jobs that run to completion (on_close, C++-side errors), on the main
+// thread: nothing in them may wait.
 void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
   lua_State* L = in.L;
+  Call* const outer = in.current;
+  const std::uint64_t outer_used = in.used;
+  in.current = nullptr;
+  const int top = lua_gettop(L);
   begin_call(in);
   lua_pushcfunction(L, entry);
   lua_pushlightuserdata(L, &job);
@@ -451,20 +452,86 @@ void run_job(ScriptEngine::Internal& in, Job& job, lua_CFunction entry) {
   }
   // The job's replies are queued: what recovering sessions missed follows.
   release_holds(in);
-  lua_settop(L, 0);
+  lua_settop(L, top);
+  in.current = outer;
+  in.used = outer_used;
   // Leave no budget-trip hook armed between calls.
   lua_sethook(L, nullptr, 0, 0);
+  if (outer != nullptr) arm_budget(in, outer->co);
+}
+
+// A timer's callback (Job::timer_fn_ref), on a relay coroutine: it may wait.
+int timer_entry(lua_State* L) {
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, job.timer_fn_ref);
+  job.handler_name = "timer";
+  job.in_handler = true;
+  lua_callk(L, 0, 0, 0, [](lua_State*, int, lua_KContext) { return 0; });
+  return 0;
+}
+
+// A new job on a relay coroutine, unless the session's handler is waiting:
+// then it queues behind (false: the backlog is full).
+std::unique_ptr<Call> new_call(ScriptEngine& engine, Internal& in, Session& s) {
+  std::unique_ptr<Call> call = take_call(in);
+  call->job.engine = &engine;
+  call->job.session = &s;
+  return call;
 }
 }  // namespace
 
+void call_failed(Internal& in, Job& job, const std::string& error, const std::string& detail) {
+  if (job.in_handler) {
+    handler_failed(in, job, error, detail);
+  } else if (job.session != nullptr) {
+    answer_without_lua(in, job, error, true);
+  } else {
+    if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
+    log::error(in.engine->name() + ": timer failed: " + error);
+  }
+}
+
+void run_queued(Internal& in, Session& s, QueuedEvent& event) {
+  ScriptEngine& engine = *in.engine;
+  switch (event.kind) {
+    case QueuedEvent::Kind::Message:
+      engine.on_message(s, event.data, event.binary);
+      break;
+    case QueuedEvent::Kind::UpstreamOpen:
+      engine.on_upstream_open(s);
+      break;
+    case QueuedEvent::Kind::UpstreamMessage:
+      engine.on_upstream_message(s, event.data, event.binary);
+      break;
+    case QueuedEvent::Kind::UpstreamClose:
+      engine.on_upstream_close(s, event.code, event.data, event.failed, event.retrying);
+      break;
+  }
+}
+
+void start_timer_call(Internal& in, std::unique_ptr<Call> call) {
+  start_call(in, std::move(call), timer_entry);
+}
+
+void ScriptEngine::fire_timer(std::uint64_t id, bool repeating) { script::fire_timer(*in_, id, repeating); }
+
 void ScriptEngine::on_open(Session& s) {
-  Job job;
-  job.engine = this;
-  job.session = &s;
-  run_job(*in_, job, open_entry);
+  start_call(*in_, new_call(*this, *in_, s), open_entry);
 }
 
 void ScriptEngine::on_message(Session& s, std::string_view data, bool binary) {
+  if (session_busy(*in_, s)) {
+    QueuedEvent event;
+    event.data = std::string(data);
+    event.binary = binary;
+    if (!queue_event(*in_, s, std::move(event))) {
+      send_error(s, codes::kBusy,
+                 std::to_string(in_->max_queued_events) +
+                     " messages already wait behind a handler that is waiting (limits.waiting_messages)",
+                 binary ? std::string_view() : data);
+    }
+    return;
+  }
   // Extension filters around the script (none: no cost beyond this test).
   script::Extensions* filters =
       in_->extensions != nullptr && in_->extensions->has_filters() ? in_->extensions.get() : nullptr;
@@ -474,9 +541,8 @@ void ScriptEngine::on_message(Session& s, std::string_view data, bool binary) {
 }
 
 void ScriptEngine::dispatch_message(Session& s, std::string_view data, bool binary) {
-  Job job;
-  job.engine = this;
-  job.session = &s;
+  std::unique_ptr<Call> call = new_call(*this, *in_, s);
+  Job& job = call->job;
   job.data = data;
   job.binary = binary;
   if (!binary && in_->json_mode) {
@@ -485,10 +551,13 @@ void ScriptEngine::dispatch_message(Session& s, std::string_view data, bool bina
     job.flat = json::scan_flat_object(data, job.flat_object);
     if (!job.flat) job.root = json::parse(data, &job.parse_error_at, &job.parse_error);
   }
-  run_job(*in_, job, dispatch_entry);
+  start_call(*in_, std::move(call), dispatch_entry);
 }
 
 void ScriptEngine::on_close(Session& s, int code, std::string_view reason) {
+  // A handler still waiting for this session is abandoned (its answer will
+  // be dropped), and what queued behind it with it.
+  cancel_session_calls(*in_, s);
   Job job;
   job.engine = this;
   job.session = &s;
@@ -499,10 +568,11 @@ void ScriptEngine::on_close(Session& s, int code, std::string_view reason) {
 }
 
 void ScriptEngine::on_upstream_open(Session& s) {
-  Job job;
-  job.engine = this;
-  job.session = &s;
-  run_job(*in_, job, upstream_open_entry);
+  if (session_busy(*in_, s)) {
+    queue_event(*in_, s, {QueuedEvent::Kind::UpstreamOpen, {}, false, 0, false, false});
+    return;
+  }
+  start_call(*in_, new_call(*this, *in_, s), upstream_open_entry);
 }
 
 void ScriptEngine::on_upstream_message(Session& s, std::string_view data, bool binary) {
@@ -510,26 +580,35 @@ void ScriptEngine::on_upstream_message(Session& s, std::string_view data, bool b
     s.send(binary ? frame::Frame::binary(data) : frame::Frame::text(data));
     return;
   }
-  Job job;
-  job.engine = this;
-  job.session = &s;
+  if (session_busy(*in_, s)) {
+    // Upstream frames are not refused when many wait: the upstream's own
+    // pace is bounded by the session's outbound queue.
+    queue_event(*in_, s, {QueuedEvent::Kind::UpstreamMessage, std::string(data), binary, 0, false, false});
+    return;
+  }
+  std::unique_ptr<Call> call = new_call(*this, *in_, s);
+  Job& job = call->job;
   job.data = data;
   job.binary = binary;
   if (!binary) job.root = json::parse(data);
-  run_job(*in_, job, upstream_message_entry);
+  start_call(*in_, std::move(call), upstream_message_entry);
 }
 
 void ScriptEngine::on_upstream_close(Session& s, int code, std::string_view reason, bool failed,
                                      bool retrying) {
-  Job job;
+  if (session_busy(*in_, s)) {
+    queue_event(*in_, s, {QueuedEvent::Kind::UpstreamClose, std::string(reason), false, code, failed, retrying});
+    return;
+  }
+  std::unique_ptr<Call> call = new_call(*this, *in_, s);
+  Job& job = call->job;
   job.upstream_failed = failed;
   job.upstream_retrying = retrying;
-  job.engine = this;
-  job.session = &s;
   job.close_code = code;
   job.error_message = std::string(reason);
-  run_job(*in_, job, upstream_close_entry);
+  start_call(*in_, std::move(call), upstream_close_entry);
 }
+
 void ScriptEngine::send_error(Session& s, std::string_view code, std::string_view message,
                               std::string_view request) {
   Job job;

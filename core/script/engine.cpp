@@ -66,6 +66,11 @@ void begin_call(ScriptEngine::Internal& in) {
   lua_sethook(in.L, count_hook, LUA_MASKCOUNT, kHookStep);
 }
 
+void arm_budget(ScriptEngine::Internal& in, lua_State* thread) {
+  (void)in;
+  lua_sethook(thread, count_hook, LUA_MASKCOUNT, kHookStep);
+}
+
 namespace {
 int traceback_handler(lua_State* L) {
   const char* message = lua_tostring(L, 1);
@@ -202,12 +207,15 @@ int make_env(lua_State* L) {
   lua_setfield(L, env, "setmetatable");
   lua_pushvalue(L, env);
   lua_setfield(L, env, "_G");
+  open_coroutine_guards(L, env);
 
   lua_newtable(L);  // relay
   open_relay_core(L);
   open_relay_pubsub(L);
   open_relay_log(L);
   open_relay_time(L);
+  open_relay_timers(L);
+  open_relay_http(L);
   open_relay_json(L);
   open_relay_extensions(L, env);
   lua_setfield(L, env, "relay");
@@ -281,6 +289,7 @@ ScriptEngine::Loaded ScriptEngine::load(const ScriptSource& source, ScriptContex
   in.engine = engine.get();
   in.memory_limit = limits.memory_bytes;
   in.budget = limits.instructions_per_call;
+  in.max_queued_events = engine->context_.max_waiting_messages;
   in.L = lua_newstate(limited_alloc, &in);
   if (in.L == nullptr) {
     result.error = source.name + ": cannot create a Lua state";
@@ -414,15 +423,22 @@ bool ScriptEngine::compile(Internal& in, const ScriptSource& source, std::string
 }
 
 std::string ScriptEngine::reload(const ScriptSource& source) {
+  // The timers of the version being replaced; the new one may start its own
+  // while it loads. If it fails to load, the old version keeps them.
+  std::vector<std::uint64_t> old_timers;
+  for (const auto& [id, ref] : in_->timer_refs) old_timers.push_back(id);
   std::string error;
   if (!compile(*in_, source, error)) return error;
+  cancel_timers(*in_, old_timers);
   source_name_ = source.name;
   return {};
 }
 
 
 
-ScriptEngine::~ScriptEngine() = default;
+ScriptEngine::~ScriptEngine() {
+  if (context_.timers != nullptr) context_.timers->cancel_owned_by(this);
+}
 
 void ScriptEngine::collect_garbage() {
   // Under the instruction budget like any call, should a finalizer ever run

@@ -10,6 +10,8 @@
 #include "auth/jwt.hpp"
 #include "extension/extension.hpp"
 #include "http/request.hpp"
+#include "loop/timers.hpp"
+#include "outbound/http_client.hpp"
 #include "pubsub/hub.hpp"
 #include "session/registry.hpp"
 #include "session/session.hpp"
@@ -43,6 +45,15 @@ struct ScriptContext {
   // Extension plugins the script may use (require "relay.<name>", filters,
   // relay.auth): the built-in ones unless the relay says otherwise.
   std::vector<extension::Enabled> extensions = extension::builtins();
+  // Reach (relay.after/every, relay.http.request): null when the host gives
+  // none (those calls then raise).
+  loop::Timers* timers = nullptr;
+  outbound::HttpClient* http = nullptr;
+  int max_timers = 1000;                 // limits.script_timers: live timers of this script
+  int max_http_requests = 256;           // limits.http_requests: in flight, all scripts together
+  int http_timeout_s = 10;               // limits.http_timeout: when a request names none
+  std::size_t max_http_response_bytes = 4u << 20;  // limits.http_response_bytes
+  std::size_t max_waiting_messages = 64; // limits.waiting_messages: queued behind a waiting handler
 };
 
 struct Limits {
@@ -66,6 +77,7 @@ inline constexpr std::string_view kScriptTimeout = "script_timeout";
 inline constexpr std::string_view kRateLimited = "rate_limited";
 inline constexpr std::string_view kUpstreamBusy = "upstream_busy";
 inline constexpr std::string_view kUpstreamUnavailable = "upstream_unavailable";
+inline constexpr std::string_view kBusy = "busy";
 }  // namespace codes
 
 class ScriptEngine {
@@ -100,6 +112,12 @@ class ScriptEngine {
   // retrying: a reconnect is scheduled. Both reach the hook as its 4th argument.
   void on_upstream_close(session::Session& s, int code, std::string_view reason, bool failed = false,
                          bool retrying = false);
+
+  // A timer of this script is due (Relay::run_timers): its callback runs on
+  // a relay coroutine, so it may wait.
+  void fire_timer(std::uint64_t id, bool repeating);
+  // The answer to a waiting call's HTTP request (relay.http.request).
+  void http_answered(std::uint64_t wait_id, outbound::HttpResponse response);
 
   // Routes the script declared in its `http` table ("GET /path" = function).
   // method "*" asks whether any method is routed for the path.

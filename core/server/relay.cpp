@@ -80,6 +80,7 @@ std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<s
   std::unique_ptr<Relay> relay(new Relay());
   relay->hub_.set_stats(&relay->stats_);
   relay->config_ = config;
+  relay->http_ = std::make_unique<outbound::HttpClient>(relay->completions_);
   relay->hub_.configure(pubsub::ChannelRules(config.channel_options), config.limits.history_memory_mb << 20);
   relay->admission_ = std::make_unique<Admission>(config.limits);
   const std::size_t errors_before = errors.size();
@@ -113,6 +114,13 @@ std::unique_ptr<Relay> Relay::create(const config::Config& config, std::vector<s
     context.extensions = *extensions;
     context.max_subscriptions = config.limits.max_subscriptions;
     context.max_channel_length = config.limits.max_channel_length;
+    context.timers = &relay->timers_;
+    context.http = relay->http_.get();
+    context.max_timers = config.limits.script_timers;
+    context.max_http_requests = config.limits.http_requests;
+    context.http_timeout_s = config.limits.http_timeout_s;
+    context.max_http_response_bytes = config.limits.http_response_bytes;
+    context.max_waiting_messages = static_cast<std::size_t>(config.limits.waiting_messages);
     script::Limits limits;
     limits.instructions_per_call = config.limits.script_instructions;
     limits.memory_bytes = config.limits.script_memory_mb << 20;
@@ -165,6 +173,17 @@ EndpointRuntime* Relay::match(std::string_view path, http::PathPattern::Params& 
     if (ep->pattern.has_placeholders() && ep->pattern.match(path, params)) return ep.get();
   }
   return nullptr;
+}
+
+void Relay::run_timers(std::int64_t now_ms) {
+  for (const loop::Timers::Due& due : timers_.take_due(now_ms)) {
+    for (auto& ep : endpoints_) {
+      if (ep->engine.get() == due.owner) {
+        ep->engine->fire_timer(due.id, due.repeating);
+        break;
+      }
+    }
+  }
 }
 
 }  // namespace wsrelay::server

@@ -6,6 +6,9 @@
 #pragma once
 
 #include "config/config.hpp"
+#include "loop/completions.hpp"
+#include "loop/timers.hpp"
+#include "outbound/http_client.hpp"
 #include "pubsub/hub.hpp"
 #include "script/engine.hpp"
 #include "server/admission.hpp"
@@ -56,6 +59,16 @@ class Relay {
   // keepalive sweep once a second, outside any Lua call.
   bool give_back_after_burst();
 
+  // The scripts' timers: the loop wakes at timers().next_deadline() (steady
+  // ms) and calls run_timers with the time; timers().on_change tells it the
+  // deadline moved.
+  loop::Timers& timers() { return timers_; }
+  void run_timers(std::int64_t now_ms);
+  // Work finished on other threads (HTTP answers): the loop sets the wake and
+  // drains on it.
+  loop::Completions& completions() { return completions_; }
+  const outbound::HttpClient& http() const { return *http_; }
+
   pubsub::Hub& hub() { return hub_; }
   Admission& admission() { return *admission_; }
   session::Registry& registry() { return registry_; }
@@ -70,7 +83,12 @@ class Relay {
   session::Registry registry_;
   stats::Stats stats_;
   std::unique_ptr<Admission> admission_;
+  // Destroyed in reverse: the HTTP worker stops before the engines its
+  // answers would resume go, and the engines before the timers they hold.
+  loop::Timers timers_;
+  loop::Completions completions_;
   std::vector<std::unique_ptr<EndpointRuntime>> endpoints_;
+  std::unique_ptr<outbound::HttpClient> http_;
 };
 
 }  // namespace wsrelay::server

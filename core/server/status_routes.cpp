@@ -53,6 +53,18 @@ std::string status_json(Relay& relay) {
     out.back() = '}';
     out += ",";
   }
+  {
+    // Reach: the scripts' timers and outbound HTTP.
+    field(out, "timers", relay.timers().size());
+    const outbound::HttpClient& http = relay.http();
+    out += "\"http\":{";
+    field(out, "in_flight", http.in_flight());
+    field(out, "requests", http.counters().requests);
+    field(out, "failures", http.counters().failures);
+    field(out, "timeouts", http.counters().timeouts);
+    out.back() = '}';
+    out += ",";
+  }
   field(out, "errors_sent", stats.errors_sent);
   field(out, "script_errors", stats.script_errors);
   field(out, "slow_consumer_closes", stats.slow_consumer_closes);
@@ -65,20 +77,23 @@ std::string status_json(Relay& relay) {
   field(out, "upstream_messages_in", stats.upstream_messages_in);
   field(out, "upstream_messages_out", stats.upstream_messages_out);
   const config::Limits& l = relay.config().limits;
-  char limits[768];
+  char limits[1024];
   std::snprintf(limits, sizeof limits,
                 "\"limits\":{\"max_connections\":%d,\"max_connections_per_ip\":%d,\"messages_per_second\":%g,"
                 "\"message_burst\":%d,\"user_messages_per_second\":%g,\"ip_messages_per_second\":%g,"
                 "\"rate_limit_close_after\":%d,\"max_subscriptions\":%d,\"max_channel_length\":%d,"
                 "\"max_queue_bytes\":%zu,\"slow_consumer\":\"%s\",\"handshake_timeout\":%d,"
                 "\"script_instructions\":%llu,\"script_memory_mb\":%zu,\"heartbeat_interval\":%d,"
-                "\"heartbeat_timeout\":%d,\"max_http_header_data\":%d,\"history_memory_mb\":%zu,",
+                "\"heartbeat_timeout\":%d,\"max_http_header_data\":%d,\"history_memory_mb\":%zu,"
+                "\"script_timers\":%d,\"http_requests\":%d,\"http_timeout\":%d,\"http_response_bytes\":%zu,"
+                "\"waiting_messages\":%d,",
                 l.max_connections, l.max_connections_per_ip, l.messages_per_second, l.message_burst,
                 l.user_messages_per_second, l.ip_messages_per_second, l.rate_limit_close_after, l.max_subscriptions,
                 l.max_channel_length, l.max_queue_bytes, l.slow_consumer.c_str(), l.handshake_timeout_s,
                 static_cast<unsigned long long>(l.script_instructions), l.script_memory_mb,
                 relay.config().heartbeat.interval_s, relay.config().heartbeat.timeout_s, l.max_http_header_data,
-                l.history_memory_mb);
+                l.history_memory_mb, l.script_timers, l.http_requests, l.http_timeout_s, l.http_response_bytes,
+                l.waiting_messages);
   out += limits;
   out += "\"message_types\":{";
   for (std::size_t i = 0; i < l.message_types.size(); ++i) {
@@ -162,6 +177,11 @@ std::string metrics_text(Relay& relay) {
   out += "# HELP wsrelay_recoveries_total Subscribes with since, by outcome.\n# TYPE wsrelay_recoveries_total counter\n";
   out += "wsrelay_recoveries_total{result=\"recovered\"} " + std::to_string(relay.hub().recoveries(true)) + "\n";
   out += "wsrelay_recoveries_total{result=\"not_recovered\"} " + std::to_string(relay.hub().recoveries(false)) + "\n";
+  metric("wsrelay_timers", "gauge", "Live script timers (relay.after, relay.every).", u(relay.timers().size()));
+  metric("wsrelay_http_requests_in_flight", "gauge", "Script HTTP requests waiting for their answer.", u(relay.http().in_flight()));
+  metric("wsrelay_http_requests_total", "counter", "Script HTTP requests started.", u(relay.http().counters().requests));
+  metric("wsrelay_http_failures_total", "counter", "Script HTTP requests that got no answer (timeouts included).", u(relay.http().counters().failures));
+  metric("wsrelay_http_timeouts_total", "counter", "Script HTTP requests that timed out.", u(relay.http().counters().timeouts));
   metric("wsrelay_errors_sent_total", "counter", "Error replies sent to clients.", u(st.errors_sent));
   metric("wsrelay_script_errors_total", "counter", "Script handler failures.", u(st.script_errors));
   metric("wsrelay_script_timeouts_total", "counter", "Script calls cut off by the instruction budget.", u(st.script_timeouts));

@@ -96,6 +96,11 @@ struct VhostState {
     lws_sorted_usec_list_t sul;
     VhostState* state;
   } sweep{{}, nullptr};
+  // The scripts' timers: one lws timer at the earliest deadline (reach.cpp).
+  struct ReachTimer {
+    lws_sorted_usec_list_t sul;
+    VhostState* state;
+  } reach{{}, nullptr};
   lws_context* context = nullptr;
   server::Relay* relay = nullptr;
   bool hosted = false;  // the wsrelay server's vhost: lws's own validity timer is off
@@ -148,6 +153,11 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len);
 int on_writeable(lws* wsi, PerSession* pss);
 int on_peer_close(PerSession* pss, const void* in, std::size_t len);
 void on_closed(PerSession* pss);
+
+// ---- reach.cpp: the relay's timers and other threads' completions on this loop
+void attach_reach(VhostState& state);
+void detach_reach(VhostState& state);
+void on_wait_cancelled(lws* wsi);
 
 // ---- pvo.cpp
 std::unique_ptr<VhostState> relay_from_pvo(const lws_protocol_vhost_options* pvo, std::vector<std::string>& errors);

@@ -74,6 +74,7 @@ int on_protocol_init(lws* wsi, const lws_protocol_vhost_options* pvo) {
   state->keepalive.timeout_ms = static_cast<std::int64_t>(heartbeat.timeout_s) * 1000;
   state->sweep.state = state.get();
   lws_sul_schedule(state->context, 0, &state->sweep.sul, sweep_tick, kSweepPeriod);
+  attach_reach(*state);
   slot->state = state.release();
   return 0;
 }
@@ -81,7 +82,10 @@ int on_protocol_init(lws* wsi, const lws_protocol_vhost_options* pvo) {
 void on_protocol_destroy(lws* wsi) {
   auto* slot = static_cast<VhostSlot*>(lws_protocol_vh_priv_get(lws_get_vhost(wsi), lws_get_protocol(wsi)));
   if (slot == nullptr) return;
-  if (slot->state != nullptr) lws_sul_cancel(&slot->state->sweep.sul);
+  if (slot->state != nullptr) {
+    lws_sul_cancel(&slot->state->sweep.sul);
+    detach_reach(*slot->state);
+  }
   delete slot->state;
   slot->state = nullptr;
 }
@@ -93,6 +97,9 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
       return on_protocol_init(wsi, static_cast<const lws_protocol_vhost_options*>(in));
     case LWS_CALLBACK_PROTOCOL_DESTROY:
       on_protocol_destroy(wsi);
+      return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+      on_wait_cancelled(wsi);
       return 0;
     default:
       break;
