@@ -130,6 +130,7 @@ struct Endpoint {
   std::size_t max_message_size = 1048576;
   std::optional<Upstream> upstream;
   std::vector<std::string> allowed_origins;  // empty: any Origin (and none) accepted
+  std::vector<std::string> handshake_headers;  // lower-case; kept beside the known ones (http/handshake.hpp)
 };
 
 struct Config {

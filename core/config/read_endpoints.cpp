@@ -1,5 +1,6 @@
 // The endpoints of a config, and each one's upstream.
 #include "config/loader.hpp"
+#include "http/request.hpp"
 
 #include "json/json.hpp"
 
@@ -105,7 +106,33 @@ std::pair<Endpoint, bool> Loader::read_endpoint(cJSON* obj, const std::string& p
   ep.script_name = std::string(kBuiltinScriptName);
   ep.options_json = "{}";
   bool path_ok = false;
-  check_keys(obj, path, {"path", "script", "max_message_size", "options", "upstream", "allowed_origins"});
+  check_keys(obj, path,
+             {"path", "script", "max_message_size", "options", "upstream", "allowed_origins", "handshake_headers"});
+  if (const cJSON* v = member(obj, "handshake_headers")) {
+    // Headers beyond the known ones (http/handshake.hpp) the script reads
+    // in session.headers and on_upgrade's req.headers.
+    const std::string list_path = child_path(path, "handshake_headers");
+    if (!cJSON_IsArray(v)) {
+      error(list_path, "expected an array of header names like \"x-api-key\"");
+    } else {
+      std::size_t i = 0;
+      for (const cJSON* h = v->child; h != nullptr; h = h->next, ++i) {
+        if (i >= 32) {
+          error(list_path, "at most 32 header names");
+          break;
+        }
+        if (auto name = get_string(h, index_path(list_path, i))) {
+          std::string lower = *name;
+          for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          if (!http::is_token(lower)) {
+            error(index_path(list_path, i), "expected a header name (a token like \"x-api-key\"), got " + quote(*name));
+            continue;
+          }
+          ep.handshake_headers.push_back(std::move(lower));
+        }
+      }
+    }
+  }
   if (const cJSON* v = member(obj, "allowed_origins")) {
     const std::string origins_path = child_path(path, "allowed_origins");
     if (!cJSON_IsArray(v)) {

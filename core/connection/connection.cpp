@@ -39,6 +39,7 @@ std::unique_ptr<Connection> Connection::open(server::Relay& relay, server::Endpo
   conn->session_ = std::make_unique<session::Session>(session::new_session_id(), std::move(info), conn.get(),
                                                       &relay.stats(), max_queue, limits.slow_consumer == "drop_oldest");
   session::Session& s = *conn->session_;
+  if (s.info().upgrade_user) s.set_user(*s.info().upgrade_user);
   conn->gate_.bind(s);
   s.gate = &conn->gate_;
   conn->liveness_.seen(now_ms);

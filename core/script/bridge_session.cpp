@@ -281,11 +281,14 @@ int session_index(lua_State* L) {
       lua_pushlstring(L, state.data(), state.size());
     }
   } else if (key == "params") {
-    lua_createtable(L, 0, static_cast<int>(s->info().params.size()));
-    for (const auto& [name, value] : s->info().params) {
-      lua_pushlstring(L, value.data(), value.size());
-      lua_setfield(L, -2, name.c_str());
-    }
+    push_fields(L, s->info().params);
+  } else if (key == "headers") {
+    push_fields(L, s->info().headers);
+  } else if (key == "query") {
+    push_fields(L, http::parse_query(s->info().query));
+  } else if (key == "cookies") {
+    const std::string* cookie = http::find_field(s->info().headers, "cookie");
+    push_fields(L, cookie != nullptr ? http::parse_cookies(*cookie) : http::Fields{});
   } else {
     lua_pushnil(L);
   }

@@ -46,9 +46,13 @@ void give_back(Internal& in, std::unique_ptr<Call> call) {
   }
 }
 
-// The failed call's coroutine, ready for another job.
-void reset(lua_State* co) {
-  lua_resetthread(co);
+// A call whose coroutine must not run again: one that failed (an error
+// raised inside the count hook leaves the thread's hooks off for good — a
+// reset does not turn them back on), or one abandoned while it waited.
+void discard(Internal& in, std::unique_ptr<Call> call) {
+  lua_resetthread(call->co);  // closes its pending to-be-closed variables
+  in.call_threads.erase(call->co);
+  luaL_unref(in.L, LUA_REGISTRYINDEX, call->ref);
 }
 
 // The session's queued events, until one of them waits again.
@@ -67,6 +71,11 @@ void drain(Internal& in, session::Session* s) {
     run_queued(in, *s, event);
     in.draining = outer;
   }
+}
+
+int traceback_of(lua_State* L) {
+  luaL_traceback(L, static_cast<lua_State*>(lua_touserdata(L, 1)), lua_tostring(L, 2), 0);
+  return 1;
 }
 
 // Runs (or resumes with nargs values on its stack) the call until it
@@ -98,21 +107,29 @@ void run(Internal& in, std::unique_ptr<Call> call, int nargs) {
   }
   if (status == LUA_OK || status == LUA_YIELD) {
     // (A yield that did not wait cannot happen: the guards refuse it.)
-    if (status == LUA_YIELD) reset(co);
     release_holds(in);
-    give_back(in, std::move(call));
+    if (status == LUA_YIELD) discard(in, std::move(call)); else give_back(in, std::move(call));
   } else {
     const char* text = lua_tostring(co, -1);
     std::string error = text != nullptr ? text : "error object is not a string";
     if (status == LUA_ERRMEM) error = "not enough memory (script memory limit reached)";
-    luaL_traceback(in.L, co, error.c_str(), 0);
-    std::string detail = lua_tostring(in.L, -1);
-    lua_pop(in.L, 1);
+    std::string detail = error;
+    if (status != LUA_ERRMEM) {
+      // Under a protected call: building the traceback may itself run out
+      // of the script's memory (outside one, Lua would abort the process).
+      lua_pushcfunction(in.L, traceback_of);
+      lua_pushlightuserdata(in.L, co);
+      lua_pushlstring(in.L, error.data(), error.size());
+      if (lua_pcall(in.L, 2, 1, 0) == LUA_OK && lua_type(in.L, -1) == LUA_TSTRING) detail = lua_tostring(in.L, -1);
+      lua_pop(in.L, 1);
+    }
     error = error.substr(0, error.find('\n'));
-    reset(co);
+    // Its stack goes before the error reply runs: what filled the memory
+    // must be collectable by then.
+    lua_resetthread(co);
     call_failed(in, call->job, error, detail);
     release_holds(in);
-    give_back(in, std::move(call));
+    discard(in, std::move(call));
   }
   if (timer != 0) in.timers_running.erase(timer);
   if (s != nullptr) {
@@ -180,8 +197,7 @@ void cancel_session_calls(Internal& in, const session::Session& s) {
   if (w == in.waiting.end()) return;
   std::unique_ptr<Call> call = std::move(w->second);
   in.waiting.erase(w);
-  reset(call->co);
-  give_back(in, std::move(call));
+  discard(in, std::move(call));
 }
 
 // ---- coroutine guards -------------------------------------------------------

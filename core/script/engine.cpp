@@ -405,7 +405,9 @@ bool ScriptEngine::compile(Internal& in, const ScriptSource& source, std::string
   const bool has_on_text = lua_isfunction(L, -1);
   lua_getfield(L, handlers, "on_upstream");
   const bool has_on_upstream = lua_isfunction(L, -1);
-  lua_pop(L, 2);
+  lua_getfield(L, handlers, "on_upgrade");
+  const bool has_on_upgrade = lua_isfunction(L, -1);
+  lua_pop(L, 3);
   if (!json_mode && !has_on_text) {
     restore_env();
     return fail(source.name + ": a script with json = false needs an on_text handler");
@@ -417,6 +419,7 @@ bool ScriptEngine::compile(Internal& in, const ScriptSource& source, std::string
   in.json_mode = json_mode;
   in.type_field = std::move(type_field);
   in.has_on_upstream = has_on_upstream;
+  in.has_on_upgrade = has_on_upgrade;
   in.routes = std::move(routes);
   lua_settop(L, env - 1);
   return true;

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -80,6 +81,23 @@ inline constexpr std::string_view kUpstreamUnavailable = "upstream_unavailable";
 inline constexpr std::string_view kBusy = "busy";
 }  // namespace codes
 
+// What on_upgrade(req) sees of a WebSocket upgrade before it is accepted.
+struct UpgradeRequest {
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> params;   // the endpoint's {name} captures
+  std::string query;                                         // undecoded
+  std::vector<std::pair<std::string, std::string>> headers;  // session.headers' rule
+  std::string remote;
+};
+
+// Its answer: accept (with a user set before on_open), or refuse with an
+// HTTP answer.
+struct UpgradeAnswer {
+  bool accept = true;
+  http::Response refusal;
+  std::optional<std::string> user;
+};
+
 class ScriptEngine {
  public:
   struct Loaded {
@@ -112,6 +130,11 @@ class ScriptEngine {
   // retrying: a reconnect is scheduled. Both reach the hook as its 4th argument.
   void on_upstream_close(session::Session& s, int code, std::string_view reason, bool failed = false,
                          bool retrying = false);
+
+  // The script's on_upgrade(req), synchronously (lws 4.1's upgrade decision
+  // cannot wait): its answer. has_on_upgrade: whether the script has one.
+  bool has_on_upgrade() const;
+  UpgradeAnswer on_upgrade(const UpgradeRequest& request);
 
   // A timer of this script is due (Relay::run_timers): its callback runs on
   // a relay coroutine, so it may wait.

@@ -7,6 +7,7 @@
 #include "json/lua_json.hpp"
 #include "script/engine.hpp"
 #include "script/job.hpp"
+#include "http/handshake.hpp"
 #include "http/path_pattern.hpp"
 
 #include <lua.hpp>
@@ -62,6 +63,7 @@ struct ScriptEngine::Internal {
   bool json_mode = true;            // false: every text frame goes to on_text
   std::string type_field = "type";  // the field whose value picks the handler
   bool has_on_upstream = false;     // cached: the forwarding fast path skips Lua
+  bool has_on_upgrade = false;      // cached: an upgrade without the hook skips Lua
   struct Route {
     std::string method;
     http::PathPattern pattern;
@@ -161,6 +163,20 @@ int trampoline(lua_State* L) {
     return luaL_error(L, "%s", e.what());
   }
 }
+
+// name = value pairs as a table (a fresh one: the script may change it).
+inline void push_fields(lua_State* L, const std::vector<std::pair<std::string, std::string>>& fields) {
+  lua_createtable(L, 0, static_cast<int>(fields.size()));
+  for (const auto& [name, value] : fields) {
+    lua_pushlstring(L, name.data(), name.size());
+    lua_pushlstring(L, value.data(), value.size());
+    lua_rawset(L, -3);
+  }
+}
+
+// An http route's (or on_upgrade's refusal's) answer at index r. False, and
+// what is wrong, when it cannot be a response head (http_route.cpp).
+bool read_response(lua_State* L, int r, http::Response& response, std::string& problem);
 
 // Session userdata.
 void open_session_bridge(lua_State* L);

@@ -10,6 +10,74 @@
 namespace wsrelay::script {
 using Internal = ScriptEngine::Internal;
 
+// A string is a 200 text body; a table says status, json or body,
+// content_type, headers; anything else is a 204.
+bool read_response(lua_State* L, int r, http::Response& response, std::string& problem) {
+  response.status = 200;
+  if (lua_type(L, r) == LUA_TSTRING) {
+    response.body = lua_string(L, r);
+    return true;
+  }
+  if (!lua_istable(L, r)) {
+    response.status = 204;
+    return true;
+  }
+  const int top = lua_gettop(L);
+  lua_getfield(L, r, "status");
+  if (lua_isinteger(L, -1)) {
+    const lua_Integer status = lua_tointeger(L, -1);
+    response.status = status >= 100 && status <= 599 ? static_cast<int>(status) : 500;
+  }
+  lua_getfield(L, r, "json");
+  if (!lua_isnil(L, -1)) {
+    response.content_type = "application/json";
+    if (!json::encode_lua(L, lua_gettop(L), response.body, problem)) {
+      lua_settop(L, top);
+      return false;
+    }
+  } else {
+    lua_getfield(L, r, "body");
+    if (lua_type(L, -1) == LUA_TSTRING) response.body = lua_string(L, -1);
+  }
+  lua_settop(L, top);
+  // A CR or LF in a header (name, value or content type) would let a script
+  // split the response, and a name that is not an RFC 7230 token is no
+  // header: refused, naming the field.
+  lua_getfield(L, r, "content_type");
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    response.content_type = lua_string(L, -1);
+    if (!http::is_field_value(response.content_type)) {
+      lua_settop(L, top);
+      problem = "content_type has a control character";
+      return false;
+    }
+  }
+  lua_settop(L, top);
+  lua_getfield(L, r, "headers");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+        std::string name = lua_string(L, -2);
+        std::string value = lua_string(L, -1);
+        if (!http::is_token(name)) {
+          problem = "header name " + quoted(name) + " is not a token";
+        } else if (!http::is_field_value(value)) {
+          problem = "header '" + name + "' has a control character in its value";
+        }
+        if (!problem.empty()) {
+          lua_settop(L, top);
+          return false;
+        }
+        response.headers.emplace_back(std::move(name), std::move(value));
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+  return true;
+}
+
 namespace {
 
 struct HttpJob {
@@ -58,70 +126,12 @@ int http_entry(lua_State* L) {
     job.response.body = in.budget_exceeded ? R"({"error":"script_timeout"})" : R"({"error":"script_error"})";
     return 0;
   }
-  // A string is a 200 text body; a table says status, json or body, headers.
-  job.response.status = 200;
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    job.response.body = lua_string(L, -1);
-    return 0;
-  }
-  if (!lua_istable(L, -1)) {
-    job.response.status = 204;
-    return 0;
-  }
-  const int r = lua_gettop(L);
-  lua_getfield(L, r, "status");
-  if (lua_isinteger(L, -1)) {
-    const lua_Integer status = lua_tointeger(L, -1);
-    job.response.status = status >= 100 && status <= 599 ? static_cast<int>(status) : 500;
-  }
-  lua_getfield(L, r, "json");
-  if (!lua_isnil(L, -1)) {
-    std::string encode_error;
-    job.response.content_type = "application/json";
-    if (!json::encode_lua(L, -1, job.response.body, encode_error)) {
-      log::error(internal_of(L).engine->name() + ": http route '" + *job.key + "': " + encode_error);
-      job.response.status = 500;
-      job.response.body = R"({"error":"script_error"})";
-      return 0;
-    }
-  } else {
-    lua_getfield(L, r, "body");
-    if (lua_type(L, -1) == LUA_TSTRING) job.response.body = lua_string(L, -1);
-  }
-  lua_settop(L, r);
-  // A CR or LF in a header (name, value or content type) would let a script
-  // split the response, and a name that is not an RFC 7230 token is no
-  // header: the route's answer becomes a 500 that names the field.
-  auto refuse = [&](const std::string& what) {
+  std::string problem;
+  if (!read_response(L, lua_gettop(L), job.response, problem)) {
     Internal& in = internal_of(L);
     if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
-    log::error(in.engine->name() + ": http route '" + *job.key + "': " + what);
-    job.response = {};
-    job.response.status = 500;
-    job.response.content_type = "application/json";
-    job.response.body = R"({"error":"script_error"})";
-    return 0;
-  };
-  lua_getfield(L, r, "content_type");
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    job.response.content_type = lua_string(L, -1);
-    if (!http::is_field_value(job.response.content_type)) return refuse("content_type has a control character");
-  }
-  lua_getfield(L, r, "headers");
-  if (lua_istable(L, -1)) {
-    lua_pushnil(L);
-    while (lua_next(L, -2) != 0) {
-      if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-        std::string name = lua_string(L, -2);
-        std::string value = lua_string(L, -1);
-        if (!http::is_token(name)) return refuse("header name " + quoted(name) + " is not a token");
-        if (!http::is_field_value(value)) {
-          return refuse("header '" + name + "' has a control character in its value");
-        }
-        job.response.headers.emplace_back(std::move(name), std::move(value));
-      }
-      lua_pop(L, 1);
-    }
+    log::error(in.engine->name() + ": http route '" + *job.key + "': " + problem);
+    job.response = http::Response{500, "application/json", R"({"error":"script_error"})", {}};
   }
   return 0;
 }

@@ -17,6 +17,8 @@
 #include "stats/stats.hpp"
 
 #include <memory>
+#include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -69,6 +71,18 @@ class Relay {
   loop::Completions& completions() { return completions_; }
   const outbound::HttpClient& http() const { return *http_; }
 
+  // A user the script's on_upgrade named, from the upgrade to the open
+  // (key: the transport's connection handle). take_ forgets it.
+  void note_upgrade_user(const void* key, std::string user) { upgrade_users_[key] = std::move(user); }
+  std::optional<std::string> take_upgrade_user(const void* key) {
+    if (upgrade_users_.empty()) return std::nullopt;
+    auto it = upgrade_users_.find(key);
+    if (it == upgrade_users_.end()) return std::nullopt;
+    std::string user = std::move(it->second);
+    upgrade_users_.erase(it);
+    return user;
+  }
+
   pubsub::Hub& hub() { return hub_; }
   Admission& admission() { return *admission_; }
   session::Registry& registry() { return registry_; }
@@ -83,6 +97,7 @@ class Relay {
   session::Registry registry_;
   stats::Stats stats_;
   std::unique_ptr<Admission> admission_;
+  std::unordered_map<const void*, std::string> upgrade_users_;
   // Destroyed in reverse: the HTTP worker stops before the engines its
   // answers would resume go, and the engines before the timers they hold.
   loop::Timers timers_;

@@ -19,6 +19,34 @@ UpgradeVerdict refuse(int status, std::string reason, std::string detail,
 
 }  // namespace
 
+namespace {
+
+// The endpoint script's on_upgrade, if it has one (after every rule above
+// passed): its refusal is the answer; a user it names rides in the verdict.
+UpgradeVerdict ask_script(EndpointRuntime& endpoint, http::PathPattern::Params params, const UpgradeRequest& request) {
+  UpgradeVerdict verdict;
+  if (!endpoint.engine->has_on_upgrade()) return verdict;
+  script::UpgradeRequest hook;
+  hook.path = request.path;
+  hook.params = std::move(params);
+  hook.query = request.query;
+  if (request.read_headers) hook.headers = request.read_headers(endpoint.config.handshake_headers);
+  hook.remote = request.remote;
+  script::UpgradeAnswer answer = endpoint.engine->on_upgrade(hook);
+  if (answer.accept) {
+    verdict.user = std::move(answer.user);
+    return verdict;
+  }
+  verdict.kind = UpgradeVerdict::Kind::Refuse;
+  verdict.refusal.status = answer.refusal.status;
+  verdict.refusal.reason = std::move(answer.refusal.body);
+  verdict.refusal.headers = std::move(answer.refusal.headers);
+  verdict.detail = endpoint.engine->name() + "'s on_upgrade answered " + std::to_string(answer.refusal.status);
+  return verdict;
+}
+
+}  // namespace
+
 UpgradeVerdict check_upgrade_request(Relay* relay_or_null, const UpgradeRequest& request, const ProtocolServed& served) {
   if (auto r = http::check_framing(request.head)) return refuse(r->status, r->reason, r->reason);
   if (auto r = http::check_upgrade(request.head)) return refuse(r->status, r->reason, r->reason, r->headers);
@@ -66,7 +94,7 @@ UpgradeVerdict check_upgrade_request(Relay* relay_or_null, const UpgradeRequest&
   }
   switch (relay.admission().check(request.remote, relay.stats().connections)) {
     case Admission::Verdict::Admit:
-      return {};
+      return ask_script(*endpoint, std::move(params), request);
     case Admission::Verdict::TooManyConnections:
       return refuse(503, "too many connections", "max_connections reached");
     case Admission::Verdict::TooManyFromAddress:

@@ -9,6 +9,8 @@
 #include "http/request_head.hpp"
 
 #include <functional>
+#include <optional>
+#include <vector>
 #include <string>
 
 namespace wsrelay::server {
@@ -26,6 +28,10 @@ struct UpgradeRequest {
   std::string origin;
   std::string host;
   std::string remote;     // the client's address
+  std::string query;      // undecoded, for the script's on_upgrade
+  // The headers a script may read (http/handshake.hpp), asked only when the
+  // endpoint's script has an on_upgrade; extra: its handshake_headers.
+  std::function<std::vector<std::pair<std::string, std::string>>(const std::vector<std::string>& extra)> read_headers;
 };
 
 struct UpgradeVerdict {
@@ -37,6 +43,7 @@ struct UpgradeVerdict {
   Kind kind = Kind::Relay;
   http::Refusal refusal;
   std::string detail;  // what was refused, for the log line
+  std::optional<std::string> user;  // Relay: named by the script's on_upgrade
 };
 
 // served(name): whether the listener carries a protocol of that name.

@@ -43,6 +43,12 @@ struct SessionInfo {
   std::string path;                                          // the path the client asked for
   std::string remote;                                        // peer address
   std::vector<std::pair<std::string, std::string>> params;   // captures of {name} segments
+  // The upgrade's headers the script may read (http/handshake.hpp: lower-case
+  // names, the known ones and the endpoint's handshake_headers) and its
+  // query string, undecoded.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string query;
+  std::optional<std::string> upgrade_user;  // named by the script's on_upgrade: the user on_open sees
 };
 
 class Session final : public pubsub::Subscriber {

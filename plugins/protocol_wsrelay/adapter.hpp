@@ -12,12 +12,15 @@
 #include "connection/connection.hpp"
 #include "http/request.hpp"
 #include "http/request_head.hpp"
+#include "loop/lws_binding.hpp"
 #include "server/plugin_loader.hpp"
 #include "server/relay.hpp"
 #include "session/keepalive.hpp"
 #include "upstream/upstream_client.hpp"
 
 #include <libwebsockets.h>
+
+#include <cstring>
 
 #include <chrono>
 #include <cstddef>
@@ -96,11 +99,6 @@ struct VhostState {
     lws_sorted_usec_list_t sul;
     VhostState* state;
   } sweep{{}, nullptr};
-  // The scripts' timers: one lws timer at the earliest deadline (reach.cpp).
-  struct ReachTimer {
-    lws_sorted_usec_list_t sul;
-    VhostState* state;
-  } reach{{}, nullptr};
   lws_context* context = nullptr;
   server::Relay* relay = nullptr;
   bool hosted = false;  // the wsrelay server's vhost: lws's own validity timer is off
@@ -108,6 +106,7 @@ struct VhostState {
   std::vector<Link*> links;  // every WebSocket of this vhost, for the sweep
   std::unique_ptr<server::PluginSet> plugins;  // extension plugins of a pvo config; outlive `owned`
   std::unique_ptr<server::Relay> owned;        // plugin mode: made from the vhost's pvo
+  std::unique_ptr<loop::LwsBinding> reach;     // the relay's timers and completions on this loop
 };
 
 struct VhostSlot {
@@ -122,6 +121,13 @@ inline VhostState* state_of(lws* wsi) {
 inline server::Relay* relay_of(lws* wsi) {
   VhostState* state = state_of(wsi);
   return state != nullptr ? state->relay : nullptr;
+}
+
+// relay_of, for events lws also brings for other protocols' wsi
+// (WSI_DESTROY): null unless the wsi is bound to the relay's protocol.
+inline server::Relay* relay_of_protocol(lws* wsi) {
+  const lws_protocols* p = lws_get_protocol(wsi);
+  return p != nullptr && std::strcmp(p->name, kProtocolName) == 0 ? relay_of(wsi) : nullptr;
 }
 
 // ---- http_server.cpp
@@ -143,6 +149,9 @@ int on_http_writeable(lws* wsi, PerSession* pss);
 
 // ---- upgrade.cpp
 int on_confirm_upgrade(lws* wsi);
+// The upgrade's headers a script may read: the known ones and `extra`
+// (the endpoint's handshake_headers).
+std::vector<std::pair<std::string, std::string>> handshake_headers(lws* wsi, const std::vector<std::string>& extra);
 void stamp_accept(lws* wsi);
 double take_handshake_seconds(lws* wsi);
 
@@ -153,11 +162,6 @@ int on_receive(lws* wsi, PerSession* pss, const void* in, std::size_t len);
 int on_writeable(lws* wsi, PerSession* pss);
 int on_peer_close(PerSession* pss, const void* in, std::size_t len);
 void on_closed(PerSession* pss);
-
-// ---- reach.cpp: the relay's timers and other threads' completions on this loop
-void attach_reach(VhostState& state);
-void detach_reach(VhostState& state);
-void on_wait_cancelled(lws* wsi);
 
 // ---- pvo.cpp
 std::unique_ptr<VhostState> relay_from_pvo(const lws_protocol_vhost_options* pvo, std::vector<std::string>& errors);

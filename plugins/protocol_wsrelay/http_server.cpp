@@ -140,13 +140,10 @@ int on_http(lws* wsi, PerSession* pss, const char* uri) {
   req.path = uri != nullptr ? uri : "";
   req.query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
   req.remote = peer_address(wsi);
-  static const std::pair<lws_token_indexes, const char*> kHeaders[] = {
-      {WSI_TOKEN_HTTP_AUTHORIZATION, "authorization"}, {WSI_TOKEN_HTTP_CONTENT_TYPE, "content-type"},
-      {WSI_TOKEN_ORIGIN, "origin"},                    {WSI_TOKEN_HTTP_USER_AGENT, "user-agent"},
-      {WSI_TOKEN_HOST, "host"},                        {WSI_TOKEN_X_FORWARDED_FOR, "x-forwarded-for"}};
-  for (const auto& [token, name] : kHeaders) {
-    std::string value = header(wsi, token);
-    if (!value.empty()) req.headers.emplace_back(name, std::move(value));
+  // The headers a WebSocket script sees (http/handshake.hpp), and the body's type.
+  req.headers = handshake_headers(wsi, {});
+  if (std::string type = header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE); !type.empty()) {
+    req.headers.emplace_back("content-type", std::move(type));
   }
   reply->head_only = req.method == "HEAD";
   // A request with a body (POST, PUT...) is answered once lws has read the

@@ -3,6 +3,7 @@
 #include "server/hosted.hpp"
 #include "util/log.hpp"
 
+#include <cstring>
 #include <exception>
 
 namespace wsrelay::plugin {
@@ -74,7 +75,9 @@ int on_protocol_init(lws* wsi, const lws_protocol_vhost_options* pvo) {
   state->keepalive.timeout_ms = static_cast<std::int64_t>(heartbeat.timeout_s) * 1000;
   state->sweep.state = state.get();
   lws_sul_schedule(state->context, 0, &state->sweep.sul, sweep_tick, kSweepPeriod);
-  attach_reach(*state);
+  server::Relay* relay = state->relay;
+  state->reach = std::make_unique<loop::LwsBinding>(state->context, relay->timers(), relay->completions(),
+                                                    [relay](std::int64_t now) { relay->run_timers(now); });
   slot->state = state.release();
   return 0;
 }
@@ -82,10 +85,7 @@ int on_protocol_init(lws* wsi, const lws_protocol_vhost_options* pvo) {
 void on_protocol_destroy(lws* wsi) {
   auto* slot = static_cast<VhostSlot*>(lws_protocol_vh_priv_get(lws_get_vhost(wsi), lws_get_protocol(wsi)));
   if (slot == nullptr) return;
-  if (slot->state != nullptr) {
-    lws_sul_cancel(&slot->state->sweep.sul);
-    detach_reach(*slot->state);
-  }
+  if (slot->state != nullptr) lws_sul_cancel(&slot->state->sweep.sul);
   delete slot->state;
   slot->state = nullptr;
 }
@@ -99,8 +99,11 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
       on_protocol_destroy(wsi);
       return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-      on_wait_cancelled(wsi);
+      if (VhostState* state = state_of(wsi); state != nullptr && state->reach) state->reach->wait_cancelled();
       return 0;
+    case LWS_CALLBACK_WSI_DESTROY:  // an upgrade on_upgrade accepted that never opened
+      if (server::Relay* relay = relay_of_protocol(wsi)) relay->take_upgrade_user(wsi);
+      break;
     default:
       break;
   }

@@ -60,6 +60,9 @@ int on_established(lws* wsi, PerSession* pss) {
   if (endpoint == nullptr) return -1;
   info.endpoint = endpoint->config.path;
   info.remote = peer_address(wsi);
+  info.headers = handshake_headers(wsi, endpoint->config.handshake_headers);
+  info.query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+  info.upgrade_user = relay->take_upgrade_user(wsi);
   auto link = std::make_unique<Link>();
   link->wsi = wsi;
   link->relay = relay;
