@@ -8,6 +8,11 @@ BENCH_RUNS times (servers interleaved run by run). Prints the medians, the
 spread and the ratios wsrelay/peer, and writes docs/benchmarks.md with a PNG
 chart (gnuplot). Settings come from the environment (see SETTINGS below).
 Loopback only; every server is stopped at the end, whatever happens.
+
+BENCH_SCENARIOS picks the scenarios (default: all), e.g.
+BENCH_SCENARIOS="history recovery" for the channel-memory ones only (wsrelay
+alone: history off against history on, and the recovery storm). A partial run
+still rewrites BENCH_OUT (docs/benchmarks.md): point it elsewhere for one.
 """
 
 import json
@@ -42,7 +47,12 @@ SETTINGS = {
     "BENCH_IDLE_CONNS": env("BENCH_IDLE_CONNS", 10000),
     "BENCH_CHURN_RATE": env("BENCH_CHURN_RATE", 1000),
     "BENCH_CHURN_CONCURRENCY": env("BENCH_CHURN_CONCURRENCY", 32),
-    "BENCH_SCENARIOS": env("BENCH_SCENARIOS", "echo latency fanout relay idle churn"),
+    "BENCH_HISTORY_SUBS": env("BENCH_HISTORY_SUBS", 1000),      # history on vs off: fan-out subscribers
+    "BENCH_HISTORY_RATE": env("BENCH_HISTORY_RATE", 100),       # ... and the fixed-rate variant (below saturation)
+    "BENCH_HISTORY_SIZE": env("BENCH_HISTORY_SIZE", 100),       # history_size of the bench channel when on
+    "BENCH_RECOVERY_CLIENTS": env("BENCH_RECOVERY_CLIENTS", 1000),
+    "BENCH_RECOVERY_MISSED": env("BENCH_RECOVERY_MISSED", 100),
+    "BENCH_SCENARIOS": env("BENCH_SCENARIOS", "echo latency fanout relay idle churn history recovery"),
     "BENCH_SERVER_CPU": env("BENCH_SERVER_CPU", 0),
     "BENCH_GEN_CPU": env("BENCH_GEN_CPU", 1),
     "BENCH_PROCS": env("BENCH_PROCS", 1),              # generator processes
@@ -164,8 +174,9 @@ class Server:
         return self.proc.returncode
 
 
-def wsrelay_config():
-    path = os.path.join(TMP, "wsrelay.json")
+def wsrelay_config(history=False):
+    """The bench config; history: the bench channel keeps BENCH_HISTORY_SIZE messages (channel_options)."""
+    path = os.path.join(TMP, "wsrelay-history.json" if history else "wsrelay.json")
     cfg = {
         "listen": {"host": "127.0.0.1", "port": PORTS["wsrelay"]},
         "log_level": "warn",
@@ -176,15 +187,19 @@ def wsrelay_config():
              "upstream": {"url": "ws://127.0.0.1:%d/" % PORTS["upstream"]}},
         ],
     }
+    if history:
+        cfg["channel_options"] = [{"match": "bench", "history_size": int(S["BENCH_HISTORY_SIZE"])}]
     with open(path, "w") as f:
         json.dump(cfg, f, indent=1)
     return path
 
 
-def start(kind, mode="echo"):
-    """kind: wsrelay | floor | node | python | nchan | lws-test-server; mode: echo | broadcast."""
+def start(kind, mode="echo", history=False):
+    """kind: wsrelay | floor | node | python | nchan | lws-test-server; mode: echo | broadcast;
+    history (wsrelay): the bench channel keeps history."""
     if kind == "wsrelay":
-        return Server("wsrelay", [S["WSRELAY"], "--config", wsrelay_config()], PORTS["wsrelay"])
+        return Server("wsrelay", [S["WSRELAY"], "--config", wsrelay_config(history)], PORTS["wsrelay"],
+                      log_name="wsrelay-history" if history else None)
     if kind == "floor":
         return Server("floor", [FLOOR, "--port", str(PORTS["floor"]), "--mode", mode], PORTS["floor"],
                       log_name="lws-floor")
@@ -267,6 +282,11 @@ def record(scenario, variant, server_name, res, srv):
     results.setdefault((scenario, variant, server_name), []).append(res)
     problems_here = {k: res.get(k, 0) for k in
                      ("connect_fail", "handshake_fail", "peer_closed", "error_replies", "cycle_fail", "lost")}
+    rec = res.get("recovery")
+    if rec:
+        problems_here.update({"recovered_false": rec["not_recovered"], "out_of_order": rec["out_of_order"],
+                              "extra": rec["extra"], "missing": rec["missing"],
+                              "incomplete_clients": rec["clients"] - rec["complete"]})
     bad = {k: v for k, v in problems_here.items() if v}
     if bad:
         problems.append("%s %s %s: %s" % (scenario, variant, server_name,
@@ -279,15 +299,16 @@ def record(scenario, variant, server_name, res, srv):
             scenario, variant, server_name, 100 * res["generator"]["cpu_max_frac"]))
 
 
-def run_matrix(scenario, variant, entries):
-    """entries: [(server_name, start_fn, args)]; interleaved over RUNS runs, a fresh server each time."""
+def run_matrix(scenario, variant, entries, tool_scenario=None):
+    """entries: [(server_name, start_fn, args)]; interleaved over RUNS runs, a fresh server each time.
+    tool_scenario: wsrelay-bench's scenario when it is not named like the report's (history: fanout)."""
     for run in range(RUNS):
         for name, start_fn, args in entries:
             busy = wait_quiet()
             srv = None
             try:
                 srv = start_fn()
-                res = bench(scenario, args, srv, key=(scenario, variant, name))
+                res = bench(tool_scenario or scenario, args, srv, key=(scenario, variant, name))
                 res["background_busy"] = busy
                 record(scenario, variant, name, res, srv)
                 log("  %-8s %-12s %-16s run %d: %s" % (scenario, variant, name, run + 1, summary(scenario, res)))
@@ -309,12 +330,19 @@ def summary(scenario, r):
     if scenario == "relay":
         return "p99 %.0f us (direct %.0f us, added %.0f us)" % (lat["p99_us"], r["baseline"]["latency"]["p99_us"],
                                                                r["added_us"]["p99"])
+    if scenario == "recovery":
+        rec = r["recovery"]
+        return "%d/%d complete in %.3f s, server CPU %.3f s, RSS %d -> peak %d KiB, gen %.0f%%" % (
+            rec["complete"], rec["clients"], rec["storm_s"], rec["server_cpu_schedstat_s"],
+            rec["server_rss_before_kib"], max(rec["server_rss_peak_sampled_kib"], rec["server_hwm_kib"]),
+            100 * r["generator"]["cpu_max_frac"])
     if scenario == "churn":
         return "%.0f cycles/s, fail %d, RSS %d -> %d KiB, gen %.0f%%" % (
             r["per_s"], r["cycle_fail"], r["server"]["rss_before_kib"], r["server"]["rss_after_kib"],
             100 * r["generator"]["cpu_max_frac"])
-    return "%.0f/s  p50 %.0f us  p99 %.0f us  server cpu %.2f s  gen %.0f%%" % (
-        r["per_s"], lat["p50_us"], lat["p99_us"], r["server"]["cpu_s"], 100 * r["generator"]["cpu_max_frac"])
+    return "%.0f/s  p50 %.0f us  p99 %.0f us  server cpu %.2f s (%.0f per cpu-s)  gen %.0f%%" % (
+        r["per_s"], lat["p50_us"], lat["p99_us"], r["server"]["cpu_s"], r["server"]["per_cpu_s"],
+        100 * r["generator"]["cpu_max_frac"])
 
 
 def url(kind, path="/"):
@@ -410,6 +438,33 @@ def scenario_churn():
     ])
 
 
+HISTORY_OFF, HISTORY_ON = "wsrelay (history off)", "wsrelay (history on)"
+
+
+def scenario_history():
+    """Fan-out with the bench channel keeping history (channel_options, history_size BENCH_HISTORY_SIZE) against
+    the same without: the same message, closed loop (window) and at a fixed publish rate."""
+    subs, w, rate = S["BENCH_HISTORY_SUBS"], S["BENCH_FANOUT_WINDOW"], S["BENCH_HISTORY_RATE"]
+    common = ["--url", url("wsrelay", "/ws"), "--protocol", "standard", "--conns", subs, "--window", w]
+    for variant, extra in (("%s subscribers, window %s" % (subs, w), []),
+                           ("%s subscribers, %s publishes/s" % (subs, rate), ["--rate", rate])):
+        run_matrix("history", variant, [
+            (HISTORY_OFF, lambda: start("wsrelay"), common + extra),
+            (HISTORY_ON, lambda: start("wsrelay", history=True), common + extra),
+        ], tool_scenario="fanout")
+
+
+def scenario_recovery():
+    """The recovery storm: BENCH_RECOVERY_CLIENTS subscribers of a history channel leave, BENCH_RECOVERY_MISSED
+    messages are published, all come back at once with since (after one unmeasured warm-up storm)."""
+    n, missed = S["BENCH_RECOVERY_CLIENTS"], S["BENCH_RECOVERY_MISSED"]
+    run_matrix("recovery", "%s clients, %s missed" % (n, missed), [
+        (HISTORY_ON, lambda: start("wsrelay", history=True),
+         ["--url", url("wsrelay", "/ws"), "--protocol", "standard", "--conns", n, "--missed", missed,
+          "--connect-concurrency", n]),
+    ])
+
+
 # ------------------------------------------------------------------ report --
 
 def metric(scenario, r):
@@ -420,11 +475,13 @@ def metric(scenario, r):
         return r["latency"]["p99_us"], False
     if scenario == "relay":
         return r["added_us"]["p99"], False
+    if scenario == "recovery":
+        return r["recovery"]["storm_s"], False
     return r["per_s"], True
 
 
 UNITS = {"echo": "msg/s", "latency": "p99 µs", "fanout": "deliveries/s", "relay": "added p99 µs",
-         "idle": "KiB/conn", "churn": "cycles/s"}
+         "idle": "KiB/conn", "churn": "cycles/s", "history": "deliveries/s", "recovery": "s until all recovered"}
 
 
 def stats(values):
@@ -484,6 +541,21 @@ def build_rows():
         if scenario == "relay":
             row["direct_p99_us"] = med_of(runs, lambda r: r["baseline"]["latency"]["p99_us"])
             row["relay_p99_us"] = row["p99_us"]
+        if scenario == "recovery":
+            rec = [r["recovery"] for r in runs]
+            row["clients"] = rec[0]["clients"]
+            row["missed"] = rec[0]["missed"]
+            row["complete_min"] = min(x["complete"] for x in rec)
+            row["server_cpu_s"] = med_of(rec, lambda x: x["server_cpu_schedstat_s"])
+            row["server_cpu_min"] = min(x["server_cpu_schedstat_s"] for x in rec)
+            row["server_cpu_max"] = max(x["server_cpu_schedstat_s"] for x in rec)
+            row["rss_before"] = med_of(rec, lambda x: x["server_rss_before_kib"])
+            row["rss_peak"] = med_of(rec, lambda x: max(x["server_rss_peak_sampled_kib"], x["server_hwm_kib"]))
+            row["rss_peak_max"] = max(max(x["server_rss_peak_sampled_kib"], x["server_hwm_kib"]) for x in rec)
+            row["hwm_reset"] = all(x["hwm_reset"] for x in rec)
+            row["subscribed_s"] = med_of(rec, lambda x: x["subscribed_s"])
+            row["per_cpu_s"] = med_of(runs, lambda r: r["messages"] / r["recovery"]["server_cpu_schedstat_s"]
+                                      if r["recovery"]["server_cpu_schedstat_s"] > 0 else 0.0)
         rows.append(row)
     return rows
 
@@ -491,7 +563,7 @@ def build_rows():
 def time_split_section(rows):
     """Server CPU per message, split into user space and the kernel: what a
     server adds on top of the syscalls every server pays."""
-    split = [r for r in rows if r["scenario"] in ("echo", "fanout") and r["per_cpu_s"]]
+    split = [r for r in rows if r["scenario"] in ("echo", "fanout", "history") and r["per_cpu_s"]]
     if not split:
         return []
     L = ["### Where the server's time goes\n",
@@ -512,6 +584,8 @@ def ratios(rows):
     for r in rows:
         groups.setdefault((r["scenario"], r["variant"]), []).append(r)
     for (scenario, variant), rs in groups.items():
+        if scenario in ("history", "recovery"):  # wsrelay against itself: history_section()
+            continue
         mine = [r for r in rs if r["server"] == "wsrelay"]
         if not mine or mine[0]["median"] == 0:
             continue
@@ -525,6 +599,77 @@ def ratios(rows):
                         "ratio": mine[0]["median"] / peer["median"], "unit": mine[0]["unit"],
                         "higher_better": mine[0]["higher_better"], "per_cpu_ratio": per_cpu})
     return out
+
+
+HISTORY_GOAL = 0.90  # history on: at least 90 % of the deliveries per server CPU-second of off
+
+
+def history_comparison(rows):
+    """[(variant, off row, on row, on/off of the medians per server CPU-second, [on/off run by run])]"""
+    out = []
+    for r in rows:
+        if r["scenario"] != "history" or r["server"] != HISTORY_OFF:
+            continue
+        on = [q for q in rows if q["scenario"] == "history" and q["variant"] == r["variant"] and q["server"] == HISTORY_ON]
+        if not on or not r["per_cpu_s"]:
+            continue
+        offs = results.get(("history", r["variant"], HISTORY_OFF), [])
+        ons = results.get(("history", r["variant"], HISTORY_ON), [])
+        # Runs are interleaved (off, on, off, on, ...): pair them in order. A failed run shifts the pairs.
+        rounds = [b["server"]["per_cpu_s"] / a["server"]["per_cpu_s"] for a, b in zip(offs, ons)
+                  if a["server"]["per_cpu_s"] > 0]
+        out.append((r["variant"], r, on[0], on[0]["per_cpu_s"] / r["per_cpu_s"], rounds))
+    return out
+
+
+def channel_memory_section(rows):
+    """The history and recovery scenarios: wsrelay against itself, so not in the ratios table."""
+    hist = history_comparison(rows)
+    rec = [r for r in rows if r["scenario"] == "recovery"]
+    if not hist and not rec:
+        return []
+    L = ["## Channel memory: history on vs off, and the recovery storm\n"]
+    if hist:
+        L.append("Fan-out (one publisher, the standard protocol's chat, the same message) to the bench channel on a "
+                 "server whose config keeps its history (`\"channel_options\": [{\"match\": \"bench\", "
+                 "\"history_size\": %s}]`: every chat is kept, the engine splices its seq) against the same "
+                 "server without it; closed loop (at most %s publishes in flight) and open loop at a fixed publish "
+                 "rate (within the same window). A fresh server per run, off and on interleaved run by run. Judged "
+                 "per server CPU-second; goal: history on within 10 %% of off (on / off ≥ %.2f).\n"
+                 % (S["BENCH_HISTORY_SIZE"], S["BENCH_FANOUT_WINDOW"], HISTORY_GOAL))
+        L.append("| load | off: deliveries/s | on: deliveries/s | off: per server CPU-s | on: per server CPU-s | "
+                 "on / off (medians) | on / off run by run | goal |")
+        L.append("|---|---:|---:|---:|---:|---:|---|---|")
+        for variant, off, on, ratio, rounds in hist:
+            L.append("| %s | %s | %s | %s | %s | **%.2f×** | %s | %s |" % (
+                variant, fmt(off["median"]), fmt(on["median"]), fmt(off["per_cpu_s"]), fmt(on["per_cpu_s"]), ratio,
+                ", ".join("%.2f" % x for x in rounds) or "—",
+                "met" if ratio >= HISTORY_GOAL else "**missed**"))
+        L.append("")
+    if rec:
+        L.append("Recovery storm (`wsrelay-bench recovery`, the history-on config): the clients subscribe, all "
+                 "leave (close handshake), the publisher sends the missed messages (each acknowledged), then every "
+                 "client reconnects at once (connect + handshake + auth + subscribe with `since` = the last seq it "
+                 "saw). Measured: from the first reconnect until every client has received all it missed, each "
+                 "checked to be exactly that many, seq and payload consecutive, after `recovered: true`, and nothing "
+                 "more before the reply to a heartbeat sent afterwards. One unmeasured storm first, on the same "
+                 "server. Server CPU from `/proc/<pid>/task/*/schedstat` (nanoseconds: the storm is shorter than "
+                 "a few clock ticks of `/proc/<pid>/stat`); peak RSS: VmHWM, reset just before the storm "
+                 "(`/proc/<pid>/clear_refs`), or VmRSS sampled every ~1 ms, whichever is higher.\n")
+        L.append("| clients | missed each | complete (fewest of the runs) | until all recovered (median, min–max) | "
+                 "last subscribe.ok | per client p50 / p99 | server CPU s (median, min–max) | missed messages per "
+                 "server CPU-s | server RSS before → peak (median; highest) |")
+        L.append("|---:|---:|---:|---|---:|---|---|---:|---|")
+        for r in rec:
+            L.append("| %s | %s | %s / %s | %.3f s (%.3f–%.3f) | %.3f s | %.0f / %.0f ms | %.3f (%.3f–%.3f) | %s | "
+                     "%s → %s KiB (%s)%s |" % (
+                         fmt(r["clients"]), r["missed"], fmt(r["complete_min"]), fmt(r["clients"]), r["median"], r["min"],
+                         r["max"], r["subscribed_s"], r["p50_us"] / 1e3, r["p99_us"] / 1e3, r["server_cpu_s"],
+                         r["server_cpu_min"], r["server_cpu_max"], fmt(r["per_cpu_s"]), fmt(r["rss_before"]),
+                         fmt(r["rss_peak"]), fmt(r["rss_peak_max"]), "" if r["hwm_reset"] else
+                         " (VmHWM not reset: since start)"))
+        L.append("")
+    return L
 
 
 def machine():
@@ -706,6 +851,11 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after, st
              "fixed rate and as fast as %s concurrent cycles go."
              % (S["BENCH_CONNS"], S["BENCH_LAT_RATE"], S["BENCH_FANOUT_WINDOW"], S["BENCH_LAT_RATE"],
                 S["BENCH_CONNS"], S["BENCH_CHURN_CONCURRENCY"]))
+    L.append("- history: the fan-out scenario at %s subscribers on wsrelay with and without history for the bench "
+             "channel (history_size %s), closed loop and at %s publishes/s. recovery: %s clients of that channel "
+             "leave, %s messages are published, all reconnect at once with `since`; details in \"Channel memory\" "
+             "below." % (S["BENCH_HISTORY_SUBS"], S["BENCH_HISTORY_SIZE"], S["BENCH_HISTORY_RATE"],
+                          S["BENCH_RECOVERY_CLIENTS"], S["BENCH_RECOVERY_MISSED"]))
     L.append("")
     L.append("## Results\n")
     L.append("| scenario | load | server | median | unit | min | max | spread | p50 µs | p99 µs | p99.9 µs | "
@@ -756,6 +906,7 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after, st
             q["scenario"], q["variant"], q["peer"], q["ratio"],
             "%.2f×" % q["per_cpu_ratio"] if q.get("per_cpu_ratio") else "—", tgt))
     L.append("")
+    L.extend(channel_memory_section(rows))
     L.append("## Problems seen during the run\n")
     if problems:
         for p in problems:
@@ -822,7 +973,8 @@ def main():
     if busy_before > 0.10:
         log("note: the machine is already %.0f%% busy: numbers will be noisy" % (100 * busy_before))
     table = {"echo": scenario_echo, "latency": scenario_latency, "fanout": scenario_fanout,
-             "relay": scenario_relay, "idle": scenario_idle, "churn": scenario_churn}
+             "relay": scenario_relay, "idle": scenario_idle, "churn": scenario_churn,
+             "history": scenario_history, "recovery": scenario_recovery}
     try:
         for name in S["BENCH_SCENARIOS"].split():
             if name not in table:
@@ -872,6 +1024,10 @@ def report(state):
             q["scenario"], q["variant"], q["peer"], q["ratio"],
             "  (%.2fx per server CPU-second)" % q["per_cpu_ratio"] if q.get("per_cpu_ratio") else "", q["unit"],
             "higher is better" if q["higher_better"] else "lower is better"))
+    for variant, off, on, ratio, rounds in history_comparison(rows):
+        log("  history  %-30s on / off %.2fx per server CPU-second (run by run %s; goal >= %.2f: %s)" % (
+            variant, ratio, ", ".join("%.2f" % x for x in rounds), HISTORY_GOAL,
+            "met" if ratio >= HISTORY_GOAL else "MISSED"))
     if problems:
         log("")
         log("problems:")

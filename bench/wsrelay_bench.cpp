@@ -7,6 +7,7 @@
 // Loopback only: a URL whose host is not in 127.0.0.0/8 is refused.
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -53,7 +54,7 @@ Nanos now_ns() {
 
 // ---------------------------------------------------------------- options --
 
-enum class Scenario { Echo, Latency, Fanout, Relay, Idle, Churn, ServeEcho };
+enum class Scenario { Echo, Latency, Fanout, Relay, Idle, Churn, Recovery, ServeEcho };
 enum class Proto { Standard, Plain };
 
 struct Url {
@@ -108,6 +109,7 @@ struct Options {
   int inflight = 1;
   int window = 8;
   int size = 36;
+  int missed = 100;  // recovery: messages published while the clients are away
   int procs = 1;
   int source_addrs = 32;
   int connect_concurrency = 1000;
@@ -133,6 +135,11 @@ void usage() {
       "            connection (needs --server-pid) and the time to establish them all\n"
       "  churn     connect + auth + subscribe + close cycles at --rate/s (0: as fast as\n"
       "            --conns concurrent cycles go)\n"
+      "  recovery  a recovery storm on a history channel (standard protocol): --conns\n"
+      "            subscribers disconnect, --missed messages are published, all reconnect\n"
+      "            at once and subscribe with since; the time until each has all of them\n"
+      "            (checked: exactly --missed, in order), server CPU and peak RSS (with\n"
+      "            --server-pid). --warmup > 0: one unmeasured storm first. One process.\n"
       "  serve-echo  a plain WebSocket echo server (the relay scenario's upstream):\n"
       "            --listen-port N [--listen-host 127.0.0.1]; runs until SIGTERM/SIGINT\n"
       "\n"
@@ -144,12 +151,15 @@ void usage() {
       "                          plain: raw text frames (peers, relay endpoints)\n"
       "  --subprotocol NAME      Sec-WebSocket-Protocol to ask for\n"
       "  --conns N               connections (fanout: subscribers)            [100]\n"
-      "  --rate R                latency/relay msg/s; churn cycles/s          [0]\n"
+      "  --rate R                latency/relay msg/s; churn cycles/s; fanout:\n"
+      "                          publishes/s (open loop, still within --window;\n"
+      "                          0: closed loop, as fast as the window goes)  [0]\n"
       "  --duration S            measured seconds                             [5]\n"
       "  --warmup S              seconds before measuring (idle: settle time) [1]\n"
       "  --inflight N            echo: messages in flight per connection     [1]\n"
       "  --window N              fanout: publishes in flight                  [8]\n"
       "  --size N                plain echo payload bytes (standard: 36)      [36]\n"
+      "  --missed N              recovery: messages published while away      [100]\n"
       "  --channel NAME --token NAME   standard protocol channel and token   [bench]\n"
       "  --server-pid PID        read the server's CPU time and RSS from /proc\n"
       "  --procs N               generator processes (connections split)      [1]\n"
@@ -174,6 +184,7 @@ Options parse_args(int argc, char** argv) {
   else if (sc == "relay") o.scenario = Scenario::Relay;
   else if (sc == "idle") o.scenario = Scenario::Idle;
   else if (sc == "churn") o.scenario = Scenario::Churn;
+  else if (sc == "recovery") o.scenario = Scenario::Recovery;
   else if (sc == "serve-echo") o.scenario = Scenario::ServeEcho;
   else die("unknown scenario '" + sc + "' (--help lists them)");
   if (o.scenario == Scenario::Idle) o.warmup = 2;
@@ -210,6 +221,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--inflight") o.inflight = std::max(1, static_cast<int>(num()));
     else if (a == "--window") o.window = std::max(1, static_cast<int>(num()));
     else if (a == "--size") o.size = std::max(2, static_cast<int>(num()));
+    else if (a == "--missed") o.missed = std::max(1, static_cast<int>(num()));
     else if (a == "--server-pid") o.server_pid = static_cast<pid_t>(num());
     else if (a == "--procs") o.procs = std::max(1, static_cast<int>(num()));
     else if (a == "--source-addrs") o.source_addrs = std::clamp(static_cast<int>(num()), 1, 250);
@@ -229,6 +241,10 @@ Options parse_args(int argc, char** argv) {
     die(o.scenario_name + ": needs --rate > 0");
   if (o.scenario == Scenario::Relay && o.upstream_url.empty()) die("relay: needs --upstream-url (the echo upstream)");
   if (o.pub_url.empty()) o.pub_url = o.url;
+  if (o.scenario == Scenario::Recovery) {
+    if (o.proto != Proto::Standard) die("recovery: the standard protocol only (subscribe with since)");
+    o.procs = 1;  // the storm's phases need every client in one loop
+  }
   if (o.procs > o.conns && o.scenario != Scenario::ServeEcho) o.procs = o.conns;
   return o;
 }
@@ -279,8 +295,8 @@ double proc_cpu_seconds(pid_t pid, double* sys = nullptr) {
   return static_cast<double>(utime + stime) / tick;
 }
 
-// VmRSS in KiB; -1 if gone.
-long proc_rss_kib(pid_t pid) {
+// A "Vm...:" line of /proc/PID/status in KiB (VmRSS, VmHWM); -1 if gone.
+long proc_status_kib(pid_t pid, const char* field = "VmRSS:") {
   if (pid <= 0) return -1;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
@@ -288,14 +304,58 @@ long proc_rss_kib(pid_t pid) {
   if (!f) return -1;
   char line[256];
   long kib = -1;
+  const std::size_t len = std::strlen(field);
   while (std::fgets(line, sizeof line, f)) {
-    if (std::strncmp(line, "VmRSS:", 6) == 0) {
-      kib = std::strtol(line + 6, nullptr, 10);
+    if (std::strncmp(line, field, len) == 0) {
+      kib = std::strtol(line + len, nullptr, 10);
       break;
     }
   }
   std::fclose(f);
   return kib;
+}
+
+long proc_rss_kib(pid_t pid) { return proc_status_kib(pid, "VmRSS:"); }
+
+// CPU time of every thread in nanoseconds (/proc/PID/task/*/schedstat, the
+// first field: time spent on a CPU), for windows too short for the clock
+// ticks of /proc/PID/stat; -1 if unreadable.
+double proc_cpu_seconds_ns(pid_t pid) {
+  if (pid <= 0) return -1;
+  char path[96];
+  std::snprintf(path, sizeof path, "/proc/%d/task", static_cast<int>(pid));
+  DIR* d = opendir(path);
+  if (!d) return -1;
+  unsigned long long total = 0;
+  bool any = false;
+  while (const dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::snprintf(path, sizeof path, "/proc/%d/task/%.20s/schedstat", static_cast<int>(pid), e->d_name);
+    if (FILE* f = std::fopen(path, "r")) {
+      unsigned long long ns = 0;
+      if (std::fscanf(f, "%llu", &ns) == 1) {
+        total += ns;
+        any = true;
+      }
+      std::fclose(f);
+    }
+  }
+  closedir(d);
+  return any ? static_cast<double>(total) / 1e9 : -1;
+}
+
+// Resets the process's peak RSS (VmHWM) to its current RSS: "5" written to
+// /proc/PID/clear_refs (Linux >= 4.0; needs the rights to ptrace it, i.e.
+// our own server). False if refused.
+bool proc_reset_peak_rss(pid_t pid) {
+  if (pid <= 0) return false;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/clear_refs", static_cast<int>(pid));
+  const int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = write(fd, "5", 1) == 1;
+  close(fd);
+  return ok;
 }
 
 double own_cpu_seconds() {
@@ -328,8 +388,23 @@ struct Result {
   double server_sys_s = -1;  // of which in the kernel
   long server_rss_before = -1;
   long server_rss_after = -1;
-  Histogram lat;    // request -> reply, publish -> receive
-  Histogram setup;  // connect -> ready (idle: per connection; churn: per cycle)
+  Histogram lat;    // request -> reply, publish -> receive (recovery: reconnect -> last missed message)
+  Histogram setup;  // connect -> ready (idle: per connection; churn: per cycle; recovery: -> subscribe.ok)
+  // recovery, the measured storm (messages: missed messages received in it)
+  std::uint64_t rec_clients = 0;        // clients that reconnected in the storm
+  std::uint64_t rec_complete = 0;       // recovered:true, then exactly --missed, in order, nothing after
+  std::uint64_t rec_recovered = 0;      // subscribe.ok with "recovered":true
+  std::uint64_t rec_not_recovered = 0;  // subscribe.ok with "recovered":false (or none)
+  std::uint64_t rec_out_of_order = 0;   // a missed message with the wrong seq or payload
+  std::uint64_t rec_extra = 0;          // broadcasts after the last missed one (before a heartbeat round trip)
+  std::uint64_t rec_missing = 0;        // missed messages never received
+  double rec_storm_s = -1;              // first reconnect -> every client has all it missed
+  double server_cpu_ns_s = -1;          // server CPU in the storm from schedstat (ns resolution)
+  double rec_subscribed_s = -1;         // first reconnect -> the last subscribe.ok
+  long server_rss_storm_before = -1;    // KiB, just before the storm
+  long server_rss_peak_sampled = -1;    // KiB, highest VmRSS sampled during the storm (every ~1 ms)
+  long server_hwm_kib = -1;             // KiB, VmHWM after the storm
+  bool server_hwm_reset = false;        // VmHWM was reset just before the storm (so it is the storm's peak)
 
   void merge(const Result& o) {
     messages += o.messages;
@@ -353,6 +428,15 @@ struct Result {
     if (o.server_rss_after >= 0) server_rss_after = o.server_rss_after;
     lat.merge(o.lat);
     setup.merge(o.setup);
+    rec_clients += o.rec_clients;
+    rec_complete += o.rec_complete;
+    rec_recovered += o.rec_recovered;
+    rec_not_recovered += o.rec_not_recovered;
+    rec_out_of_order += o.rec_out_of_order;
+    rec_extra += o.rec_extra;
+    rec_missing += o.rec_missing;
+    rec_storm_s = std::max(rec_storm_s, o.rec_storm_s);
+    rec_subscribed_s = std::max(rec_subscribed_s, o.rec_subscribed_s);
   }
 };
 
@@ -407,6 +491,22 @@ struct Conn {
   Nanos start = 0;           // connect started (churn: scheduled start)
   Nanos close_deadline = 0;
   const Url* url = nullptr;
+  int client = -1;           // recovery: the client (RecClient) this connection is
+  std::string setup_frames;  // sent after the handshake instead of auth (+ subscribe)
+};
+
+// recovery: one client across its connections (first subscribe, then storms).
+struct RecClient {
+  Conn* conn = nullptr;        // the live connection, if any
+  std::uint64_t last_seq = 0;  // the last seq this client saw (subscribe.ok, then broadcasts)
+  std::uint64_t next_idx = 0;  // storm: the publish index expected next (the payload's digits)
+  int got = 0;                 // storm: missed messages received
+  bool ok = true;              // no failure so far (set-up, storms)
+  bool done = false;           // storm: has all it missed
+  bool synced = false;         // storm: heartbeat reply received after them
+  bool subscribed = false;     // storm: subscribe.ok received
+  bool recovered = false;      // storm: subscribe.ok said recovered:true
+  Nanos start = 0;             // storm: reconnect started
 };
 
 class Worker {
@@ -437,6 +537,13 @@ class Worker {
   void publish();
   void churn_tick(Nanos now);
   void latency_tick(Nanos now);
+  // recovery
+  Result run_recovery();
+  void on_recovery_message(Conn* c, const char* p, std::size_t n);
+  void open_client(int i, bool storm, Nanos start);
+  template <class Done>
+  bool loop_until(Done done, double timeout_s, bool sample_rss);
+  void poll_once(Nanos wait);
   bool measuring(Nanos t) const { return t >= win_start_ && t < win_end_; }
 
   const Options& o_;
@@ -467,6 +574,23 @@ class Worker {
   double rate_ = 0;        // this process's share
   std::uint64_t scheduled_ = 0;
   int churn_active_ = 0;
+  Nanos pub_next_ = 0;      // fanout --rate: when the next publish is due
+  Nanos next_pub_due_ = 0;  // fanout --rate: the next publish, if only the rate holds it back
+  std::vector<epoll_event> events_ = std::vector<epoll_event>(1024);
+  // recovery
+  std::vector<RecClient> rec_;
+  std::vector<int> to_open_;  // clients whose connection is still to be opened
+  bool to_open_storm_ = false;
+  std::string epoch_;
+  std::uint64_t pub_index_ = 0;  // payload digits of the next publish
+  std::uint64_t acks_ = 0;       // chat.ok received
+  std::uint64_t top_seq_ = 0;    // highest seq in a chat.ok
+  bool storm_ = false;           // a storm is on: broadcasts are missed messages
+  bool storm_measured_ = false;
+  int rec_done_ = 0, rec_synced_ = 0, rec_subscribed_ = 0;
+  Nanos storm_start_ = 0, storm_last_done_ = 0, storm_last_sub_ = 0;
+  long rss_peak_ = -1;
+  Nanos rss_next_ = 0;
 };
 
 void Worker::build_frames() {
@@ -616,7 +740,7 @@ bool Worker::parse_handshake(Conn* c, const char*& p, const char* end) {
   c->st = St::Setup;
   const bool standard = o_.proto == Proto::Standard;
   if (standard) {
-    const std::string& f = c->subscribe ? f_auth_sub_ : f_auth_;
+    const std::string& f = !c->setup_frames.empty() ? c->setup_frames : c->subscribe ? f_auth_sub_ : f_auth_;
     send_bytes(c, f.data(), f.size());  // pipelined: no need to wait for the welcome
   } else {
     on_ready(c);
@@ -697,6 +821,10 @@ bool has_type(const char* p, std::size_t n, std::string_view type) {
 }
 
 void Worker::on_message(Conn* c, const char* p, std::size_t n) {
+  if (o_.scenario == Scenario::Recovery) {
+    on_recovery_message(c, p, n);
+    return;
+  }
   const Nanos now = now_ns();
   const bool standard = o_.proto == Proto::Standard;
   if (c->st == St::Setup) {
@@ -800,6 +928,9 @@ void Worker::kill(Conn* c) {
     churn_active_--;
   }
   c->st = St::Dead;
+  if (o_.scenario == Scenario::Recovery && c == publisher_) publisher_ = nullptr;
+  if (c->client >= 0 && rec_[static_cast<std::size_t>(c->client)].conn == c)
+    rec_[static_cast<std::size_t>(c->client)].conn = nullptr;
   if (c->fd >= 0) {
     close(c->fd);  // also removes it from the epoll set
     c->fd = -1;
@@ -814,7 +945,23 @@ void Worker::publish() {
   const std::uint64_t delivered = o_.procs > 1 ? sh_->delivered.load(std::memory_order_relaxed) : delivered_local_;
   const std::uint64_t limit = static_cast<std::uint64_t>(o_.window) * subs;
   std::string batch;
+  next_pub_due_ = 0;
   while (published_ * subs - std::min(delivered, published_ * subs) < limit) {
+    if (o_.rate > 0) {
+      // Open loop: one publish every 1/rate s. One held back by a full
+      // window goes out late; the debt is capped at --window publishes, so
+      // that a stall is not made up by a long burst at full speed (the
+      // publishes/s reported then falls short of --rate: read it).
+      const Nanos period = static_cast<Nanos>(1e9 / o_.rate);
+      const Nanos now = now_ns();
+      if (pub_next_ == 0) pub_next_ = t0_;
+      pub_next_ = std::max(pub_next_, now - period * o_.window);
+      if (pub_next_ > now) {
+        next_pub_due_ = pub_next_;
+        break;
+      }
+      pub_next_ += period;
+    }
     std::string payload = pub_template_;
     Nanos t = now_ns();
     for (int i = 18; i >= 0; --i) {
@@ -876,6 +1023,7 @@ void Worker::churn_tick(Nanos now) {
 }
 
 Result Worker::run() {
+  if (o_.scenario == Scenario::Recovery) return run_recovery();
   ep_ = epoll_create1(EPOLL_CLOEXEC);
   if (ep_ < 0) die("epoll_create1 failed");
   const Nanos begin = now_ns();
@@ -1016,6 +1164,7 @@ Result Worker::run() {
         wait = std::min(wait, due - now);
       }
       if (o_.scenario == Scenario::Fanout && o_.procs > 1) wait = std::min<Nanos>(wait, 200'000);
+      if (o_.scenario == Scenario::Fanout && next_pub_due_ > 0) wait = std::min(wait, next_pub_due_ - now);
     }
     if (phase == Phase::Drain) wait = std::min<Nanos>(wait, 10'000'000);
     wait = std::max<Nanos>(wait, 0);
@@ -1047,6 +1196,374 @@ Result Worker::run() {
   for (Conn* c : graveyard_) delete c;
   conns_.clear();
   graveyard_.clear();
+  close(ep_);
+  return r_;
+}
+
+// --------------------------------------------------------------- recovery --
+
+// The unsigned integer right after `key` in p[0..n) (its last occurrence if
+// `last`); false if there is none.
+bool find_uint(const char* p, std::size_t n, std::string_view key, std::uint64_t& out, bool last = false) {
+  const std::string_view s(p, n);
+  const auto at = last ? s.rfind(key) : s.find(key);
+  if (at == std::string_view::npos) return false;
+  std::size_t i = at + key.size();
+  if (i >= n || s[i] < '0' || s[i] > '9') return false;
+  std::uint64_t v = 0;
+  for (; i < n && s[i] >= '0' && s[i] <= '9'; ++i) v = v * 10 + static_cast<std::uint64_t>(s[i] - '0');
+  out = v;
+  return true;
+}
+
+// The string right after `key` (which ends with the opening quote), up to the next quote.
+bool find_str(const char* p, std::size_t n, std::string_view key, std::string& out) {
+  const std::string_view s(p, n);
+  const auto at = s.find(key);
+  if (at == std::string_view::npos) return false;
+  const auto end = s.find('"', at + key.size());
+  if (end == std::string_view::npos) return false;
+  out.assign(s.substr(at + key.size(), end - at - key.size()));
+  return true;
+}
+
+void Worker::on_recovery_message(Conn* c, const char* p, std::size_t n) {
+  const Nanos now = now_ns();
+  RecClient* k = c->client >= 0 ? &rec_[static_cast<std::size_t>(c->client)] : nullptr;
+  if (has_type(p, n, "error")) {
+    r_.error_replies++;
+    if (k) k->ok = false;
+    if (c->st == St::Setup) fail(c, &Result::handshake_fail);
+    return;
+  }
+  if (c->publisher) {
+    if (c->st == St::Setup) {
+      if (has_type(p, n, "auth.ok")) on_ready(c);
+      return;  // the welcome
+    }
+    if (has_type(p, n, "chat.ok")) {
+      acks_++;
+      std::uint64_t seq = 0;
+      if (find_uint(p, n, "\"seq\":", seq)) top_seq_ = std::max(top_seq_, seq);
+    } else {
+      r_.stray++;
+    }
+    return;
+  }
+  if (!k) return;
+  if (c->st == St::Setup) {
+    if (has_type(p, n, "auth.ok")) {
+      c->got_auth = true;
+      return;
+    }
+    if (!has_type(p, n, "subscribe.ok") || !c->got_auth) return;  // the welcome
+    std::string epoch;
+    std::uint64_t seq = 0;
+    if (!find_str(p, n, "\"epoch\":\"", epoch) || !find_uint(p, n, "\"seq\":", seq))
+      die("recovery: subscribe.ok without epoch and seq: channel '" + o_.channel +
+          "' keeps no history (the server needs a channel_options rule with history_size for it): " +
+          std::string(p, n));
+    if (epoch_.empty()) epoch_ = epoch;
+    if (epoch != epoch_) k->ok = false;  // a new epoch: what was missed is gone
+    if (storm_) {
+      k->subscribed = true;
+      rec_subscribed_++;
+      storm_last_sub_ = now;
+      k->recovered = memmem(p, n, "\"recovered\":true", 16) != nullptr;
+      if (!k->recovered) k->ok = false;
+      if (storm_measured_) {
+        r_.setup.record(static_cast<std::uint64_t>(now - k->start));
+        (k->recovered ? r_.rec_recovered : r_.rec_not_recovered)++;
+      }
+    } else {
+      k->last_seq = seq;
+    }
+    on_ready(c);
+    return;
+  }
+  if (c->st != St::Ready) return;
+  if (has_type(p, n, "chat")) {
+    // {"type":"chat","channel":..,"from":..,"data":"@@<19 digits>","ts":..,"seq":N}
+    std::uint64_t seq = 0, idx = 0;
+    const bool parsed = find_uint(p, n, ",\"seq\":", seq, true) && find_uint(p, n, "\"@@", idx);
+    if (!parsed || !storm_ || k->done) {  // nothing else is published: a duplicate or a stray
+      k->ok = false;
+      if (storm_measured_) r_.rec_extra++;
+      if (parsed) k->last_seq = seq;
+      return;
+    }
+    if (seq != k->last_seq + 1 || idx != k->next_idx) {
+      k->ok = false;
+      if (storm_measured_) r_.rec_out_of_order++;
+    }
+    k->last_seq = seq;
+    k->next_idx = idx + 1;
+    k->got++;
+    if (storm_measured_) r_.messages++;
+    if (k->got == o_.missed) {
+      k->done = true;
+      rec_done_++;
+      storm_last_done_ = now;
+      if (storm_measured_) r_.lat.record(static_cast<std::uint64_t>(now - k->start));
+    }
+    return;
+  }
+  if (has_type(p, n, "heartbeat")) {
+    if (!k->synced) rec_synced_++;
+    k->synced = true;
+    return;
+  }
+  r_.stray++;
+}
+
+void Worker::open_client(int i, bool storm, Nanos start) {
+  RecClient& k = rec_[static_cast<std::size_t>(i)];
+  Conn* c = open_conn(url_, false, true, start);
+  if (c->st == St::Dead) {
+    k.ok = false;
+    return;
+  }
+  c->client = i;
+  k.conn = c;
+  k.start = start;
+  if (storm) {
+    c->setup_frames = f_auth_ + ws::client_frame(ws::kText, "{\"type\":\"subscribe\",\"id\":2,\"channel\":\"" + o_.channel +
+                                                               "\",\"since\":{\"seq\":" + std::to_string(k.last_seq) +
+                                                               ",\"epoch\":\"" + epoch_ + "\"}}");
+  }
+}
+
+void Worker::poll_once(Nanos wait) {
+  wait = std::max<Nanos>(wait, 0);
+  timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+  const int n = epoll_pwait2(ep_, events_.data(), static_cast<int>(events_.size()), &ts, nullptr);
+  if (n < 0 && errno != EINTR) die(std::string("epoll_pwait2: ") + std::strerror(errno));
+  for (int i = 0; i < n; ++i) {
+    Conn* c = static_cast<Conn*>(events_[i].data.ptr);
+    if (c->st == St::Dead) continue;
+    const std::uint32_t e = events_[i].events;
+    if (e & (EPOLLOUT | EPOLLERR)) on_writable(c);
+    if (c->st != St::Dead && (e & (EPOLLIN | EPOLLHUP))) on_readable(c);
+  }
+  if (!graveyard_.empty()) {
+    std::erase_if(conns_, [](Conn* c) { return c->st == St::Dead; });
+    for (Conn* c : graveyard_) delete c;
+    graveyard_.clear();
+  }
+}
+
+// Runs the loop (opening the connections in to_open_, at most
+// --connect-concurrency in their set-up at once) until done() or the timeout.
+template <class Done>
+bool Worker::loop_until(Done done, double timeout_s, bool sample_rss) {
+  const Nanos deadline = now_ns() + static_cast<Nanos>(timeout_s * 1e9);
+  while (true) {
+    while (!to_open_.empty() && settling_ < o_.connect_concurrency) {
+      const int i = to_open_.back();
+      to_open_.pop_back();
+      open_client(i, to_open_storm_, now_ns());
+    }
+    if (done()) return true;
+    const Nanos now = now_ns();
+    if (now > deadline) return false;
+    Nanos wait = std::min<Nanos>(deadline - now, 50'000'000);
+    if (sample_rss) {
+      if (now >= rss_next_) {
+        rss_peak_ = std::max(rss_peak_, proc_rss_kib(o_.server_pid));
+        rss_next_ = now + 1'000'000;
+      }
+      wait = std::min(wait, rss_next_ - now);
+    }
+    if (!to_open_.empty()) wait = std::min<Nanos>(wait, 1'000'000);
+    poll_once(wait);
+  }
+}
+
+// recovery: set up --conns subscribers (auth + subscribe: each notes the
+// epoch and seq of its subscribe.ok) and a publisher; then per storm: every
+// subscriber closes, --missed messages are published (all acknowledged),
+// every subscriber reconnects at once and subscribes with since = the last
+// seq it saw; the storm is over when each has received its --missed, checked
+// one by one (seq and the payload's index consecutive). A heartbeat round
+// trip afterwards catches anything sent after the last one.
+Result Worker::run_recovery() {
+  ep_ = epoll_create1(EPOLL_CLOEXEC);
+  if (ep_ < 0) die("epoll_create1 failed");
+  const pid_t pid = o_.server_pid;
+  const std::size_t n = static_cast<std::size_t>(count_);
+  rec_.assign(n, RecClient{});
+  publisher_ = open_conn(pub_url_, true, false, now_ns());
+  to_open_storm_ = false;
+  for (int i = count_ - 1; i >= 0; --i) to_open_.push_back(i);
+  if (!loop_until([&] { return to_open_.empty() && settling_ == 0; }, o_.setup_timeout, false)) {
+    for (Conn* c : conns_)
+      if (c->st != St::Ready && c->st != St::Dead) fail(c, &Result::handshake_fail);
+    to_open_.clear();
+  }
+  if (!publisher_ || publisher_->st != St::Ready) die("recovery: the publisher could not sign in");
+  std::uint64_t set_up = 0;
+  for (auto& k : rec_) {
+    if (!k.conn || k.conn->st != St::Ready) k.ok = false;
+    if (k.ok) set_up++;
+  }
+  running_ = true;  // from now on a lost connection counts (fail())
+
+  const int storms = o_.warmup > 0 ? 2 : 1;  // the first one warms up, unmeasured
+  for (int s = 0; s < storms; ++s) {
+    const bool measured = s == storms - 1;
+    // 1. Every subscriber leaves (a close handshake: the server has let go
+    // of the session when its close frame arrives).
+    for (auto& k : rec_) {
+      if (!k.conn) continue;
+      Conn* c = k.conn;
+      if (c->st != St::Ready) {
+        fail(c, &Result::handshake_fail);
+        continue;
+      }
+      c->st = St::Closing;
+      send_bytes(c, f_close_.data(), f_close_.size());
+    }
+    auto all_gone = [&] {
+      for (const auto& k : rec_)
+        if (k.conn) return false;
+      return true;
+    };
+    if (!loop_until(all_gone, 10, false)) {
+      for (auto& k : rec_)
+        if (k.conn) {
+          k.ok = false;
+          fail(k.conn, &Result::peer_closed);
+        }
+    }
+    // 2. --missed messages published while nobody listens, all acknowledged.
+    if (!publisher_) die("recovery: the publisher's connection was lost");
+    const std::uint64_t acks_before = acks_;
+    std::string batch;
+    for (int m = 0; m < o_.missed; ++m) {
+      std::string payload = pub_template_;
+      std::uint64_t v = pub_index_++;
+      for (int i = 18; i >= 0; --i) {
+        payload[pub_ts_at_ + static_cast<std::size_t>(i)] = static_cast<char>('0' + v % 10);
+        v /= 10;
+      }
+      batch += ws::client_frame(ws::kText, payload);
+    }
+    send_bytes(publisher_, batch.data(), batch.size());
+    if (!loop_until([&] { return !publisher_ || acks_ - acks_before == static_cast<std::uint64_t>(o_.missed); }, 30,
+                    false) ||
+        !publisher_)
+      die("recovery: the publisher's messages were not all acknowledged");
+    // 3. The storm: everyone back at once, subscribing with since.
+    std::vector<bool> in_storm(n, false);
+    for (std::size_t i = n; i-- > 0;) {
+      RecClient& k = rec_[i];
+      if (!k.ok) continue;
+      k.got = 0;
+      k.done = k.synced = k.subscribed = k.recovered = false;
+      k.next_idx = pub_index_ - static_cast<std::uint64_t>(o_.missed);
+      in_storm[i] = true;
+      to_open_.push_back(static_cast<int>(i));
+    }
+    const std::uint64_t taking_part = to_open_.size();
+    storm_ = true;
+    storm_measured_ = measured;
+    rec_done_ = rec_synced_ = rec_subscribed_ = 0;
+    bool hwm_reset = false;
+    long rss_before = -1;
+    double server_cpu_start = -1, server_sys_start = 0, server_ns_start = -1;
+    if (measured && pid > 0) {
+      hwm_reset = proc_reset_peak_rss(pid);
+      rss_before = proc_rss_kib(pid);
+      rss_peak_ = rss_before;
+      rss_next_ = 0;
+      server_cpu_start = proc_cpu_seconds(pid, &server_sys_start);
+      server_ns_start = proc_cpu_seconds_ns(pid);
+    }
+    const double cpu_start = own_cpu_seconds();
+    storm_start_ = now_ns();
+    storm_last_done_ = storm_last_sub_ = storm_start_;
+    to_open_storm_ = true;
+    auto storm_over = [&] {
+      if (!to_open_.empty()) return false;
+      for (std::size_t i = 0; i < n; ++i) {
+        const RecClient& k = rec_[i];
+        if (!in_storm[i] || k.done || !k.conn) continue;   // finished, or its connection failed
+        if (k.subscribed && !k.recovered) continue;          // nothing will come
+        return false;
+      }
+      return true;
+    };
+    const bool over = loop_until(storm_over, o_.setup_timeout, measured && pid > 0);
+    const Nanos end = now_ns();
+    const double storm_cpu = own_cpu_seconds() - cpu_start;
+    double server_cpu = -1, server_sys = 0, server_ns = -1;
+    if (server_ns_start >= 0) {
+      const double e = proc_cpu_seconds_ns(pid);
+      if (e >= 0) server_ns = e - server_ns_start;
+    }
+    if (server_cpu_start >= 0) {
+      double sys_end = 0;
+      const double e = proc_cpu_seconds(pid, &sys_end);
+      if (e >= 0) {
+        server_cpu = e - server_cpu_start;
+        server_sys = sys_end - server_sys_start;
+      }
+    }
+    const long hwm = measured ? proc_status_kib(pid, "VmHWM:") : -1;
+    if (measured && pid > 0) rss_peak_ = std::max(rss_peak_, proc_rss_kib(pid));
+    // 4. A heartbeat round trip per client: a broadcast queued after the
+    // last missed one would arrive before its reply.
+    std::vector<bool> pinged(n, false);
+    for (std::size_t i = 0; i < n; ++i) {
+      RecClient& k = rec_[i];
+      if (in_storm[i] && k.done && k.conn && k.conn->st == St::Ready) {
+        pinged[i] = true;
+        send_bytes(k.conn, f_echo_.data(), f_echo_.size());
+      }
+    }
+    loop_until(
+        [&] {
+          for (std::size_t i = 0; i < n; ++i)
+            if (pinged[i] && !rec_[i].synced && rec_[i].conn) return false;
+          return true;
+        },
+        10, false);
+    if (measured) {
+      const bool all_done = over && static_cast<std::uint64_t>(rec_done_) == taking_part;
+      r_.rec_clients = taking_part;
+      r_.rec_storm_s = static_cast<double>((all_done ? storm_last_done_ : end) - storm_start_) / 1e9;
+      r_.rec_subscribed_s = static_cast<double>(storm_last_sub_ - storm_start_) / 1e9;
+      r_.window_s = r_.rec_storm_s;
+      r_.cpu_s = storm_cpu;
+      r_.cpu_max_frac = r_.window_s > 0 ? std::min(storm_cpu / (static_cast<double>(end - storm_start_) / 1e9), 1.0) : 0;
+      r_.server_cpu_s = server_cpu;
+      r_.server_sys_s = server_sys;
+      r_.server_cpu_ns_s = server_ns;
+      r_.server_rss_storm_before = rss_before;
+      r_.server_rss_peak_sampled = rss_peak_;
+      r_.server_hwm_kib = hwm;
+      r_.server_hwm_reset = hwm_reset;
+      r_.sent = static_cast<std::uint64_t>(o_.missed);
+      for (std::size_t i = 0; i < n; ++i) {
+        const RecClient& k = rec_[i];
+        if (!in_storm[i]) continue;
+        if (k.ok && k.done && k.synced && k.recovered) r_.rec_complete++;
+        r_.rec_missing += static_cast<std::uint64_t>(o_.missed - std::min(k.got, o_.missed));
+      }
+    }
+    storm_ = false;
+    storm_measured_ = false;
+  }
+  r_.conns_ready = set_up;
+  for (Conn* c : conns_) {
+    if (c->fd >= 0) close(c->fd);
+    if (c->st != St::Dead) delete c;
+  }
+  for (Conn* c : graveyard_) delete c;
+  conns_.clear();
+  graveyard_.clear();
+  rec_.clear();
+  publisher_ = nullptr;
   close(ep_);
   return r_;
 }
@@ -1182,6 +1699,21 @@ void print_json(const Report& rep) {
                 r.server_rss_after,
                 r.conns_ready && r.server_rss_after >= 0 ? static_cast<double>(rss_delta) / static_cast<double>(r.conns_ready) : 0.0);
   j += buf;
+  if (o.scenario == Scenario::Recovery) {
+    std::snprintf(buf, sizeof buf,
+                  "\"recovery\":{\"clients\":%d,\"set_up\":%" PRIu64 ",\"taking_part\":%" PRIu64 ",\"missed\":%d,"
+                  "\"complete\":%" PRIu64 ",\"recovered\":%" PRIu64 ",\"not_recovered\":%" PRIu64
+                  ",\"out_of_order\":%" PRIu64 ",\"extra\":%" PRIu64 ",\"missing\":%" PRIu64
+                  ",\"storm_s\":%.4f,\"subscribed_s\":%.4f,\"server_cpu_s\":%.3f,\"server_sys_s\":%.3f,"
+                  "\"server_cpu_schedstat_s\":%.4f,"
+                  "\"server_rss_before_kib\":%ld,\"server_rss_peak_sampled_kib\":%ld,\"server_hwm_kib\":%ld,"
+                  "\"hwm_reset\":%s},",
+                  o.conns, r.conns_ready, r.rec_clients, o.missed, r.rec_complete, r.rec_recovered, r.rec_not_recovered,
+                  r.rec_out_of_order, r.rec_extra, r.rec_missing, r.rec_storm_s, r.rec_subscribed_s, r.server_cpu_s,
+                  r.server_sys_s, r.server_cpu_ns_s, r.server_rss_storm_before, r.server_rss_peak_sampled, r.server_hwm_kib,
+                  r.server_hwm_reset ? "true" : "false");
+    j += buf;
+  }
   json_hist(j, "latency", r.lat);
   j += ",";
   json_hist(j, "setup", r.setup);
@@ -1214,7 +1746,10 @@ void print_table(const Report& rep) {
   std::printf("wsrelay-bench %s  %s  protocol=%s  conns=%d  procs=%d%s%s\n", o.scenario_name.c_str(), o.url.c_str(),
               o.proto == Proto::Standard ? "standard" : "plain", o.conns, o.procs,
               o.label.empty() ? "" : "  label=", o.label.c_str());
-  std::printf("  window %.2f s (after %.2f s warm-up)\n", r.window_s, o.warmup);
+  if (o.scenario == Scenario::Recovery)
+    std::printf("  the storm %.3f s%s\n", r.window_s, o.warmup > 0 ? " (after an unmeasured warm-up storm)" : "");
+  else
+    std::printf("  window %.2f s (after %.2f s warm-up)\n", r.window_s, o.warmup);
   const char* unit = "msg/s";
   switch (o.scenario) {
     case Scenario::Fanout:
@@ -1228,7 +1763,20 @@ void print_table(const Report& rep) {
     default:
       break;
   }
-  if (o.scenario == Scenario::Idle) {
+  if (o.scenario == Scenario::Recovery) {
+    std::printf("  %-22s %12" PRIu64 " of %d (set up %" PRIu64 "), %d missed messages each\n", "clients in the storm",
+                r.rec_clients, o.conns, r.conns_ready, o.missed);
+    std::printf("  %-22s %12.3f s  (the last subscribe.ok after %.3f s)\n", "all recovered after", r.rec_storm_s,
+                r.rec_subscribed_s);
+    std::printf("  %-22s %12" PRIu64 "  (recovered:true %" PRIu64 ", recovered:false %" PRIu64 ", out of order %" PRIu64
+                ", extra %" PRIu64 ", missing %" PRIu64 ")%s\n",
+                "complete and in order", r.rec_complete, r.rec_recovered, r.rec_not_recovered, r.rec_out_of_order,
+                r.rec_extra, r.rec_missing, r.rec_complete == static_cast<std::uint64_t>(o.conns) ? "" : "  **");
+    if (r.server_rss_storm_before >= 0)
+      std::printf("  %-22s %ld -> peak %ld KiB sampled, VmHWM %ld KiB%s\n", "server RSS", r.server_rss_storm_before,
+                  r.server_rss_peak_sampled, r.server_hwm_kib,
+                  r.server_hwm_reset ? " (reset before the storm)" : " (since start: not reset)");
+  } else if (o.scenario == Scenario::Idle) {
     const double establish = r.last_ready && r.first_start ? static_cast<double>(r.last_ready - r.first_start) / 1e9 : 0;
     std::printf("  %-22s %12" PRIu64 " of %d\n", "connections ready", r.conns_ready, o.conns);
     std::printf("  %-22s %12.3f s\n", "time to establish", establish);
@@ -1239,6 +1787,9 @@ void print_table(const Report& rep) {
   } else {
     std::printf("  %-22s %12.0f\n", unit, per_s(r.messages, r.window_s));
   }
+  if (o.scenario == Scenario::Recovery && r.server_cpu_ns_s >= 0)
+    std::printf("  %-22s %12.4f s  (schedstat, ns resolution; /proc/PID/stat below, clock ticks)\n", "server CPU",
+                r.server_cpu_ns_s);
   if (r.server_cpu_s >= 0)
     std::printf("  %-22s %12.3f s  (%.0f per server CPU-second; in the kernel %.3f s)\n", "server CPU",
                 r.server_cpu_s, r.server_cpu_s > 0 ? static_cast<double>(r.messages) / r.server_cpu_s : 0.0,
@@ -1251,7 +1802,12 @@ void print_table(const Report& rep) {
               r.cpu_max_frac > 0.9 ? "  ** generator saturated: the server may be faster than this **" : "");
   std::printf("  latency (us)           %9s %9s %9s %9s %9s\n", "p50", "p90", "p99", "p99.9", "max");
   if (rep.has_baseline) print_hist_row("direct to upstream", rep.baseline.lat);
-  if (o.scenario != Scenario::Idle) print_hist_row(o.scenario == Scenario::Churn ? "cycle (to subscribed)" : "through server", o.scenario == Scenario::Churn ? r.setup : r.lat);
+  if (o.scenario == Scenario::Recovery) {
+    print_hist_row("reconnect -> subscribed", r.setup);
+    print_hist_row("reconnect -> all missed", r.lat);
+  } else if (o.scenario != Scenario::Idle) {
+    print_hist_row(o.scenario == Scenario::Churn ? "cycle (to subscribed)" : "through server", o.scenario == Scenario::Churn ? r.setup : r.lat);
+  }
   if (o.scenario == Scenario::Idle) print_hist_row("connect -> ready", r.setup);
   if (rep.has_baseline)
     std::printf("  %-22s %9.1f %9s %9.1f %9.1f\n", "added by the relay", (r.lat.percentile(0.5) - rep.baseline.lat.percentile(0.5)) / 1e3,

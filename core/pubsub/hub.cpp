@@ -75,7 +75,10 @@ Subscribed Hub::subscribe(std::string_view channel, Subscriber* sub, const Posit
   }
   const ChannelOptions* options = rules_.find(channel);
   if (options == nullptr || !options->has_history()) return result;
+  // Looked up before it is held, so a first subscriber after the ttl gets a
+  // fresh stream; held from now on, so its seq goes on while subscribed.
   Stream& stream = history_.stream(channel, *options);
+  history_.hold(stream);
   result.position = Position{stream.epoch(), stream.top()};
   if (since != nullptr) {
     const Gap gap = stream.after(*since, options->history_size, &result.missed);
@@ -98,7 +101,14 @@ bool Hub::unsubscribe(std::string_view channel, Subscriber* sub) {
       *pos = subs.back();
       subs.pop_back();
     }
-    if (subs.empty()) channels_.erase(it);
+    if (subs.empty()) {
+      // Nobody follows the stream now: its ttl counts from here.
+      if (const ChannelOptions* options = rules_.empty() ? nullptr : rules_.find(channel);
+          options != nullptr && options->has_history()) {
+        history_.release(channel);
+      }
+      channels_.erase(it);
+    }
   }
   --subscriptions_;
   return true;

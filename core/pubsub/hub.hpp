@@ -49,7 +49,8 @@ class Hub final : public Broker {
   // as the channel has subscribers; a channel that empties starts again at 1.
   std::uint64_t next_seq(std::string_view channel);
 
-  // Once a second or so: drops streams past their history_ttl.
+  // Once a second or so: drops streams past their history_ttl (of a channel
+  // with subscribers, only its kept publications: its position stays).
   void tick();
 
   std::size_t channel_count() const { return channels_.size(); }

@@ -1,10 +1,18 @@
 // The wsrelay demo page: log in, join channels, chat, typing indicators,
-// connection state and automatic reconnect, all over the standard protocol
-// wsrelay.v1 (docs/protocol.md). Plain ES module, no build step.
+// who is online, connection state and automatic reconnect that recovers the
+// messages sent meanwhile, all over the standard protocol wsrelay.v1
+// (docs/protocol.md). Plain ES module, no build step.
 //
-// The protocol work (auth, ids and replies, heartbeats, reconnect with backoff,
-// re-auth and resubscribe) is done by the JavaScript client library,
-// examples/clients/js/wsrelay.js (./wsrelay.js here is a symlink to it).
+// The connection work (auth, ids and replies, heartbeats, reconnect with
+// backoff, re-auth) is done by the JavaScript client library,
+// examples/clients/js/wsrelay.js (./wsrelay.js here is a symlink to it). The
+// page subscribes itself (raw `subscribe` requests, not client.subscribe) so
+// that after a reconnect it can resubscribe with `since` = the last seq and
+// epoch it saw; the relay then replays what was missed (channel memory:
+// channel_options in examples/demo/config.json). It also asks for `presence`
+// on every (re)subscribe and follows `join`/`leave` frames. On a relay without
+// channel memory (a plain `wsrelay`) the page works as before: no online
+// list, and a reconnect says that nothing is replayed.
 //
 // Query parameters (all optional):
 //   ?relay=ws://host:port/ws      the relay to talk to (default: this page's
@@ -27,6 +35,7 @@ const MAX_MESSAGES = 500; // kept per channel
 const TYPING_REFRESH_MS = 3000; // while typing, re-send typing:true this often
 const TYPING_IDLE_MS = 2500; // no input for this long => typing:false
 const TYPING_EXPIRE_MS = 7000; // forget a remote typer we hear nothing more from
+const HISTORY_ON_JOIN = 50; // earlier messages shown when joining a channel that keeps history
 const ASSISTANT_PATH = "/assistant";
 
 function defaultRelayUrl() {
@@ -43,8 +52,17 @@ const relayUrl = params.get("relay") || defaultRelayUrl();
 /** @type {WsRelayClient | null} */
 let client = null;
 let me = null; // the user name the relay gave us
-/** name -> {messages: [], unread: number, typers: Map<user, timer>} */
+/**
+ * name -> {messages: [], unread: number, typers: Map<user, timer>,
+ *          presence: Map<session, user> | null (null: not known, or the channel has no presence)}
+ */
 const channels = new Map();
+/**
+ * name -> {epoch, seq}: how far this page has read each channel that keeps
+ * history (from subscribe.ok, then every chat's seq). Sent as `since` when
+ * resubscribing after a drop; also drops a broadcast seen twice.
+ */
+const positions = new Map();
 let active = null; // the channel shown
 const typingOut = { channel: null, lastSent: 0, idleTimer: null };
 
@@ -146,15 +164,17 @@ async function login(name, token, firstChannel) {
   $("login-error").hidden = true;
   if (client) await client.close();
   channels.clear();
+  positions.clear();
   active = null;
   client = new WsRelayClient(relayUrl, {
     token: token || name,
-    channels: firstChannel ? [firstChannel] : [],
+    // No `channels` here: the page (re)subscribes itself, with `since` after a drop.
     // Keep trying for a long while: the relay may be restarting.
     reconnectDelayMax: 10000,
   });
   window.wsrelayDemo.client = client;
   client.on("state", showState);
+  client.on("message", onFrame);
   client.on("chat", onChat);
   client.on("typing", onTyping);
   client.on("open", onOpen);
@@ -167,8 +187,15 @@ async function login(name, token, firstChannel) {
     const info = await client.connect();
     me = info.user;
     try { localStorage.setItem("wsrelay-demo-name", name); } catch (_) { /* private mode */ }
-    for (const ch of info.channels) addChannel(ch);
-    if (info.channels.length) selectChannel(info.channels[0]);
+    if (firstChannel) {
+      try {
+        await subscribe(firstChannel);
+        selectChannel(firstChannel);
+      } catch (err) {
+        if (err.code === "closed") throw err; // cancelled meanwhile
+        notice(`Could not join ${firstChannel}: ${err.message}`, true);
+      }
+    }
     showApp();
   } catch (err) {
     client = null;
@@ -185,7 +212,9 @@ async function logout() {
   client = null;
   me = null;
   channels.clear();
+  positions.clear();
   active = null;
+  renderPresence();
   if (c) await c.close();
   $("session-info").textContent = "";
   showState(State.CLOSED);
@@ -196,26 +225,112 @@ function onOpen(info) {
   me = info.user;
   $("me-name").textContent = me;
   if (!info.reconnected) return;
-  // Back after a drop: the library has re-authenticated and resubscribed.
+  // Back after a drop: the library has re-authenticated; the page resubscribes.
   for (const [name, ch] of channels) {
-    if (!info.channels.includes(name)) {
-      channels.delete(name);
-      continue;
-    }
     for (const timer of ch.typers.values()) clearTimeout(timer);
     ch.typers.clear();
-    pushMessage(name, { system: true, text: "reconnected — messages sent meanwhile are not replayed" });
+    resubscribe(name);
   }
-  if (active && !channels.has(active)) active = channels.keys().next().value ?? null;
-  renderChannels();
-  renderMessages();
+  renderTyping();
+}
+
+/**
+ * Subscribes again after a drop. In a channel that keeps history the request
+ * carries `since` (the last seq and epoch seen): with `recovered: true` every
+ * missed message follows the reply, in order, before any newer one; with
+ * `recovered: false` they are gone (the relay restarted, or its history no
+ * longer reaches back) and the page says so.
+ */
+async function resubscribe(name) {
+  const c = client;
+  const pos = positions.get(name);
+  const since = pos ? { seq: pos.seq, epoch: pos.epoch } : null;
+  let ok;
+  try {
+    ok = await c.request(since ? { type: "subscribe", channel: name, since } : { type: "subscribe", channel: name });
+  } catch (err) {
+    if (c !== client || !channels.has(name)) return;
+    if (err.reply) { // refused now (e.g. a new token without this channel): forget it
+      forgetChannel(name);
+      notice(`Could not rejoin ${name}: ${err.message}`, true);
+    }
+    return; // dropped again: the next open resubscribes
+  }
+  if (c !== client || !channels.has(name)) return;
+  // This runs before the replayed messages (they follow the reply), so the
+  // note comes first and they are listed under it.
+  if (since && ok.recovered === true) {
+    const missed = ok.seq - since.seq;
+    pushMessage(name, {
+      system: true, kind: "recovered",
+      text: missed > 0 ? `reconnected — ${missed} message${missed === 1 ? "" : "s"} sent meanwhile:`
+                       : "reconnected — nothing was sent meanwhile",
+    });
+  } else if (since) {
+    pushMessage(name, {
+      system: true, kind: "lost",
+      text: "reconnected — the messages sent meanwhile could not be recovered",
+    });
+    notice(`Reconnected to # ${name}, but the messages sent meanwhile could not be recovered ` +
+           "(the relay restarted or no longer keeps them).", true);
+  } else {
+    pushMessage(name, { system: true, kind: "not-kept", text: "reconnected — messages sent meanwhile are not replayed (this channel keeps no history)" });
+  }
+  fetchPresence(name);
 }
 
 // ---- channels ---------------------------------------------------------------------
 
 function addChannel(name) {
-  if (!channels.has(name)) channels.set(name, { messages: [], unread: 0, typers: new Map() });
+  if (!channels.has(name)) channels.set(name, { messages: [], unread: 0, typers: new Map(), presence: null });
   return channels.get(name);
+}
+
+function forgetChannel(name) {
+  const ch = channels.get(name);
+  if (!ch) return;
+  if (typingOut.channel === name) stopTyping();
+  for (const timer of ch.typers.values()) clearTimeout(timer);
+  channels.delete(name);
+  positions.delete(name);
+  if (active === name) active = channels.keys().next().value ?? null;
+  renderChannels();
+  renderMessages();
+  renderTyping();
+  renderPresence();
+}
+
+/**
+ * Joins a channel: subscribe (its subscribe.ok is taken by onFrame), then the
+ * messages it already holds (history) and who is in it (presence), where the
+ * relay keeps them. Rejects if the relay refuses the channel.
+ */
+async function subscribe(name) {
+  const ok = await client.request({ type: "subscribe", channel: name });
+  const ch = addChannel(name);
+  if (typeof ok.epoch === "string") loadHistory(name, ok);
+  fetchPresence(name);
+  return ch;
+}
+
+/** The messages sent before we joined (up to subscribe.ok's seq), shown above the live ones. */
+async function loadHistory(name, ok) {
+  const c = client;
+  let page;
+  try {
+    page = await c.request({ type: "history", channel: name, limit: HISTORY_ON_JOIN });
+  } catch (_) {
+    return; // no history here after all, or dropped: nothing to show
+  }
+  const ch = channels.get(name);
+  if (c !== client || !ch || page.epoch !== ok.epoch || !Array.isArray(page.messages)) return;
+  const earlier = page.messages
+    .filter((m) => m && m.type === "chat" && typeof m.seq === "number" && m.seq <= ok.seq)
+    .map((m) => ({ from: m.from, data: m.data, seq: m.seq, ts: m.ts }));
+  if (!earlier.length) return;
+  ch.messages.unshift(...earlier);
+  if (ch.messages.length > MAX_MESSAGES) ch.messages.splice(0, ch.messages.length - MAX_MESSAGES);
+  if (name === active) renderMessages();
 }
 
 function selectChannel(name) {
@@ -226,6 +341,7 @@ function selectChannel(name) {
   renderChannels();
   renderMessages();
   renderTyping();
+  renderPresence();
 }
 
 async function join(name) {
@@ -235,8 +351,7 @@ async function join(name) {
   if (byteLength(name) > 128) return notice("Channel names are at most 128 bytes.", true);
   if (channels.has(name)) return selectChannel(name);
   try {
-    await client.subscribe(name);
-    addChannel(name);
+    await subscribe(name);
     selectChannel(name);
     $("join-name").value = "";
     $("compose-text").focus();
@@ -247,16 +362,9 @@ async function join(name) {
 
 async function leave(name) {
   if (!client || !channels.has(name)) return;
-  if (typingOut.channel === name) stopTyping();
-  const ch = channels.get(name);
-  for (const timer of ch.typers.values()) clearTimeout(timer);
-  channels.delete(name);
-  if (active === name) active = channels.keys().next().value ?? null;
-  renderChannels();
-  renderMessages();
-  renderTyping();
+  forgetChannel(name);
   try {
-    await client.unsubscribe(name);
+    await client.request({ type: "unsubscribe", channel: name });
   } catch (err) {
     notice(`Leaving ${name} failed: ${err.message}`, true);
   }
@@ -286,7 +394,7 @@ function renderChannels() {
 // ---- messages ---------------------------------------------------------------------
 
 function messageNode(m) {
-  if (m.system) return el("li", { class: "msg system" }, m.text);
+  if (m.system) return el("li", { class: "msg system" + (m.kind ? " " + m.kind : ""), "data-kind": m.kind || "" }, m.text);
   const iso = new Date(m.ts).toISOString();
   return el("li", { class: "msg" + (m.from === me ? " mine" : ""), "data-seq": String(m.seq),
                     "data-from": m.from },
@@ -324,6 +432,11 @@ function renderMessages() {
 function onChat(msg) {
   const ch = channels.get(msg.channel);
   if (!ch) return;
+  const pos = positions.get(msg.channel);
+  if (pos && Number.isInteger(msg.seq)) {
+    if (msg.seq <= pos.seq) return; // shown already
+    pos.seq = msg.seq;
+  }
   // A chat from someone ends their typing indicator.
   const timer = ch.typers.get(msg.from);
   if (timer !== undefined) {
@@ -332,6 +445,88 @@ function onChat(msg) {
     if (msg.channel === active) renderTyping();
   }
   pushMessage(msg.channel, { from: msg.from, data: msg.data, seq: msg.seq, ts: msg.ts });
+}
+
+// ---- frames the client library has no event for: subscribe.ok, presence, join/leave -----
+// Taken here, in the order they arrive (the "message" event comes before the
+// reply settles its request's Promise): a presence.ok is who was in the
+// channel at that point of the stream, and the join/leave frames after it
+// are the changes since.
+
+function onFrame(msg) {
+  switch (msg.type) {
+    case "subscribe.ok": onSubscribed(msg); break;
+    case "presence.ok": onPresence(msg); break;
+    case "join": case "leave": onJoinLeave(msg); break;
+    default: break;
+  }
+}
+
+/** Where this page now is in the channel's stream. */
+function onSubscribed(ok) {
+  if (typeof ok.channel !== "string") return;
+  if (typeof ok.epoch !== "string" || !Number.isInteger(ok.seq)) {
+    positions.delete(ok.channel); // a channel that keeps no history
+    return;
+  }
+  const pos = positions.get(ok.channel);
+  // Recovered: the missed messages follow, each advances pos.seq (onChat).
+  if (ok.recovered === true && pos && pos.epoch === ok.epoch) return;
+  // New, or not recovered: what comes next is newer than ok.seq.
+  positions.set(ok.channel, { epoch: ok.epoch, seq: ok.seq });
+}
+
+function onPresence(msg) {
+  const ch = channels.get(msg.channel);
+  if (!ch || !Array.isArray(msg.clients)) return;
+  ch.presence = new Map();
+  for (const c of msg.clients) if (c && typeof c.session === "string") ch.presence.set(c.session, c.user);
+  if (msg.channel === active) renderPresence();
+}
+
+function onJoinLeave(msg) {
+  const ch = channels.get(msg.channel);
+  if (!ch || !ch.presence || typeof msg.session !== "string") return;
+  if (msg.type === "join") ch.presence.set(msg.session, msg.user);
+  else ch.presence.delete(msg.session);
+  if (msg.channel === active) renderPresence();
+}
+
+/** Asks who is in the channel; the answer is taken by onFrame. */
+function fetchPresence(name) {
+  const c = client;
+  c.request({ type: "presence", channel: name }).catch((err) => {
+    const ch = channels.get(name);
+    if (c !== client || !ch) return;
+    if (err.code === "not_available") { // this relay keeps no presence for the channel
+      ch.presence = null;
+      if (name === active) renderPresence();
+    }
+  });
+}
+
+function renderPresence() {
+  const ch = active ? channels.get(active) : null;
+  const box = $("presence");
+  if (!ch || !ch.presence) {
+    box.hidden = true;
+    $("online-list").replaceChildren();
+    return;
+  }
+  const sessions = new Map(); // user -> number of sessions
+  for (const user of ch.presence.values()) sessions.set(user, (sessions.get(user) || 0) + 1);
+  const users = [...sessions.keys()].sort((a, b) => (a === me ? -1 : b === me ? 1 : a.localeCompare(b)));
+  $("presence-channel").textContent = "# " + active;
+  $("presence-count").textContent = `(${users.length})`;
+  $("online-list").replaceChildren(...users.map((user) => {
+    const n = sessions.get(user);
+    return el("li", { "data-user": user, "data-sessions": String(n), class: user === me ? "me" : "" },
+      el("span", { class: "dot", "aria-hidden": "true" }),
+      el("span", { class: "who" }, user),
+      user === me ? el("span", { class: "tag" }, " (you)") : null,
+      n > 1 ? el("span", { class: "tag", title: `${n} connections` }, ` ×${n}`) : null);
+  }));
+  box.hidden = false;
 }
 
 // ---- typing indicators ----------------------------------------------------------------
@@ -540,7 +735,12 @@ async function setupAssistant() {
 // ---- wiring ---------------------------------------------------------------------------------
 
 // For tests and for poking around in the console.
-window.wsrelayDemo = { client: null, get channels() { return channels; }, get active() { return active; } };
+window.wsrelayDemo = {
+  client: null,
+  get channels() { return channels; },
+  get active() { return active; },
+  get positions() { return positions; },
+};
 
 $("relay-url").textContent = relayUrl;
 $("foot-url").textContent = relayUrl;

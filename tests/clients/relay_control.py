@@ -13,12 +13,25 @@ Used by tests/python/test_client_*.py. Standard library + the shared harness
                        @@ up       start a new relay on the same port
                        @@ pause    SIGSTOP the relay (sockets stay open, silent)
                        @@ resume   SIGCONT it
+                       @@ publish CHANNEL FIRST LAST [kick=SESSION at=N]
+                                   a plain WebSocket publisher (user
+                                   "publisher", not a client library) sends
+                                   chats {"n": FIRST} .. {"n": LAST}, one
+                                   every 10 ms, each after the previous
+                                   chat.ok; with kick=, the relay cuts SESSION
+                                   (POST /admin/disconnect, close 1008) right
+                                   after chat n=N and the stream goes on
+                       @@ kick SESSION   just the cut
 
                    Each is answered on the program's stdin with "ok" or
                    "err <why>". Every other line is echoed with a prefix.
                    Returns the program's exit code (or -1 on timeout).
+
+The relay's config has a history channel rule for "hist*" (history_size
+1000, presence, join_leave) and an admin token (ADMIN_TOKEN) for the cut.
 """
 
+import asyncio
 import json
 import os
 import signal
@@ -31,7 +44,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-from wsrelay_harness import Server, clean_env  # noqa: E402
+from wsrelay_harness import Server, clean_env, connect, http_get, recv_json, send_json  # noqa: E402
+
+ADMIN_TOKEN = "client-test-admin-token"
+HISTORY_CHANNELS = {"match": "hist*", "history_size": 1000, "presence": True, "join_leave": True}
 
 
 def free_port():
@@ -56,6 +72,8 @@ class Relay:
                 "listen": {"host": "127.0.0.1", "port": self.port},
                 "heartbeat": {"interval": heartbeat_interval, "timeout": heartbeat_timeout},
                 "endpoints": [{"path": "/ws"}],
+                "admin_token": ADMIN_TOKEN,
+                "channel_options": [HISTORY_CHANNELS],
             }, f)
         self.server = None
         self.generation = 0
@@ -121,6 +139,49 @@ class Relay:
     def stderr_text(self):
         return self.server.stderr_text() if self.server else ""
 
+    def kick(self, session):
+        """Cuts one session from the server side (POST /admin/disconnect:
+        the client sees close 1008)."""
+        status, _, body = http_get("127.0.0.1", self.port, "/admin/disconnect", method="POST",
+                                   headers={"Authorization": "Bearer " + ADMIN_TOKEN},
+                                   body=json.dumps({"session": session, "reason": "cut by the test"}))
+        if status != 200:
+            raise RuntimeError("/admin/disconnect %s: %s %s" % (session, status, body[:200]))
+
+    def publish(self, channel, first, last, kick=None, kick_at=None, interval=0.01):
+        """Publishes chats {"n": first} .. {"n": last} to channel from a plain
+        WebSocket (user "publisher"), each after the previous chat.ok, paced
+        `interval` s apart so the stream spans the client's reconnect; with
+        kick, cuts that session right after chat n=kick_at. Blocking (runs
+        its own event loop): call it from a thread when inside one. Returns
+        the seqs of the chat.oks."""
+        return asyncio.run(self._publish(channel, first, last, kick, kick_at, interval))
+
+    async def _publish(self, channel, first, last, kick, kick_at, interval):
+        ws = await connect(self.url)
+        try:
+            welcome = await recv_json(ws)
+            if welcome.get("type") != "welcome":
+                raise RuntimeError("publisher: expected welcome, got %r" % welcome)
+            await send_json(ws, {"type": "auth", "id": "auth", "token": "publisher"})
+            reply = await recv_json(ws)
+            if reply.get("type") != "auth.ok":
+                raise RuntimeError("publisher: auth refused: %r" % reply)
+            seqs = []
+            for n in range(first, last + 1):
+                await send_json(ws, {"type": "chat", "id": n, "channel": channel, "data": {"n": n}})
+                reply = await recv_json(ws)  # not subscribed: only its own replies arrive
+                if reply.get("type") != "chat.ok" or reply.get("id") != n:
+                    raise RuntimeError("publisher: chat %d: %r" % (n, reply))
+                seqs.append(reply.get("seq"))
+                if kick is not None and n == kick_at:
+                    await asyncio.get_running_loop().run_in_executor(None, self.kick, kick)
+                if n < last:
+                    await asyncio.sleep(interval)
+            return seqs
+        finally:
+            await ws.close()
+
     def close(self):
         try:
             self.down()
@@ -162,6 +223,13 @@ def run_controlled(cmd, relay, timeout=55.0, env=None, cwd=None, prefix="  | "):
                     relay.pause()
                 elif command == "resume":
                     relay.resume()
+                elif command.startswith("publish "):
+                    words = command.split()
+                    opts = dict(w.split("=", 1) for w in words[4:])
+                    relay.publish(words[1], int(words[2]), int(words[3]), kick=opts.get("kick"),
+                                  kick_at=int(opts["at"]) if "at" in opts else None)
+                elif command.startswith("kick "):
+                    relay.kick(command.split()[1])
                 else:
                     raise ValueError("unknown control command %r" % command)
                 answer = "ok"

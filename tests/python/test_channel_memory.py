@@ -20,7 +20,11 @@ The real server on an ephemeral port with a temporary config that has
    8. plain channels unchanged
    9. /status and /metrics counters
   10. POST /admin/broadcast into a history channel
-  11. limits.history_memory_mb: streams dropped, recovery says false, still serving
+  11. limits.history_memory_mb: streams dropped, recovery says false, still serving;
+      a subscribed channel keeps its position (seq goes on), only its history goes
+  12. history_ttl with live subscribers: the seq goes on in the same epoch,
+      recovery from before the expired publications says false; with no
+      subscriber left the ttl still starts the stream afresh
 
 Prints one line per failed check and ends with "N passed, M failed"; exit
 code 0 only if all pass.
@@ -1046,6 +1050,21 @@ async def section_memory(c, binary, folder):
         c.check(h.get("seq") == 15 and seqs and seqs[-1] == 15 and seqs == list(range(seqs[0], 16)) and seqs[0] > 1,
                 "%s: a single stream over the bound keeps only its newest, consecutive" % what, seqs)
 
+        # big19 has a subscriber (watcher): the bound took its publication, not
+        # its position, so its seq goes on in the same epoch.
+        h = await watcher.reply({"type": "history", "channel": "big19"})
+        c.equal((h.get("epoch"), h.get("seq"), h.get("messages")), (epochs["big19"], 1, []),
+                "%s: a subscribed stream over the bound: history empty, same epoch, seq 1" % what)
+        r = await pub.reply({"type": "subscribe", "channel": "big19", "since": {"seq": 0, "epoch": epochs["big19"]}})
+        c.equal((r.get("recovered"), r.get("epoch"), r.get("seq")), (False, epochs["big19"], 1),
+                "%s: recovery from before its dropped publication → recovered:false, same epoch" % what)
+        await pub.reply({"type": "unsubscribe", "channel": "big19"})
+        ok = await pub.chat("big19", "small")
+        c.equal(ok.get("seq"), 2, "%s: the next chat to the subscribed big19 gets seq 2, not 1" % what)
+        m = await watcher.recv()
+        c.equal((m.get("channel"), m.get("data"), m.get("seq")), ("big19", "small", 2),
+                "%s: and reaches its subscriber as seq 2" % what)
+
         # still serving
         r = await pub.reply({"type": "heartbeat"})
         c.equal(r.get("type"), "heartbeat", "%s: the server still answers a heartbeat" % what)
@@ -1062,6 +1081,79 @@ async def section_memory(c, binary, folder):
     finally:
         rc = await asyncio.to_thread(server.stop)
     c.equal(rc, 0, "%s: the server exits 0 on SIGTERM" % what)
+
+
+# ---- 12. history_ttl with live subscribers -------------------------------------------------------
+
+
+async def history_until(cl, ch, predicate, timeout=5.0):
+    """history.ok of ch, asked every 0.1 s until predicate(it) or timeout: a
+    ttl is time passing, and this waits for its effect, not for a guess."""
+    deadline = time.monotonic() + timeout
+    while True:
+        h = await cl.reply({"type": "history", "channel": ch})
+        if predicate(h) or time.monotonic() > deadline:
+            return h
+        await asyncio.sleep(0.1)
+
+
+async def section_ttl_subscribed(c, server):
+    what = "12 ttl subscribed"
+    ch = "ttlLive"  # history_ttl 1 s
+    a = await open_client(c, server, "a12", what)
+    b = await open_client(c, server, "b12", what)
+    late = await open_client(c, server, "late12", what)
+    try:
+        ra = await a.reply({"type": "subscribe", "channel": ch})
+        rb = await b.reply({"type": "subscribe", "channel": ch})
+        epoch = ra.get("epoch")
+        c.equal((rb.get("epoch"), rb.get("seq")), (epoch, 0), "%s: two subscribers, one epoch, seq 0" % what)
+        c.equal((await a.chat(ch, "one")).get("seq"), 1, "%s: the first chat gets seq 1" % what)
+        (_, m), = await b.chats(1)
+        c.equal((m.get("data"), m.get("seq")), ("one", 1), "%s: b gets it with seq 1" % what)
+        await a.chats(1)
+
+        # The ttl passes with both still subscribed: the kept publication goes,
+        # the position stays.
+        h = await history_until(late, ch, lambda h: h.get("messages") == [])
+        c.equal((h.get("epoch"), h.get("seq"), h.get("messages")), (epoch, 1, []),
+                "%s: past the ttl: history empty, same epoch, seq still 1" % what)
+        ok = await a.chat(ch, "two")
+        c.equal(ok.get("seq"), 2, "%s: the next chat continues at seq 2 (not 1)" % what)
+        (_, m), = await b.chats(1)
+        c.equal((m.get("data"), m.get("seq")), ("two", 2), "%s: b gets it as seq 2, which its client keeps" % what)
+        await a.chats(1)
+        r = await b.reply({"type": "subscribe", "channel": ch})
+        c.equal((r.get("epoch"), r.get("seq")), (epoch, 2), "%s: the stream is still the same epoch" % what)
+
+        # A recovery from before the expired publication: recovered:false, no replay.
+        r = await late.reply({"type": "subscribe", "channel": ch, "since": {"seq": 0, "epoch": epoch}})
+        c.equal((r.get("type"), r.get("recovered"), r.get("epoch"), r.get("seq")),
+                ("subscribe.ok", False, epoch, 2),
+                "%s: since seq 0 (seq 1 expired) → recovered:false, same epoch, seq 2" % what)
+        extra = await late.silence()
+        c.check(extra is None, "%s: no replay from before the expired publication" % what, extra)
+        await late.reply({"type": "unsubscribe", "channel": ch})
+        r = await late.reply({"type": "subscribe", "channel": ch, "since": {"seq": 1, "epoch": epoch}})
+        c.equal((r.get("recovered"), r.get("seq")), (True, 2), "%s: since seq 1 (seq 2 kept) → recovered:true" % what)
+        got = [json.loads(t) for t in await late.drain()]
+        c.equal([(x.get("data"), x.get("seq")) for x in got], [("two", 2)], "%s: it replays seq 2 only" % what)
+
+        # Nobody subscribed any more: once the ttl passed, the stream starts afresh.
+        for cl in (a, b, late):
+            r = await cl.reply({"type": "unsubscribe", "channel": ch})
+            c.equal(r.get("type"), "unsubscribe.ok", "%s: unsubscribe" % what)
+        h = await history_until(late, ch, lambda h: h.get("epoch") != epoch)
+        c.check(EPOCH_RE.match(str(h.get("epoch"))) and h.get("epoch") != epoch,
+                "%s: with no subscriber, past the ttl: a new epoch" % what, (epoch, h.get("epoch")))
+        c.equal((h.get("seq"), h.get("messages")), (0, []), "%s: the new stream is empty at seq 0" % what)
+        r = await a.reply({"type": "subscribe", "channel": ch, "since": {"seq": 2, "epoch": epoch}})
+        c.equal((r.get("recovered"), r.get("seq")), (False, 0), "%s: since the old epoch → recovered:false, seq 0" % what)
+        c.check(r.get("epoch") != epoch, "%s: subscribe.ok gives the new epoch" % what, r)
+        c.equal((await b.chat(ch, "fresh")).get("seq"), 1, "%s: the new stream starts at seq 1" % what)
+    finally:
+        for cl in (a, b, late):
+            await cl.close()
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -1101,6 +1193,7 @@ async def main(c):
             await run_section(c, "7 errors", section_errors(c, server))
             await run_section(c, "8 plain", section_plain(c, server))
             await run_section(c, "10 admin", section_admin(c, server))
+            await run_section(c, "12 ttl subscribed", section_ttl_subscribed(c, server))
             if ttl is not None:
                 await run_section(c, "4 not recovered", section_not_recovered(c, server, ttl))
             c.check(server.alive(), "the main server is still running")

@@ -7,7 +7,8 @@ Compiles WsRelayClient.cs with the console harness (Harness.cs) using Mono's
 `mcs`, starts the relay on a free port it picks itself, and runs
 `mono Harness.exe test URL`, serving its control lines
 (tests/clients/relay_control.py: stop the relay, start it again on the same
-port, freeze and thaw it).
+port, freeze and thaw it, publish a numbered stream to the history channel
+hist1 from a plain WebSocket and cut the client's socket in the middle).
 
 Needs Debian's mono-mcs and mono-runtime. If they are missing and this runs as
 root, they are installed with apt-get (WSRELAY_NO_APT_INSTALL=1: never);
@@ -85,6 +86,8 @@ def main():
             checker.check(summary and summary[-1].endswith(" 0 failed"), "harness summary", summary)
             for command in ("down", "up", "pause", "resume"):
                 checker.check("@@ " + command in lines, "the harness exercised '%s'" % command)
+            checker.check(any(ln.startswith("@@ publish ") and " kick=" in ln for ln in lines),
+                          "the harness exercised 'publish ... kick=' (a stream cut in the middle)")
         finally:
             relay.close()
     return checker.report()

@@ -5,7 +5,9 @@
 
 Starts the relay on a free port it picks itself (so it can restart it on the
 same port), then runs tests/clients/js/test_wsrelay_client.mjs with node and
-serves its control lines (tests/clients/relay_control.py). No npm packages:
+serves its control lines (tests/clients/relay_control.py: restart, freeze,
+and a numbered stream to the history channel hist1 from a plain WebSocket
+with the client's socket cut in the middle). No npm packages:
 the client uses Node's built-in WebSocket (global in Node >= 22; Node 20/21
 need --experimental-websocket, added here when needed). Without node the test
 fails, or is skipped (exit 0 with a note) when WSRELAY_SKIP_MISSING_TOOLS=1.
@@ -64,6 +66,8 @@ def main():
         checker.check(summary and summary[-1].endswith(" 0 failed"), "node test summary", summary)
         for command in ("down", "up", "pause", "resume"):
             checker.check("@@ " + command in lines, "the node test exercised '%s'" % command)
+        checker.check(any(ln.startswith("@@ publish ") and " kick=" in ln for ln in lines),
+                      "the node test exercised 'publish ... kick=' (a stream cut in the middle)")
     finally:
         if relay.server is not None and not relay.server.alive():
             print("relay stderr:\n" + relay.stderr_text())

@@ -8,10 +8,15 @@ heartbeat.interval 1), then drives two clients: auth, subscribe, chat seen by
 the other client, typing, error replies and timeouts of requests, heartbeats,
 unsubscribe, a restart of the relay on the same port (SIGTERM, a request
 queued while it is down, reconnect, re-auth, resubscribe), a frozen relay
-(SIGSTOP: the heartbeat timeout triggers a reconnect) and close().
+(SIGSTOP: the heartbeat timeout triggers a reconnect) and close(). Then the
+channel memory of the history channel hist1 (tests/clients/relay_control.py):
+join/leave, presence, a numbered stream from a plain WebSocket publisher with
+the client's socket cut in the middle (every message exactly once, in order),
+replayed duplicates dropped, history(), and a restart (recovery_failed).
 """
 
 import asyncio
+import functools
 import os
 import re
 import sys
@@ -223,6 +228,8 @@ async def body(checker, relay, client_module):
         await a_live
         checker.check(True, "chat after the heartbeat reconnect")
 
+        await memory(checker, relay, client_module, b, opts)
+
         # ---- close: no more reconnects, requests refused
         await a.close()
         checker.equal(a.state, "closed", "closed after close()")
@@ -234,6 +241,122 @@ async def body(checker, relay, client_module):
     finally:
         await a.close()
         await b.close()
+
+
+async def memory(checker, relay, client_module, b, opts):
+    """Channel memory in the history channel hist1 (hist* keeps 1000
+    publications, with presence and join/leave). The stream comes from a
+    plain WebSocket publisher (relay.publish, in a thread)."""
+    loop = asyncio.get_running_loop()
+
+    def publish(first, last, **kw):
+        return loop.run_in_executor(None, functools.partial(relay.publish, "hist1", first, last, **kw))
+
+    c = client_module.WsRelayClient(relay.url, token="carol", **opts)
+    hist = []
+    c.on("chat", lambda m: hist.append(m) if m["channel"] == "hist1" else None)
+    sub_oks = []
+    c.on("message", lambda m: sub_oks.append(m)
+         if m.get("type") == "subscribe.ok" and m.get("channel") == "hist1" else None)
+    failures = collect(c, "recovery_failed")
+    try:
+        await c.connect()
+        checker.equal(c.position("hist1"), None, "no position before subscribing")
+        sub = await c.subscribe("hist1")
+        epoch = sub.get("epoch")
+        checker.check(isinstance(epoch, str) and re.match(r"^[0-9a-f]{12}$", epoch) and sub.get("seq") == 0,
+                      "subscribe.ok of a history channel: epoch and seq", sub)
+        checker.equal(c.position("hist1"), {"epoch": epoch, "seq": 0}, "position taken from subscribe.ok")
+        checker.equal((await c.subscribe("room1")).get("epoch"), None, "a plain channel has no epoch")
+        checker.equal(c.position("room1"), None, "no position in a plain channel")
+
+        # join / leave, presence, presence_stats
+        c_join = wait_for(c, "join", lambda m: m["user"] == "bob")
+        await b.subscribe("hist1")
+        join = await c_join
+        checker.equal((join["channel"], join["user"], join["session"]), ("hist1", "bob", b.session), "join event")
+        pres = await c.presence("hist1")
+        checker.equal((pres["type"], sorted(x["user"] for x in pres["clients"])), ("presence.ok", ["bob", "carol"]),
+                      "presence()")
+        checker.check(any(x["session"] == c.session for x in pres["clients"]), "presence lists this session", pres)
+        stats = await c.presence_stats("hist1")
+        checker.equal((stats["type"], stats["clients"], stats["users"]), ("presence_stats.ok", 2, 2),
+                      "presence_stats()")
+        c_leave = wait_for(c, "leave", lambda m: m["user"] == "bob")
+        await b.unsubscribe("hist1")
+        leave = await c_leave
+        checker.equal((leave["channel"], leave["session"]), ("hist1", b.session), "leave event")
+        err = await failure(c.history("room1"))
+        checker.equal(getattr(err, "code", None), "not_available", "history() of a plain channel")
+        err = await failure(c.presence("room1"))
+        checker.equal(getattr(err, "code", None), "not_available", "presence() of a plain channel")
+
+        # a stream cut in the middle: 1..10, then 11..40 with the socket cut by
+        # the relay right after 15 (the publisher goes on), then 41..50
+        got10 = wait_for(c, "chat", lambda m: m["channel"] == "hist1" and m["data"]["n"] == 10)
+        await publish(1, 10)
+        await got10
+        before_cut = []
+        cut = wait_for(c, "close", lambda ci: before_cut.append(len(hist)) or ci["code"] == 1008)
+        reopened = wait_for(c, "open", timeout=10)
+        old_session = c.session
+        await publish(11, 40, kick=c.session, kick_at=15)
+        cut_info = await cut
+        checker.check(cut_info["was_open"], "the cut closed an open connection (1008)", cut_info)
+        reinfo = await reopened
+        checker.equal(reinfo["reconnected"], True, "reconnected by itself after the cut")
+        checker.check(c.session != old_session, "a new session after the cut")
+        got50 = wait_for(c, "chat", lambda m: m["channel"] == "hist1" and m["data"]["n"] == 50, timeout=10)
+        await publish(41, 50)
+        await failure(got50)
+        checker.equal([m["data"]["n"] for m in hist], list(range(1, 51)), "every numbered message exactly once, in order")
+        checker.equal([m["seq"] for m in hist], list(range(1, 51)), "seqs 1..50")
+        resub = sub_oks[-1]
+        checker.check(len(sub_oks) == 2 and resub.get("recovered") is True and resub.get("epoch") == epoch
+                      and resub.get("seq", 0) > before_cut[-1],
+                      "resubscribed with since: recovered, the missed ones replayed", (sub_oks, before_cut))
+        checker.equal(c.position("hist1"), {"epoch": epoch, "seq": 50}, "position after the stream")
+        checker.equal(len(failures), 0, "no recovery_failed after the cut")
+
+        # duplicates: a subscribe with an older since on the joined channel
+        # makes the relay send 48..50 again; they are dropped, 51 is not
+        dup = await c.request({"type": "subscribe", "channel": "hist1", "since": {"seq": 47, "epoch": epoch}})
+        checker.equal((dup.get("recovered"), dup.get("seq")), (True, 50), "the relay replays 48..50 again")
+        got51 = wait_for(c, "chat", lambda m: m["channel"] == "hist1" and m["data"]["n"] == 51)
+        await publish(51, 51)
+        await got51
+        checker.equal([m["data"]["n"] for m in hist[46:]], [47, 48, 49, 50, 51], "replayed duplicates not delivered twice")
+        checker.equal(c.position("hist1"), {"epoch": epoch, "seq": 51}, "position 51")
+
+        # history()
+        h = await c.history("hist1", 5)
+        checker.equal((h["type"], h["epoch"], h["seq"], [m["data"]["n"] for m in h["messages"]]),
+                      ("history.ok", epoch, 51, list(range(47, 52))), "history(channel, 5)")
+        hs = await c.history("hist1", 100, {"seq": 48, "epoch": epoch})
+        checker.equal((hs.get("recovered"), [m["seq"] for m in hs["messages"]]), (True, [49, 50, 51]),
+                      "history(channel, 100, since)")
+
+        # a restart: a new epoch, so the resubscribe cannot recover -> recovery_failed
+        failed = wait_for(c, "recovery_failed", lambda ev: ev["channel"] == "hist1", timeout=10)
+        back = wait_for(c, "open", timeout=10)
+        b_back = wait_for(b, "open", timeout=10)
+        await loop.run_in_executor(None, relay.down)
+        await loop.run_in_executor(None, relay.up)
+        ev = await failed
+        checker.equal(ev["since"], {"seq": 51, "epoch": epoch}, "recovery_failed: since = the old position")
+        checker.check(isinstance(ev["epoch"], str) and ev["epoch"] != epoch and ev["seq"] == 0,
+                      "recovery_failed: the new epoch and seq", ev)
+        await back
+        await b_back
+        checker.equal(len(failures), 1, "one recovery_failed (room1 keeps no history)")
+        checker.equal(sub_oks[-1].get("recovered"), False, "subscribe.ok said recovered: false")
+        checker.equal(c.position("hist1"), {"epoch": ev["epoch"], "seq": 0}, "position in the new epoch")
+        got_new = wait_for(c, "chat", lambda m: m["channel"] == "hist1" and m["data"]["n"] == 1)
+        await publish(1, 1)
+        fresh = await got_new
+        checker.equal(fresh["seq"], 1, "seq 1 of the new epoch is delivered (not taken for a duplicate)")
+    finally:
+        await c.close()
 
 
 def main():

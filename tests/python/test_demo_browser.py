@@ -10,18 +10,24 @@ What it does:
      Debian packages are installed with apt-get when running as root. Only if
      they cannot be had (not root, no network) is the test skipped: a "SKIP:"
      line and "0 passed, 0 failed", exit 0;
-  2. starts the fake OpenAI upstream (tests/upstream/fake_realtime.py) and
-     the relay as a plain `wsrelay --port 0` (the built-in default config,
-     which serves examples/demo/ at /), with WSRELAY_ADMIN_TOKEN set so the
-     browser test can drop a session and watch the page reconnect, and with
-     OPENAI_API_KEY (a test key) and WSRELAY_ASSISTANT_URL (the fake) so it
+  2. starts the demo's relay as documented in examples/demo/README.md,
+     `wsrelay --config examples/demo/config.json` (on --port 0): it serves
+     examples/demo/ at / and its channels keep history, presence and
+     join/leave; with WSRELAY_ADMIN_TOKEN set so the browser test can drop a
+     session and watch the page reconnect and recover what it missed;
+  3. starts the fake OpenAI upstream (tests/upstream/fake_realtime.py) and a
+     plain `wsrelay --port 0` (the built-in default config) with
+     OPENAI_API_KEY (a test key) and WSRELAY_ASSISTANT_URL (the fake), so it
      has the assistant endpoint /assistant, as `make run` with a key does;
-  3. starts a second plain relay without OPENAI_API_KEY (no assistant);
+     and a second plain relay without OPENAI_API_KEY (no assistant);
   4. runs tests/browser/demo.spec.mjs (playwright-core driving
-     /usr/bin/chromium): two pages log in as ann and bob, join a channel, see
-     each other typing and chatting, reconnect, ann asks the assistant panel
-     a question and sees the fake's answer stream in, the plain relay's page
-     has no panel, and a screenshot is saved to
+     /usr/bin/chromium): two pages log in as ann and bob, see each other in
+     the online list (and a third person come and go), join a channel, see
+     each other typing and chatting, reconnect; ann is cut off while bob
+     writes and afterwards has exactly his messages, in order, once each; a
+     page on the assistant relay asks the panel a question and sees the
+     fake's answer stream in, the plain relay's page has no panel and no
+     online list, and a screenshot is saved to
      <build-dir>/demo-test/demo.png; after a run without failures it is
      copied to WSRELAY_DEMO_SCREENSHOT=<path> if set (e.g. docs/demo.png,
      the README's screenshot); by default a tracked file is left alone.
@@ -50,7 +56,7 @@ from wsrelay_harness import Checker, Server, ServerError, clean_env, http_get, u
 
 CHROMIUM = os.environ.get("WSRELAY_CHROMIUM") or "/usr/bin/chromium"  # Debian's
 MIN_NODE = 18
-SPEC_TIMEOUT = 90  # s, the browser test itself takes about 12 s
+SPEC_TIMEOUT = 180  # s, the browser test itself takes about 30 s (more under load)
 ADMIN_TOKEN = "demo-browser-test-admin-token"
 FAKE_KEY = "sk-demo-browser-test-key"
 
@@ -234,21 +240,25 @@ def main():
     # Only on request: a test run must not rewrite a tracked file.
     readme_shot = os.environ.get("WSRELAY_DEMO_SCREENSHOT", "")
 
-    relay = plain = None
+    relay = assist = plain = None
     fr = fake = None
     try:
+        demo_config = os.path.join(source_dir, "examples", "demo", "config.json")
+        relay = Server(binary, ["--config", demo_config], env=clean_env(
+            {"WSRELAY_ADMIN_TOKEN": ADMIN_TOKEN},
+            remove=("WSRELAY_JWT_SECRET", "WSRELAY_HOST", "OPENAI_API_KEY"))).start()
         fr, fake, fake_url = start_fake(source_dir)
-        relay = Server(binary, env=clean_env({
-            "WSRELAY_ADMIN_TOKEN": ADMIN_TOKEN, "OPENAI_API_KEY": FAKE_KEY,
+        assist = Server(binary, env=clean_env({
+            "OPENAI_API_KEY": FAKE_KEY,
             "WSRELAY_ASSISTANT_URL": fake_url + "/v1/realtime?model=gpt-realtime"},
-            remove=("WSRELAY_JWT_SECRET", "WSRELAY_ASSISTANT_URL"))).start()
+            remove=("WSRELAY_JWT_SECRET", "WSRELAY_ASSISTANT_URL", "WSRELAY_ADMIN_TOKEN"))).start()
         plain = Server(binary, env=clean_env(remove=("WSRELAY_JWT_SECRET", "OPENAI_API_KEY"))).start()
         host, port = relay.connect_host(), relay.port
         page_url = "http://%s:%d/" % (host, port)
 
-        # The relay serves this tree's demo page (a plain wsrelay, no config).
+        # The demo's relay serves this tree's demo page (static "." in its config).
         status, headers, body = http_get(host, port, "/")
-        checker.equal(status, 200, "GET / on a plain wsrelay")
+        checker.equal(status, 200, "GET / on the demo's relay")
         with open(os.path.join(source_dir, "examples", "demo", "index.html"), encoding="utf-8") as f:
             want_index = f.read()
         if not checker.check(body == want_index, "GET / is examples/demo/index.html of %s" % source_dir,
@@ -261,11 +271,18 @@ def main():
                           "GET %s is %s" % (path, kind), (status, headers.get("content-type")))
 
         status, _, body = http_get(host, port, "/status")
+        checker.equal(status, 200, "GET /status on the demo's relay")
+        st = json.loads(body) if status == 200 else {}
+        checker.equal([ep["path"] for ep in st.get("endpoints", [])], ["/ws"], "the demo's relay has /ws")
+        checker.equal(st.get("recoveries"), {"recovered": 0, "not_recovered": 0},
+                      "the demo's relay counts recoveries (channel memory is on)")
+        status, _, body = http_get(assist.connect_host(), assist.port, "/status")
         paths = [ep["path"] for ep in json.loads(body)["endpoints"]] if status == 200 else []
-        checker.equal(paths, ["/ws", "/assistant"], "with OPENAI_API_KEY the relay has /ws and /assistant")
+        checker.equal(paths, ["/ws", "/assistant"], "with OPENAI_API_KEY a plain relay has /ws and /assistant")
 
         cmd = [node, spec, "--url", page_url, "--admin-token", ADMIN_TOKEN, "--chromium", CHROMIUM,
-               "--screenshot", shot, "--assistant",
+               "--screenshot", shot,
+               "--assistant-url", "http://%s:%d/" % (assist.connect_host(), assist.port),
                "--plain-url", "http://%s:%d/" % (plain.connect_host(), plain.port)]
         env = dict(os.environ)
         env.setdefault("HOME", tempfile.gettempdir())
@@ -282,8 +299,14 @@ def main():
         checker.equal(code, 0, "the browser test's exit code")
         size = png_size(shot)
         checker.check(size == (1200, 720), "screenshot %s is a 1200x720 PNG" % shot, size)
-        checker.check(relay.alive(), "the relay is still running after the browser test")
-        checker.check(FAKE_KEY not in relay.stderr_text(), "the key is in no log line of the relay")
+        checker.check(relay.alive(), "the demo's relay is still running after the browser test")
+        status, _, body = http_get(host, port, "/status")
+        st = json.loads(body) if status == 200 else {}
+        rec = st.get("recoveries") or {}
+        checker.check(rec.get("recovered", 0) >= 2 and rec.get("not_recovered", 0) >= 1,
+                      "the demo's relay served the page's recoveries (recovered and not)", rec)
+        checker.check(assist.alive(), "the assistant relay is still running after the browser test")
+        checker.check(FAKE_KEY not in assist.stderr_text(), "the key is in no log line of the relay")
         if readme_shot and checker.failed == 0 and size is not None:
             try:
                 os.makedirs(os.path.dirname(os.path.abspath(readme_shot)), exist_ok=True)
@@ -295,7 +318,7 @@ def main():
     except ServerError as exc:
         checker.error("starting wsrelay", exc)
     finally:
-        for server in (plain, relay):
+        for server in (plain, assist, relay):
             if server is not None:
                 if server.alive() is False and server.proc is not None:
                     log("wsrelay stderr:\n" + server.stderr_text())

@@ -82,7 +82,9 @@ Marks (an HTML comment before the block; see docs_samples.py):
                                        `wsrelay --check`; an extension is then
                                        enabled for the page's later lua blocks
   <!-- sample: exchange k=v ... [after MSG ...] -->
-        server=default|CONFIG   the server (default: the page's)
+        server=default|CONFIG   the server (default: the page's); CONFIG: a
+                                config saved by a `file` mark of the page, or a
+                                file of the source tree
         script=NAME|above       run this script (saved earlier on the page;
                                 `above`: the nearest lua block above)
         endpoint=/p/{x}         its endpoint path (default: path)
@@ -95,7 +97,10 @@ Marks (an HTML comment before the block; see docs_samples.py):
         line (what it is sent on open is read first unless that line is
         `←`); `← …` skips frames up to the next line's; at the end no client
         may have a frame the block does not show; a JWT shown as
-        `header.payload.…` is signed with the secret of a JWT-mode server.
+        `header.payload.…` is signed with the secret of a JWT-mode server;
+        an "epoch" of 12 hex characters (a history channel's stream) matches
+        the server's the first time it is received, and stands for that one
+        afterwards, in later answers and in what clients send.
 An unmarked block the test cannot run fails, so a new page cannot rot unseen.
 """
 
@@ -136,7 +141,7 @@ SECRETS = {
 }
 
 TOP_KEYS = {"listen", "heartbeat", "log_level", "jwt", "endpoints", "limits", "admin_token",
-            "static", "plugin_dirs", "extensions", "watch_scripts"}
+            "static", "plugin_dirs", "extensions", "watch_scripts", "channel_options"}
 ENDPOINT_KEYS = {"path", "script", "max_message_size", "options", "upstream", "allowed_origins"}
 VOLATILE = {"ts", "timestamp", "session", "session_id", "server_time"}
 ELLIPSIS = "\u2026"
@@ -807,8 +812,32 @@ async def drain(ws, quiet=0.3):
             return frames
 
 
+EPOCH = re.compile(r"^[0-9a-f]{12}$")
+
+
+def bind_epochs(expected, actual, epochs):
+    """expected with each "epoch" the doc shows (12 hex characters) replaced
+    by the server's: bound the first time it is received (unless another
+    epoch of the doc already stands for that one: then it mismatches)."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        out = {}
+        for key, value in expected.items():
+            if key == "epoch" and isinstance(value, str) and EPOCH.match(value) and isinstance(actual.get(key), str):
+                # One stream, one epoch: two epochs the doc tells apart must differ on the server too.
+                if value in epochs or actual[key] not in epochs.values():
+                    value = epochs.setdefault(value, actual[key])
+            elif key in actual:
+                value = bind_epochs(value, actual[key], epochs)
+            out[key] = value
+        return out
+    if isinstance(expected, list) and isinstance(actual, list):
+        return [bind_epochs(e, a, epochs) for e, a in zip(expected, actual)] + expected[len(actual):]
+    return expected
+
+
 async def replay(url_for, lines, after, what):
     clients = {}
+    epochs = {}         # epoch shown in the doc -> the server's
     skipping = set()
     try:
         for n, (who, outgoing, payload, raw) in enumerate(lines, 1):
@@ -830,7 +859,10 @@ async def replay(url_for, lines, after, what):
                     await asyncio.wait_for(ws.close(int(close.group(1))), 5)
                 elif payload.startswith("{"):
                     value, _ = raw_decode_doc(payload)
-                    await ws.send(json.dumps(value))
+                    text = json.dumps(value)
+                    for shown, real in epochs.items():
+                        text = text.replace('"%s"' % shown, '"%s"' % real)
+                    await ws.send(text)
                 else:
                     await ws.send(payload)
                 continue
@@ -858,7 +890,10 @@ async def replay(url_for, lines, after, what):
                         actual = json.loads(frame)
                     except (TypeError, ValueError):
                         actual = frame
-                    problem = mismatch(expected, actual)
+                    bound = dict(epochs)  # kept only if the frame matches
+                    problem = mismatch(bind_epochs(expected, actual, bound), actual)
+                    if problem is None:
+                        epochs.update(bound)
                 else:
                     problem = None if frame == payload else "expected %r" % payload
                 if problem is None or who not in skipping:
@@ -886,7 +921,7 @@ def run_exchange(ctx, block, body=None):
     server_args = list(ctx.server_args)
     path = args.get("path")
     if args.get("server") and args["server"] != "default":
-        server_args = ["--config", os.path.join(SOURCE, args["server"])]
+        server_args = ["--config", ctx.files.get(args["server"]) or os.path.join(SOURCE, args["server"])]
     elif args.get("server") == "default":
         server_args = []
     if "script" in args:

@@ -120,7 +120,8 @@ TEST_CASE("memory: history_ttl starts a stream afresh with a new epoch", "[memor
 TEST_CASE("memory: the memory bound drops the least recently published streams", "[memory]") {
   std::int64_t now = 0;
   const std::size_t entry = 2 + 8 + pubsub::Stream::kEntryOverhead;  // {"seq":N} of one digit... roughly
-  History h(entry * 10, [&] { return now; });
+  const std::size_t position = pubsub::Stream::position_cost("a");   // each stream's own cost
+  History h(entry * 10 + 3 * position, [&] { return now; });
   const ChannelOptions o = kept(100);
   auto publish = [&](const std::string& channel) {
     pubsub::Stream& s = h.stream(channel, o);
@@ -137,13 +138,180 @@ TEST_CASE("memory: the memory bound drops the least recently published streams",
   CHECK(h.stream("a", o).epoch() == epoch_a);  // kept
   CHECK(h.stream("b", o).epoch() != epoch_b);  // dropped whole: a new epoch
   // One stream alone over the bound keeps its newest publications.
-  History small(entry * 3, [&] { return now; });
+  History small(entry * 3 + pubsub::Stream::position_cost("solo"), [&] { return now; });
   pubsub::Stream& s = small.stream("solo", o);
   for (int i = 0; i < 10; ++i) small.append(s, pubsub::with_seq("{}", s.top() + 1), o);
   CHECK(small.bytes() <= small.memory_limit());
   CHECK(s.top() == 10);
   CHECK(s.after({s.epoch(), 9}, 10, nullptr) == Gap::Filled);
   CHECK(s.after({s.epoch(), 2}, 10, nullptr) == Gap::TooOld);
+}
+
+TEST_CASE("memory: a stream's own position counts in the bytes", "[memory]") {
+  std::int64_t now = 0;
+  History h(1 << 20, [&] { return now; });
+  const ChannelOptions o = kept(10, 5);
+  pubsub::Stream& s = h.stream("room-with-a-long-name", o);
+  CHECK(s.bytes() == pubsub::Stream::position_cost("room-with-a-long-name"));
+  CHECK(h.bytes() == s.bytes());
+  const FramePtr f = pubsub::with_seq("{}", 1);
+  h.append(s, f, o);
+  CHECK(h.bytes() == pubsub::Stream::position_cost("room-with-a-long-name") + f->size() + pubsub::Stream::kEntryOverhead);
+  now += 6000;
+  h.expire([&](std::string_view) { return &o; });
+  CHECK(h.bytes() == 0);
+}
+
+TEST_CASE("memory: a held stream past its history_ttl keeps its position, not its publications", "[memory]") {
+  std::int64_t now = 1000;
+  History h(1 << 20, [&] { return now; });
+  const ChannelOptions o = kept(10, 5);
+  pubsub::Stream& s = h.stream("room", o);
+  h.hold(s);  // the channel has a subscriber
+  const std::string epoch = s.epoch();
+  h.append(s, pubsub::with_seq("{}", 1), o);
+  h.append(s, pubsub::with_seq("{}", 2), o);
+  now += 5001;  // past the ttl of the last publication
+  pubsub::Stream& same = h.stream("room", o);
+  CHECK(&same == &s);
+  CHECK(same.epoch() == epoch);  // its subscribers' stream goes on
+  CHECK(same.top() == 2);
+  CHECK(same.size() == 0);       // what it kept has expired
+  CHECK(h.publications() == 0);
+  CHECK(h.bytes() == pubsub::Stream::position_cost("room"));
+  CHECK(same.after({epoch, 1}, 10, nullptr) == Gap::TooOld);  // recovered:false, not a wrong replay
+  CHECK(same.after({epoch, 2}, 10, nullptr) == Gap::Filled);  // nothing was missed
+  CHECK(h.append(same, pubsub::with_seq("{}", 3), o) == 3);   // seq 3, same epoch
+  // The sweep also keeps it, past the ttl again, dropping only the publications.
+  now += 6000;
+  h.expire([&](std::string_view) { return &o; });
+  CHECK(h.stream_count() == 1);
+  CHECK(h.stream("room", o).epoch() == epoch);
+  CHECK(h.stream("room", o).top() == 3);
+  CHECK(h.publications() == 0);
+  // Released (the last subscriber left): its ttl counts from then...
+  h.release("room");
+  now += 5000;
+  CHECK(h.stream("room", o).epoch() == epoch);
+  h.expire([&](std::string_view) { return &o; });
+  CHECK(h.stream_count() == 1);
+  // ...and once it passed with nobody holding it, the stream starts afresh.
+  now += 1;
+  h.expire([&](std::string_view) { return &o; });
+  CHECK(h.stream_count() == 0);
+  pubsub::Stream& fresh = h.stream("room", o);
+  CHECK(fresh.epoch() != epoch);
+  CHECK(fresh.top() == 0);
+  // A channel that loses its history (no rule) is dropped, held or not.
+  h.hold(fresh);
+  h.expire([&](std::string_view) { return static_cast<const ChannelOptions*>(nullptr); });
+  CHECK(h.stream_count() == 0);
+}
+
+TEST_CASE("memory: the memory bound drops a held stream's publications, never its position", "[memory]") {
+  std::int64_t now = 0;
+  const FramePtr one = pubsub::with_seq("{}", 1);
+  const std::size_t entry = one->size() + pubsub::Stream::kEntryOverhead;
+  const std::size_t position = pubsub::Stream::position_cost("a");
+  History h(entry * 6 + 3 * position, [&] { return now; });
+  const ChannelOptions o = kept(100);
+  auto publish = [&](const std::string& channel) {
+    pubsub::Stream& s = h.stream(channel, o);
+    return h.append(s, pubsub::with_seq("{}", s.top() + 1), o);
+  };
+  pubsub::Stream& a = h.stream("a", o);
+  h.hold(a);
+  const std::string epoch_a = a.epoch();
+  for (int i = 0; i < 3; ++i) publish("a");  // a: held, least recently published
+  for (int i = 0; i < 2; ++i) publish("b");  // b: nobody holds it
+  const std::string epoch_b = h.stream("b", o).epoch();
+  for (int i = 0; i < 3; ++i) publish("c");  // over the bound: a goes first, but only its publications
+  CHECK(h.bytes() <= h.memory_limit());
+  CHECK(h.cleared_for_memory() == 1);
+  CHECK(h.dropped_for_memory() == 0);
+  CHECK(h.stream_count() == 3);
+  CHECK(a.epoch() == epoch_a);
+  CHECK(a.top() == 3);
+  CHECK(a.size() == 0);
+  CHECK(a.after({epoch_a, 1}, 10, nullptr) == Gap::TooOld);
+  // More pressure: b (not held) is dropped whole; a, with nothing left to
+  // drop, is not looked at again.
+  for (int i = 0; i < 3; ++i) publish("c");
+  CHECK(h.bytes() <= h.memory_limit());
+  CHECK(h.dropped_for_memory() == 1);
+  CHECK(h.cleared_for_memory() == 1);
+  CHECK(h.stream("b", o).epoch() != epoch_b);
+  // a publishes again: seq 4, same epoch.
+  CHECK(publish("a") == 4);
+  CHECK(a.epoch() == epoch_a);
+  CHECK(a.size() == 1);
+  // Released, it is the bound's to drop whole again.
+  h.release("a");
+  for (int i = 0; i < 6; ++i) publish("c");
+  CHECK(h.bytes() <= h.memory_limit());
+  CHECK(h.stream("a", o).epoch() != epoch_a);
+}
+
+TEST_CASE("memory: a channel's subscribers see seq go on in one epoch across history_ttl", "[memory][pubsub]") {
+  std::int64_t now = 1000;
+  Hub hub([&] { return now; });
+  hub.configure(ChannelRules({{"room*", kept(2, 2)}}), 1 << 20);
+  Recorder a, b;
+  const pubsub::Subscribed first = hub.subscribe("room1", &a, nullptr);
+  hub.subscribe("room1", &b, nullptr);
+  REQUIRE(first.position);
+  const std::string epoch = first.position->epoch;
+  CHECK(hub.publish("room1", Frame::text(R"({"n":1})"), pubsub::PublishOptions{}).seq == 1);
+  now += 3500;  // the ttl passes with the channel idle
+  hub.tick();
+  CHECK(hub.publish("room1", Frame::text(R"({"n":2})"), pubsub::PublishOptions{}).seq == 2);
+  CHECK(b.got == std::vector<std::string>{R"({"n":1,"seq":1})", R"({"n":2,"seq":2})"});
+  // The ttl passes again without even a tick: the publish itself finds it expired.
+  now += 3500;
+  CHECK(hub.publish("room1", Frame::text(R"({"n":3})"), pubsub::PublishOptions{}).seq == 3);
+  // Recovery from before the dropped publications: recovered:false, same epoch.
+  Recorder c;
+  const Position before{epoch, 1};
+  const pubsub::Subscribed late = hub.subscribe("room1", &c, &before);
+  CHECK(late.recovery == Recovery::NotRecovered);
+  CHECK(late.missed.empty());
+  REQUIRE(late.position);
+  CHECK(late.position->epoch == epoch);
+  CHECK(late.position->seq == 3);
+  hub.unsubscribe("room1", &c);
+  // From the last one kept: recovered.
+  Recorder d;
+  const Position at2{epoch, 2};
+  const pubsub::Subscribed rec = hub.subscribe("room1", &d, &at2);
+  CHECK(rec.recovery == Recovery::Recovered);
+  CHECK(texts(rec.missed) == std::vector<std::string>{R"({"n":3,"seq":3})"});
+  hub.unsubscribe("room1", &d);
+  // The last subscriber leaves long after the last publication; one that
+  // comes back soon after still continues (the ttl counts from the leaving).
+  hub.unsubscribe("room1", &a);
+  now += 5000;
+  hub.unsubscribe("room1", &b);
+  now += 1000;
+  hub.tick();
+  const Position at3{epoch, 3};
+  const pubsub::Subscribed back = hub.subscribe("room1", &a, &at3);
+  CHECK(back.recovery == Recovery::Recovered);
+  REQUIRE(back.position);
+  CHECK(back.position->epoch == epoch);
+  hub.unsubscribe("room1", &a);
+  // With no subscriber, once the ttl passed, the stream starts afresh — also
+  // for the first subscriber that comes after it, before any tick.
+  now += 2001;
+  const pubsub::Subscribed again = hub.subscribe("room1", &a, &at3);
+  CHECK(again.recovery == Recovery::NotRecovered);
+  REQUIRE(again.position);
+  CHECK(again.position->epoch != epoch);
+  CHECK(again.position->seq == 0);
+  CHECK(hub.publish("room1", Frame::text(R"({"n":1})"), pubsub::PublishOptions{}).seq == 1);
+  hub.unsubscribe_all(&a);
+  now += 2001;
+  hub.tick();
+  CHECK(hub.history_store().stream_count() == 0);
 }
 
 TEST_CASE("memory: the hub keeps history channels' publications and positions", "[memory][pubsub]") {

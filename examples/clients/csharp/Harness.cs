@@ -12,8 +12,10 @@
 //
 // "test" mode is run by tests/python/test_client_csharp.py against a relay it
 // controls: lines "@@ down|up|pause|resume" on stdout ask it to stop the relay
-// (SIGTERM), start it again on the same port, freeze it (SIGSTOP) or thaw it;
-// it answers "ok" on stdin. Prints "FAIL: ..." per failed check and
+// (SIGTERM), start it again on the same port, freeze it (SIGSTOP) or thaw it,
+// "@@ publish CHANNEL FIRST LAST [kick=SESSION at=N]" to publish numbered
+// chats from a plain WebSocket (cutting SESSION after chat N); it answers
+// "ok" on stdin (tests/clients/relay_control.py). Prints "FAIL: ..." per failed check and
 // "N passed, M failed"; exit code 0 only if all passed.
 
 using System;
@@ -102,6 +104,9 @@ static class Harness
         c.StateChanged += s => onMain();
         c.ChatReceived += m => onMain();
         c.TypingReceived += m => onMain();
+        c.JoinReceived += m => onMain();
+        c.LeaveReceived += m => onMain();
+        c.RecoveryFailed += f => onMain();
         c.Opened += i => onMain();
         c.Closed += i => onMain();
         c.Error += e => onMain();
@@ -208,6 +213,159 @@ static class Harness
     {
         var d = data as Dictionary<string, object>;
         return d != null && d.ContainsKey("text") ? d["text"] as string : data as string;
+    }
+
+    static long N(ChatMessage m)
+    {
+        var d = m.Data as Dictionary<string, object>;
+        return d != null && d.ContainsKey("n") ? MiniJson.ToLong(d["n"]) : -1;
+    }
+
+    static List<object> Range(long first, long last)
+    {
+        var list = new List<object>();
+        for (long i = first; i <= last; i++) list.Add(i);
+        return list;
+    }
+
+    static List<object> Pos(StreamPosition p)
+    {
+        return p == null ? null : new List<object> { p.Epoch, p.Seq };
+    }
+
+    // ---- channel memory: the history channel hist1 (relay_control.py: hist* keeps 1000
+    // publications, with presence and join/leave). The stream comes from a plain WebSocket
+    // publisher in the python wrapper ("@@ publish").
+    static async Task Memory(string url, WsRelayClient b)
+    {
+        var c = NewClient(url, "carol");
+        c.RequestTimeout = 3f;
+        c.ConnectTimeout = 2f;
+        c.HeartbeatTimeout = 1.5f;
+        c.ReconnectDelay = 0.1f;
+        c.ReconnectDelayMax = 1f;
+        var hist = new List<ChatMessage>();
+        c.ChatReceived += m => { if (m.Channel == "hist1") hist.Add(m); };
+        var subOks = new List<Dictionary<string, object>>();
+        c.MessageReceived += m =>
+        {
+            if (m.ContainsKey("type") && (m["type"] as string) == "subscribe.ok" && (m["channel"] as string) == "hist1") subOks.Add(m);
+        };
+        var failures = new List<RecoveryFailure>();
+        c.RecoveryFailed += f => failures.Add(f);
+        try
+        {
+            await c.Connect();
+            Check(c.Position("hist1") == null, "no position before subscribing");
+            var sub = await c.Subscribe("hist1");
+            string epoch = sub.ContainsKey("epoch") ? sub["epoch"] as string : null;
+            Check(epoch != null && System.Text.RegularExpressions.Regex.IsMatch(epoch, "^[0-9a-f]{12}$")
+                && sub.ContainsKey("seq") && MiniJson.ToLong(sub["seq"]) == 0, "subscribe.ok of a history channel: epoch and seq",
+                MiniJson.Serialize(sub));
+            Equal(Pos(c.Position("hist1")), new List<object> { epoch, 0L }, "position taken from subscribe.ok");
+            var plain = await c.Subscribe("room1");
+            Check(!plain.ContainsKey("epoch"), "a plain channel has no epoch");
+            Check(c.Position("room1") == null, "no position in a plain channel");
+
+            // join / leave, presence, presence_stats
+            var cJoin = Next<JoinLeaveMessage>(h => c.JoinReceived += h, h => c.JoinReceived -= h, m => m.User == "bob", 5, "join");
+            await b.Subscribe("hist1");
+            var join = await cJoin;
+            Equal(new object[] { join.Channel, join.User, join.Session }, new object[] { "hist1", "bob", b.Session }, "join event");
+            var pres = await c.Presence("hist1");
+            var clients = ((List<object>)pres["clients"]).Cast<Dictionary<string, object>>().ToList();
+            Equal(clients.Select(x => (string)x["user"]).OrderBy(x => x, StringComparer.Ordinal).ToList(),
+                new List<string> { "bob", "carol" }, "Presence()");
+            Check(clients.Any(x => (string)x["session"] == c.Session), "presence lists this session");
+            var stats = await c.PresenceStats("hist1");
+            Equal(new object[] { stats["type"], stats["clients"], stats["users"] }, new object[] { "presence_stats.ok", 2, 2 },
+                "PresenceStats()");
+            var cLeave = Next<JoinLeaveMessage>(h => c.LeaveReceived += h, h => c.LeaveReceived -= h, m => m.User == "bob", 5, "leave");
+            await b.Unsubscribe("hist1");
+            var leave = await cLeave;
+            Equal(new object[] { leave.Channel, leave.Session }, new object[] { "hist1", b.Session }, "leave event");
+            var err = await Failure(c.History("room1"));
+            Equal(err == null ? null : err.Code, "not_available", "History() of a plain channel");
+            err = await Failure(c.Presence("room1"));
+            Equal(err == null ? null : err.Code, "not_available", "Presence() of a plain channel");
+
+            // a stream cut in the middle: 1..10, then 11..40 with the socket cut by the relay
+            // right after 15 (the publisher goes on), then 41..50
+            var got10 = NextChat(c, m => m.Channel == "hist1" && N(m) == 10);
+            await Control("publish hist1 1 10");
+            await got10;
+            int beforeCut = -1;
+            var cut = NextClose(c, ci => { beforeCut = hist.Count; return ci.Code == 1008; }, 5);
+            var reopened = NextOpen(c, 10);
+            string oldSession = c.Session;
+            await Control("publish hist1 11 40 kick=" + c.Session + " at=15");
+            var cutInfo = await cut;
+            Check(cutInfo.WasOpen, "the cut closed an open connection (1008)");
+            var reinfo = await reopened;
+            Equal(reinfo.Reconnected, true, "reconnected by itself after the cut");
+            Check(c.Session != oldSession, "a new session after the cut");
+            var got50 = NextChat(c, m => m.Channel == "hist1" && N(m) == 50, 10);
+            await Control("publish hist1 41 50");
+            try { await got50; } catch (TimeoutException) { }
+            Equal(hist.Select(m => (object)N(m)).ToList(), Range(1, 50), "every numbered message exactly once, in order");
+            Equal(hist.Select(m => (object)m.Seq).ToList(), Range(1, 50), "seqs 1..50");
+            var resub = subOks.Count > 0 ? subOks[subOks.Count - 1] : new Dictionary<string, object>();
+            Check(subOks.Count == 2 && resub.ContainsKey("recovered") && Equals(resub["recovered"], true)
+                && (resub["epoch"] as string) == epoch && MiniJson.ToLong(resub["seq"]) > beforeCut,
+                "resubscribed with since: recovered, the missed ones replayed",
+                MiniJson.Serialize(subOks) + " before the cut: " + beforeCut);
+            Equal(Pos(c.Position("hist1")), new List<object> { epoch, 50L }, "position after the stream");
+            Equal(failures.Count, 0, "no RecoveryFailed after the cut");
+
+            // duplicates: a subscribe with an older since on the joined channel makes the relay
+            // send 48..50 again; they are dropped, the next one (51) is not
+            var dup = await c.Request(new Dictionary<string, object>
+            {
+                { "type", "subscribe" }, { "channel", "hist1" },
+                { "since", new Dictionary<string, object> { { "seq", 47 }, { "epoch", epoch } } },
+            });
+            Equal(new object[] { dup["recovered"], dup["seq"] }, new object[] { true, 50 }, "the relay replays 48..50 again");
+            var got51 = NextChat(c, m => m.Channel == "hist1" && N(m) == 51);
+            await Control("publish hist1 51 51");
+            await got51;
+            Equal(hist.Skip(46).Select(m => (object)N(m)).ToList(), Range(47, 51), "replayed duplicates not delivered twice");
+            Equal(Pos(c.Position("hist1")), new List<object> { epoch, 51L }, "position 51");
+
+            // History()
+            var h5 = await c.History("hist1", 5);
+            var h5n = ((List<object>)h5["messages"]).Select(m => (object)MiniJson.ToLong(
+                ((Dictionary<string, object>)((Dictionary<string, object>)m)["data"])["n"])).ToList();
+            Equal(new object[] { h5["type"], h5["epoch"], h5["seq"], h5n }, new object[] { "history.ok", epoch, 51, Range(47, 51) },
+                "History(channel, 5)");
+            var hs = await c.History("hist1", 100, new StreamPosition(epoch, 48));
+            var hsSeqs = ((List<object>)hs["messages"]).Select(m => ((Dictionary<string, object>)m)["seq"]).ToList();
+            Equal(new object[] { hs["recovered"], hsSeqs }, new object[] { true, Range(49, 51) }, "History(channel, 100, since)");
+
+            // a restart: a new epoch, so the resubscribe cannot recover -> RecoveryFailed
+            var failed = Next<RecoveryFailure>(h => c.RecoveryFailed += h, h => c.RecoveryFailed -= h, f => f.Channel == "hist1", 10,
+                "RecoveryFailed");
+            var back = NextOpen(c, 10);
+            var bBack = NextOpen(b, 10);
+            await Control("down");
+            await Control("up");
+            var ev = await failed;
+            OnMain("RecoveryFailed handler");
+            Equal(Pos(ev.Since), new List<object> { epoch, 51L }, "RecoveryFailed: Since = the old position");
+            Check(ev.Epoch != null && ev.Epoch != epoch && ev.Seq == 0, "RecoveryFailed: the new epoch and seq", ev.Epoch + " " + ev.Seq);
+            await back;
+            await bBack;
+            Equal(failures.Count, 1, "one RecoveryFailed (room1 keeps no history)");
+            Equal(subOks[subOks.Count - 1]["recovered"], false, "subscribe.ok said recovered: false");
+            Equal(Pos(c.Position("hist1")), new List<object> { ev.Epoch, 0L }, "position in the new epoch");
+            var gotNew = NextChat(c, m => m.Channel == "hist1" && N(m) == 1);
+            await Control("publish hist1 1 1");
+            var fresh = await gotNew;
+            Equal(fresh.Seq, 1, "seq 1 of the new epoch is delivered (not taken for a duplicate)");
+        }
+        finally
+        {
+            await c.Close();
+        }
     }
 
     // ---- chat console --------------------------------------------------------------------------
@@ -409,6 +567,8 @@ static class Harness
         await b.Chat("room1", "after freeze");
         await aLive;
         Check(true, "chat after the heartbeat reconnect");
+
+        await Memory(url, b);
 
         // ---- close: no more reconnects, requests refused
         await a.Close();

@@ -11,6 +11,12 @@
 // Request timeouts are checked in DispatchPending() too. Heartbeats and
 // reconnects do not depend on the frame rate.
 //
+// Channel memory (history channels, docs/protocol.md): the client remembers
+// each channel's position (epoch + last seq seen) and resubscribes with
+// "since" after a reconnect, so what was published meanwhile arrives as the
+// ordinary events; RecoveryFailed when the relay cannot replay it. A
+// broadcast already delivered (seq <= the position) is dropped.
+//
 // Language level: C# 6 (compiles with Unity 2018.3+ and Mono's mcs).
 // Not for WebGL builds (no System.Net.WebSockets there): use the JavaScript
 // client (examples/clients/js) through a .jslib instead.
@@ -72,6 +78,38 @@ namespace WsRelay
         public Dictionary<string, object> Raw;
     }
 
+    /// <summary>join / leave in a channel with join_leave (never sent to the one who joined or left).</summary>
+    public sealed class JoinLeaveMessage
+    {
+        public string Channel;
+        public string User;
+        public string Session;
+        public Dictionary<string, object> Raw;
+    }
+
+    /// <summary>Where a client is in a history channel's stream: the epoch and the last seq delivered.</summary>
+    public sealed class StreamPosition
+    {
+        public string Epoch;
+        public long Seq;
+
+        public StreamPosition(string epoch, long seq) { Epoch = epoch; Seq = seq; }
+    }
+
+    /// <summary>A resubscribe with "since" that the relay could not recover (recovered: false,
+    /// e.g. after a restart: a new epoch): what was published meanwhile is lost.</summary>
+    public sealed class RecoveryFailure
+    {
+        public string Channel;
+        /// <summary>The position the client asked to resume from.</summary>
+        public StreamPosition Since;
+        /// <summary>The channel's position now (from subscribe.ok); Epoch null if the channel keeps no history any more.</summary>
+        public string Epoch;
+        public long Seq;
+        /// <summary>The subscribe.ok reply.</summary>
+        public Dictionary<string, object> Reply;
+    }
+
     public sealed class OpenInfo
     {
         public string Session;
@@ -131,6 +169,10 @@ namespace WsRelay
         public event Action<Dictionary<string, object>> WelcomeReceived;
         public event Action<ChatMessage> ChatReceived;
         public event Action<TypingMessage> TypingReceived;
+        public event Action<JoinLeaveMessage> JoinReceived;
+        public event Action<JoinLeaveMessage> LeaveReceived;
+        /// <summary>A resubscribe after a reconnect could not recover what was missed.</summary>
+        public event Action<RecoveryFailure> RecoveryFailed;
         /// <summary>Error replies nobody waits for, refused channels on resubscribe, a refused token.</summary>
         public event Action<WsRelayException> Error;
         /// <summary>Heartbeat round trip, seconds.</summary>
@@ -161,6 +203,7 @@ namespace WsRelay
         {
             public string Key;
             public string Type;
+            public Dictionary<string, object> Msg;
             public string Json;
             public bool Internal;
             public double Deadline;
@@ -184,6 +227,7 @@ namespace WsRelay
 
         readonly object gate = new object();
         readonly HashSet<string> channels = new HashSet<string>();
+        readonly Dictionary<string, StreamPosition> positions = new Dictionary<string, StreamPosition>();
         readonly Dictionary<string, Pending> pending = new Dictionary<string, Pending>();
         readonly List<Pending> queued = new List<Pending>();
         readonly ConcurrentQueue<Action> mainQueue = new ConcurrentQueue<Action>();
@@ -496,14 +540,14 @@ namespace WsRelay
             string[] chans = Channels;
             var calls = new Task<Dictionary<string, object>>[chans.Length];
             for (int i = 0; i < chans.Length; i++)
-                calls[i] = CallAsync(conn, new Dictionary<string, object> { { "type", "subscribe" }, { "channel", chans[i] } }, RequestTimeout);
+                calls[i] = CallAsync(conn, ResubscribeMsg(chans[i]), RequestTimeout);
             for (int i = 0; i < chans.Length; i++)
             {
                 try { await calls[i]; }
                 catch (WsRelayException e)
                 {
                     if (e.Reply == null) throw; // timeout / disconnected: try the connection again
-                    lock (gate) channels.Remove(chans[i]); // refused by the server: forget it
+                    lock (gate) { channels.Remove(chans[i]); positions.Remove(chans[i]); } // refused by the server: forget it
                     Raise(() => Error, e);
                 }
             }
@@ -626,6 +670,7 @@ namespace WsRelay
                 return;
             }
             if (msg == null) return;
+            if (IsDuplicate(msg)) return;
             Raise(() => MessageReceived, msg);
             string type = msg.ContainsKey("type") ? msg["type"] as string : null;
             if (!conn.Welcome.Task.IsCompleted)
@@ -646,6 +691,8 @@ namespace WsRelay
                 {
                     string key = MiniJson.Serialize(msg["id"]);
                     if (pending.TryGetValue(key, out p)) Forget(p);
+                    // Before the broadcasts behind it (this thread reads them next).
+                    if (p != null && p.Type == "subscribe" && type == "subscribe.ok") OnSubscribed(p.Msg, msg);
                 }
                 if (p != null)
                 {
@@ -682,9 +729,102 @@ namespace WsRelay
                 };
                 Raise(() => TypingReceived, m);
             }
+            else if (type == "join" || type == "leave")
+            {
+                var m = new JoinLeaveMessage
+                {
+                    Channel = Str(msg, "channel"), User = Str(msg, "user"), Session = Str(msg, "session"), Raw = msg,
+                };
+                if (type == "join") Raise(() => JoinReceived, m); else Raise(() => LeaveReceived, m);
+            }
             else if (type == "error")
             {
                 Raise(() => Error, ErrorOf(msg));
+            }
+        }
+
+        // ---- channel memory ---------------------------------------------------------------------
+
+        /// <summary>Where this client is in a history channel's stream (a copy), or null: not a
+        /// history channel, or not subscribed. Any thread.</summary>
+        public StreamPosition Position(string channel)
+        {
+            lock (gate)
+            {
+                StreamPosition pos;
+                return positions.TryGetValue(channel, out pos) ? new StreamPosition(pos.Epoch, pos.Seq) : null;
+            }
+        }
+
+        Dictionary<string, object> ResubscribeMsg(string channel)
+        {
+            var msg = new Dictionary<string, object> { { "type", "subscribe" }, { "channel", channel } };
+            lock (gate)
+            {
+                StreamPosition pos;
+                if (positions.TryGetValue(channel, out pos))
+                    msg["since"] = new Dictionary<string, object> { { "seq", pos.Seq }, { "epoch", pos.Epoch } };
+            }
+            return msg;
+        }
+
+        /// <summary>A broadcast of a channel whose position is known (no id, a seq): true if it was
+        /// delivered already (seq &lt;= the position); otherwise it moves the position on.</summary>
+        bool IsDuplicate(Dictionary<string, object> msg)
+        {
+            object seqValue;
+            string channel = Str(msg, "channel");
+            if (msg.ContainsKey("id") || channel == null || !msg.TryGetValue("seq", out seqValue) || !(seqValue is long)) return false;
+            long seq = (long)seqValue;
+            lock (gate)
+            {
+                StreamPosition pos;
+                if (!positions.TryGetValue(channel, out pos)) return false;
+                if (seq <= pos.Seq) return true;
+                pos.Seq = seq;
+                return false;
+            }
+        }
+
+        /// <summary>The reply to a subscribe (ours or one sent with Request()), under gate, as it
+        /// arrives: takes the channel's position from it and reports a recovery that failed.</summary>
+        void OnSubscribed(Dictionary<string, object> request, Dictionary<string, object> reply)
+        {
+            string channel = Str(request, "channel");
+            if (channel == null || !channels.Contains(channel)) return;
+            object sinceValue;
+            var since = request.TryGetValue("since", out sinceValue) ? sinceValue as Dictionary<string, object> : null;
+            StreamPosition known;
+            positions.TryGetValue(channel, out known);
+            object seqValue, recoveredValue;
+            string epoch = Str(reply, "epoch");
+            bool hasPosition = epoch != null && reply.TryGetValue("seq", out seqValue) && seqValue is long;
+            long seq = hasPosition ? (long)reply["seq"] : 0;
+            bool recovered = reply.TryGetValue("recovered", out recoveredValue) && recoveredValue is bool && (bool)recoveredValue;
+            long sinceSeq = since != null && since.ContainsKey("seq") ? MiniJson.ToLong(since["seq"]) : 0;
+            if (hasPosition)
+            {
+                // Recovered: what was missed follows this reply, so the position stays at
+                // since and the replay moves it on.
+                long at = since != null && recovered ? sinceSeq : seq;
+                if (known != null && known.Epoch == epoch) at = Math.Max(at, known.Seq);
+                positions[channel] = new StreamPosition(epoch, at);
+            }
+            else
+            {
+                positions.Remove(channel); // the channel keeps no history (now)
+            }
+            if (since != null && !recovered)
+            {
+                var failure = new RecoveryFailure
+                {
+                    Channel = channel,
+                    Since = new StreamPosition(Str(since, "epoch"), sinceSeq),
+                    Epoch = hasPosition ? epoch : null,
+                    Seq = seq,
+                    Reply = reply,
+                };
+                Raise(() => RecoveryFailed, failure);
             }
         }
 
@@ -735,6 +875,7 @@ namespace WsRelay
             {
                 Key = MiniJson.Serialize(msg["id"]),
                 Type = (string)msg["type"],
+                Msg = msg,
                 Json = MiniJson.Serialize(msg),
                 Internal = isInternal,
                 // Internal requests complete on the network thread; yours in DispatchPending.
@@ -800,15 +941,15 @@ namespace WsRelay
             }
             catch (WsRelayException e)
             {
-                if (e.Reply != null) lock (gate) channels.Remove(channel); // the server refused it
+                if (e.Reply != null) lock (gate) { channels.Remove(channel); positions.Remove(channel); } // the server refused it
                 throw;
             }
         }
 
-        /// <summary>Leaves a channel (and forgets it).</summary>
+        /// <summary>Leaves a channel (and forgets it and its position).</summary>
         public Task<Dictionary<string, object>> Unsubscribe(string channel, float timeout = -1f)
         {
-            lock (gate) channels.Remove(channel);
+            lock (gate) { channels.Remove(channel); positions.Remove(channel); }
             return Request(new Dictionary<string, object> { { "type", "unsubscribe" }, { "channel", channel } }, timeout);
         }
 
@@ -824,6 +965,30 @@ namespace WsRelay
         public bool Typing(string channel, bool typing = true)
         {
             return Send(new Dictionary<string, object> { { "type", "typing" }, { "channel", channel }, { "typing", typing } });
+        }
+
+        /// <summary>A history channel's last publications (oldest first). limit: at most this many
+        /// (capped by the channel's history_size); since: only those after it. Both optional.
+        /// Completes with history.ok ({"epoch", "seq", ["recovered"], "messages"}); fails with
+        /// "not_available" if the channel keeps no history.</summary>
+        public Task<Dictionary<string, object>> History(string channel, int? limit = null, StreamPosition since = null, float timeout = -1f)
+        {
+            var msg = new Dictionary<string, object> { { "type", "history" }, { "channel", channel } };
+            if (limit.HasValue) msg["limit"] = limit.Value;
+            if (since != null) msg["since"] = new Dictionary<string, object> { { "seq", since.Seq }, { "epoch", since.Epoch } };
+            return Request(msg, timeout);
+        }
+
+        /// <summary>Who is in a presence channel: presence.ok ({"clients": [{"session", "user"}]}).</summary>
+        public Task<Dictionary<string, object>> Presence(string channel, float timeout = -1f)
+        {
+            return Request(new Dictionary<string, object> { { "type", "presence" }, { "channel", channel } }, timeout);
+        }
+
+        /// <summary>How many are in a presence channel: presence_stats.ok ({"clients", "users"}).</summary>
+        public Task<Dictionary<string, object>> PresenceStats(string channel, float timeout = -1f)
+        {
+            return Request(new Dictionary<string, object> { { "type", "presence_stats" }, { "channel", channel } }, timeout);
         }
 
         /// <summary>One app-level heartbeat round trip; completes with the reply ({"ts"}).</summary>

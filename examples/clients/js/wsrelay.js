@@ -26,9 +26,15 @@
 //   * app-level `heartbeat` every welcome.heartbeat seconds; no reply within
 //     heartbeatTimeout => the link is declared dead and re-established;
 //   * automatic reconnect with exponential backoff and jitter;
+//   * channel memory (history channels, docs/protocol.md): remembers each
+//     channel's position (epoch + last seq seen) and resubscribes with
+//     `since`, so what was published while offline arrives as ordinary
+//     events; "recovery_failed" when the server cannot replay it; a broadcast
+//     already delivered (seq <= the position) is dropped; history(),
+//     presence(), presenceStats(), "join"/"leave" events;
 //   * events: "state" (connecting/open/reconnecting/closed), "open", "close",
-//     "welcome", "chat", "typing", "error", "heartbeat", "message" (every
-//     server message).
+//     "welcome", "chat", "typing", "join", "leave", "recovery_failed",
+//     "error", "heartbeat", "message" (every server message).
 
 /** Connection states, in the order a client goes through them. */
 export const State = Object.freeze({
@@ -99,6 +105,8 @@ export class WsRelayClient {
     }
     /** Channels this client wants to be in; restored after every reconnect. */
     this.channels = new Set(this.options.channels || []);
+    /** channel -> {epoch, seq}: where this client is in a history channel's stream. */
+    this._positions = new Map();
     /** One of State. */
     this.state = State.CLOSED;
     /** From the last welcome / auth.ok. */
@@ -346,12 +354,13 @@ export class WsRelayClient {
       }
       const channels = [...this.channels];
       const results = await Promise.allSettled(channels.map((channel) =>
-        this._call(conn, { type: "subscribe", channel }, this.options.requestTimeout)));
+        this._call(conn, this._resubscribeMsg(channel), this.options.requestTimeout)));
       if (conn !== this._conn) return;
       results.forEach((r, i) => {
         if (r.status === "fulfilled") return;
         if (r.reason.code === "timeout" || r.reason.code === "disconnected") throw r.reason;
         this.channels.delete(channels[i]); // refused by the server: forget it
+        this._positions.delete(channels[i]);
         this._emit("error", r.reason);
       });
       clearTimeout(conn.connectTimer);
@@ -413,6 +422,7 @@ export class WsRelayClient {
       return;
     }
     if (msg === null || typeof msg !== "object" || Array.isArray(msg)) return;
+    if (this._isDuplicate(msg)) return;
     this._emit("message", msg);
     if (!conn.welcomed) {
       if (msg.type === "welcome") {
@@ -433,7 +443,71 @@ export class WsRelayClient {
     }
     if (msg.type === "chat") this._emit("chat", msg);
     else if (msg.type === "typing") this._emit("typing", msg);
+    else if (msg.type === "join") this._emit("join", msg);
+    else if (msg.type === "leave") this._emit("leave", msg);
     else if (msg.type === "error") this._emit("error", new WsRelayError(msg.code, msg.message, msg));
+  }
+
+  // ---- channel memory ---------------------------------------------------------------
+
+  /**
+   * Where this client is in a history channel's stream: {epoch, seq} (the
+   * last seq delivered), or null (not a history channel, or not subscribed).
+   */
+  position(channel) {
+    const pos = this._positions.get(channel);
+    return pos ? { epoch: pos.epoch, seq: pos.seq } : null;
+  }
+
+  _resubscribeMsg(channel) {
+    const pos = this._positions.get(channel);
+    return pos
+      ? { type: "subscribe", channel, since: { seq: pos.seq, epoch: pos.epoch } }
+      : { type: "subscribe", channel };
+  }
+
+  /**
+   * A broadcast of a channel whose position is known (no id, a seq): true if
+   * it was delivered already (seq <= the position); otherwise it moves the
+   * position on.
+   */
+  _isDuplicate(msg) {
+    if (msg.id !== undefined || typeof msg.channel !== "string" || !Number.isInteger(msg.seq)) return false;
+    const pos = this._positions.get(msg.channel);
+    if (!pos) return false;
+    if (msg.seq <= pos.seq) return true;
+    pos.seq = msg.seq;
+    return false;
+  }
+
+  /**
+   * The reply to a subscribe (ours or one sent with request()), handled as it
+   * arrives, before the broadcasts behind it: takes the channel's position
+   * from it and reports a recovery that failed.
+   */
+  _onSubscribed(request, reply) {
+    const channel = request.channel;
+    if (typeof channel !== "string" || !this.channels.has(channel)) return;
+    const since = request.since && typeof request.since === "object" ? request.since : null;
+    const known = this._positions.get(channel);
+    const hasPosition = typeof reply.epoch === "string" && Number.isInteger(reply.seq);
+    if (hasPosition) {
+      // Recovered: what was missed follows this reply, so the position stays
+      // at `since` and the replay moves it on.
+      let seq = since && reply.recovered === true ? since.seq : reply.seq;
+      if (known && known.epoch === reply.epoch) seq = Math.max(seq, known.seq);
+      this._positions.set(channel, { epoch: reply.epoch, seq });
+    } else {
+      this._positions.delete(channel); // the channel keeps no history (now)
+    }
+    if (since && reply.recovered !== true) {
+      this._emit("recovery_failed", {
+        channel,
+        since: { seq: since.seq, epoch: since.epoch },
+        epoch: hasPosition ? reply.epoch : null,
+        seq: hasPosition ? reply.seq : null,
+      });
+    }
   }
 
   // ---- requests -------------------------------------------------------------------
@@ -484,6 +558,7 @@ export class WsRelayClient {
 
   _settle(rec, reply) {
     this._forget(rec);
+    if (rec.msg.type === "subscribe" && reply.type === "subscribe.ok") this._onSubscribed(rec.msg, reply);
     if (reply.type === "error") rec.reject(new WsRelayError(reply.code, reply.message, reply));
     else rec.resolve(reply);
   }
@@ -527,14 +602,18 @@ export class WsRelayClient {
     try {
       return await this.request({ type: "subscribe", channel }, opts);
     } catch (err) {
-      if (err.reply) this.channels.delete(channel); // the server refused it
+      if (err.reply) {
+        this.channels.delete(channel); // the server refused it
+        this._positions.delete(channel);
+      }
       throw err;
     }
   }
 
-  /** Leaves a channel (and forgets it). Resolves with unsubscribe.ok. */
+  /** Leaves a channel (and forgets it and its position). Resolves with unsubscribe.ok. */
   unsubscribe(channel, opts) {
     this.channels.delete(channel);
+    this._positions.delete(channel);
     return this.request({ type: "unsubscribe", channel }, opts);
   }
 
@@ -549,6 +628,30 @@ export class WsRelayClient {
    */
   typing(channel, typing = true) {
     return this.send({ type: "typing", channel, typing: !!typing });
+  }
+
+  /**
+   * A history channel's last publications (oldest first). limit: at most
+   * this many (capped by the channel's history_size); since: {seq, epoch},
+   * only those after it. Both optional. Resolves with history.ok
+   * ({epoch, seq, [recovered], messages}); error "not_available" if the
+   * channel keeps no history.
+   */
+  history(channel, limit, since, opts) {
+    const msg = { type: "history", channel };
+    if (limit !== undefined && limit !== null) msg.limit = limit;
+    if (since !== undefined && since !== null) msg.since = { seq: since.seq, epoch: since.epoch };
+    return this.request(msg, opts);
+  }
+
+  /** Who is in a presence channel: resolves with presence.ok ({clients: [{session, user}]}). */
+  presence(channel, opts) {
+    return this.request({ type: "presence", channel }, opts);
+  }
+
+  /** How many are in a presence channel: resolves with presence_stats.ok ({clients, users}). */
+  presenceStats(channel, opts) {
+    return this.request({ type: "presence_stats", channel }, opts);
   }
 
   /** One app-level heartbeat round trip; resolves with the reply ({ts}). */

@@ -30,9 +30,16 @@ What it does for you:
   * an app-level `heartbeat` every welcome.heartbeat seconds; no reply within
     heartbeat_timeout => the link is declared dead and re-established;
   * automatic reconnect with exponential backoff and jitter;
+  * channel memory (history channels, docs/protocol.md): remembers each
+    channel's position (epoch + last seq seen) and resubscribes with `since`,
+    so what was published while offline arrives as ordinary events;
+    "recovery_failed" when the server cannot replay it; a broadcast already
+    delivered (seq <= the position) is dropped; history(), presence(),
+    presence_stats(), "join"/"leave" events;
   * events (client.on(name, callback), callbacks plain or async): "state"
     (connecting/open/reconnecting/closed), "open", "close", "welcome", "chat",
-    "typing", "error", "heartbeat", "message" (every server message).
+    "typing", "join", "leave", "recovery_failed", "error", "heartbeat",
+    "message" (every server message).
 """
 
 import asyncio
@@ -68,6 +75,10 @@ class WsRelayError(Exception):
         self.code = code
         self.message = message
         self.reply = reply
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class _Conn:
@@ -115,6 +126,7 @@ class WsRelayClient:
         self.url = url
         self.token = token
         self.channels = set(channels)  # restored after every reconnect
+        self._positions = {}  # channel -> {"epoch", "seq"}: where we are in a history channel
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
         self.heartbeat_interval = heartbeat_interval
@@ -356,13 +368,14 @@ class WsRelayClient:
             self.user = ok.get("user")
         channels = sorted(self.channels)
         results = await asyncio.gather(
-            *(self._call(conn, {"type": "subscribe", "channel": ch}, self.request_timeout)
+            *(self._call(conn, self._resubscribe_msg(ch), self.request_timeout)
               for ch in channels), return_exceptions=True)
         for channel, result in zip(channels, results):
             if isinstance(result, BaseException):
                 if not isinstance(result, WsRelayError) or result.reply is None:
                     raise result  # timeout / disconnected: try the connection again
                 self.channels.discard(channel)  # refused by the server: forget it
+                self._positions.pop(channel, None)
                 self._emit("error", result)
         conn.open = True
         info = {"session": self.session, "user": self.user, "reconnected": self._ever_opened,
@@ -414,6 +427,8 @@ class WsRelayClient:
             return
         if not isinstance(msg, dict):
             return
+        if self._is_duplicate(msg):
+            return
         self._emit("message", msg)
         if not conn.welcome.done():
             if msg.get("type") == "welcome":
@@ -432,8 +447,68 @@ class WsRelayClient:
             self._emit("chat", msg)
         elif kind == "typing":
             self._emit("typing", msg)
+        elif kind in ("join", "leave"):
+            self._emit(kind, msg)
         elif kind == "error":
             self._emit("error", WsRelayError(msg.get("code"), msg.get("message"), msg))
+
+    # ---- channel memory -------------------------------------------------------------------
+
+    def position(self, channel):
+        """Where this client is in a history channel's stream: {"epoch", "seq"}
+        (the last seq delivered), or None (not a history channel, or not
+        subscribed)."""
+        pos = self._positions.get(channel)
+        return dict(pos) if pos is not None else None
+
+    def _resubscribe_msg(self, channel):
+        pos = self._positions.get(channel)
+        if pos is None:
+            return {"type": "subscribe", "channel": channel}
+        return {"type": "subscribe", "channel": channel, "since": {"seq": pos["seq"], "epoch": pos["epoch"]}}
+
+    def _is_duplicate(self, msg):
+        """A broadcast of a channel whose position is known (no id, a seq):
+        True if it was delivered already (seq <= the position); otherwise it
+        moves the position on."""
+        seq = msg.get("seq")
+        if "id" in msg or not isinstance(msg.get("channel"), str) or not _is_int(seq):
+            return False
+        pos = self._positions.get(msg["channel"])
+        if pos is None:
+            return False
+        if seq <= pos["seq"]:
+            return True
+        pos["seq"] = seq
+        return False
+
+    def _on_subscribed(self, request, reply):
+        """The reply to a subscribe (ours or one sent with request()), handled
+        as it arrives, before the broadcasts behind it: takes the channel's
+        position from it and reports a recovery that failed."""
+        channel = request.get("channel")
+        if not isinstance(channel, str) or channel not in self.channels:
+            return
+        since = request.get("since") if isinstance(request.get("since"), dict) else None
+        known = self._positions.get(channel)
+        epoch, seq = reply.get("epoch"), reply.get("seq")
+        has_position = isinstance(epoch, str) and _is_int(seq)
+        if has_position:
+            # Recovered: what was missed follows this reply, so the position
+            # stays at `since` and the replay moves it on.
+            at = since["seq"] if since is not None and reply.get("recovered") is True else seq
+            if known is not None and known["epoch"] == epoch:
+                at = max(at, known["seq"])
+            self._positions[channel] = {"epoch": epoch, "seq": at}
+        else:
+            self._positions.pop(channel, None)  # the channel keeps no history (now)
+        if since is not None and reply.get("recovered") is not True:
+            self._emit("recovery_failed", {
+                "channel": channel,
+                "since": {"seq": since.get("seq"), "epoch": since.get("epoch")},
+                "epoch": epoch if has_position else None,
+                "seq": seq if has_position else None,
+            })
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -497,6 +572,8 @@ class WsRelayClient:
 
     def _settle(self, rec, reply):
         self._forget(rec)
+        if rec.msg.get("type") == "subscribe" and reply.get("type") == "subscribe.ok":
+            self._on_subscribed(rec.msg, reply)
         if rec.future.done():
             return
         if reply.get("type") == "error":
@@ -536,11 +613,14 @@ class WsRelayClient:
         except WsRelayError as err:
             if err.reply is not None:
                 self.channels.discard(channel)  # the server refused it
+                self._positions.pop(channel, None)
             raise
 
     async def unsubscribe(self, channel, timeout=None):
-        """Leaves a channel (and forgets it). Returns the unsubscribe.ok reply."""
+        """Leaves a channel (and forgets it and its position). Returns the
+        unsubscribe.ok reply."""
         self.channels.discard(channel)
+        self._positions.pop(channel, None)
         return await self.request({"type": "unsubscribe", "channel": channel}, timeout)
 
     async def chat(self, channel, data, timeout=None):
@@ -551,6 +631,27 @@ class WsRelayClient:
         """Tells the channel's other subscribers whether this user is typing.
         Fire and forget (the server does not reply); False if not connected."""
         return await self.send({"type": "typing", "channel": channel, "typing": bool(typing)})
+
+    async def history(self, channel, limit=None, since=None, timeout=None):
+        """A history channel's last publications (oldest first). limit: at
+        most this many (capped by the channel's history_size); since:
+        {"seq", "epoch"}, only those after it. Returns history.ok ({epoch,
+        seq, [recovered], messages}); error "not_available" if the channel
+        keeps no history."""
+        msg = {"type": "history", "channel": channel}
+        if limit is not None:
+            msg["limit"] = limit
+        if since is not None:
+            msg["since"] = {"seq": since["seq"], "epoch": since["epoch"]}
+        return await self.request(msg, timeout)
+
+    async def presence(self, channel, timeout=None):
+        """Who is in a presence channel: presence.ok ({clients: [{session, user}]})."""
+        return await self.request({"type": "presence", "channel": channel}, timeout)
+
+    async def presence_stats(self, channel, timeout=None):
+        """How many are in a presence channel: presence_stats.ok ({clients, users})."""
+        return await self.request({"type": "presence_stats", "channel": channel}, timeout)
 
     async def ping(self, timeout=None):
         """One app-level heartbeat round trip; returns the reply ({ts})."""
@@ -566,6 +667,9 @@ async def _console(url, user, channel):
     client.on("chat", lambda m: print("[%s] %s: %s" % (m["channel"], m["from"], json.dumps(m["data"]))))
     client.on("typing", lambda m: print("[%s] %s %s" % (
         m["channel"], m["from"], "is typing" if m["typing"] else "stopped typing")))
+    client.on("join", lambda m: print("[%s] %s joined" % (m["channel"], m["user"])))
+    client.on("leave", lambda m: print("[%s] %s left" % (m["channel"], m["user"])))
+    client.on("recovery_failed", lambda ev: print("[%s] missed messages could not be replayed" % ev["channel"]))
     client.on("error", lambda err: print("[error] %s" % err))
     info = await client.connect()
     print("connected as %s, session %s; type lines to chat in %s, Ctrl-D to quit"

@@ -3,9 +3,10 @@
 //   node [--experimental-websocket] test_wsrelay_client.mjs ws://127.0.0.1:PORT/ws
 //
 // Run by tests/python/test_client_js.py, which starts the relay (standard
-// script, development-mode auth, heartbeat.interval 1) and serves the
-// "@@ down|up|pause|resume" control lines this program prints (answered with
-// "ok" on stdin). Exit code 0 only if every check passed.
+// script, development-mode auth, heartbeat.interval 1, history channels
+// "hist*") and serves the "@@ down|up|pause|resume|publish|kick" control
+// lines this program prints (answered with "ok" on stdin; see
+// tests/clients/relay_control.py). Exit code 0 only if every check passed.
 
 import { createInterface } from "node:readline";
 import { WsRelayClient, WsRelayError, State } from "../../../examples/clients/js/wsrelay.js";
@@ -249,6 +250,8 @@ async function main() {
   await aLive;
   check(true, "chat after the heartbeat reconnect");
 
+  await memory(b);
+
   // ---- close: no more reconnects, requests refused
   await a.close();
   equal(a.state, State.CLOSED, "closed after close()");
@@ -258,6 +261,119 @@ async function main() {
   equal(err.code, "closed", "request after close() rejected");
   await b.close();
   check(aErrors.every((e) => e.code !== "bad_json"), "no undecodable frames", aErrors);
+}
+
+const range = (first, last) => Array.from({ length: last - first + 1 }, (_, i) => first + i);
+
+// ---- channel memory: the history channel hist1 (relay_control.py: hist* keeps
+// 1000 publications, with presence and join/leave). The stream is published by
+// a plain WebSocket in the python wrapper ("@@ publish").
+async function memory(b) {
+  const c = new WsRelayClient(url, {
+    token: "carol", requestTimeout: 3000, connectTimeout: 2000, heartbeatTimeout: 1500,
+    reconnectDelay: 100, reconnectDelayMax: 1000,
+  });
+  const hist = [];
+  c.on("chat", (m) => { if (m.channel === "hist1") hist.push(m); });
+  const subOks = [];
+  c.on("message", (m) => { if (m.type === "subscribe.ok" && m.channel === "hist1") subOks.push(m); });
+  const failures = collect(c, "recovery_failed");
+  try {
+    await c.connect();
+    equal(c.position("hist1"), null, "no position before subscribing");
+    const sub = await c.subscribe("hist1");
+    check(typeof sub.epoch === "string" && /^[0-9a-f]{12}$/.test(sub.epoch) && sub.seq === 0,
+      "subscribe.ok of a history channel: epoch and seq", sub);
+    equal(c.position("hist1"), { epoch: sub.epoch, seq: 0 }, "position taken from subscribe.ok");
+    equal((await c.subscribe("room1")).epoch, undefined, "a plain channel has no epoch");
+    equal(c.position("room1"), null, "no position in a plain channel");
+
+    // join / leave, presence, presence_stats
+    const cJoin = waitFor(c, "join", (m) => m.user === "bob");
+    await b.subscribe("hist1");
+    const [join] = await cJoin;
+    equal([join.channel, join.user, join.session], ["hist1", "bob", b.session], "join event");
+    const pres = await c.presence("hist1");
+    equal([pres.type, pres.clients.map((x) => x.user).sort()], ["presence.ok", ["bob", "carol"]], "presence()");
+    check(pres.clients.some((x) => x.session === c.session), "presence lists this session", pres);
+    const stats = await c.presenceStats("hist1");
+    equal([stats.type, stats.clients, stats.users], ["presence_stats.ok", 2, 2], "presenceStats()");
+    const cLeave = waitFor(c, "leave", (m) => m.user === "bob");
+    await b.unsubscribe("hist1");
+    const [leave] = await cLeave;
+    equal([leave.channel, leave.session], ["hist1", b.session], "leave event");
+    let err = await rejection(c.history("room1"));
+    equal(err.code, "not_available", "history() of a plain channel");
+    err = await rejection(c.presence("room1"));
+    equal(err.code, "not_available", "presence() of a plain channel");
+
+    // a stream cut in the middle: 1..10, then 11..40 with the socket cut by the
+    // relay right after 15 (the publisher goes on), then 41..50
+    const got10 = waitFor(c, "chat", (m) => m.channel === "hist1" && m.data.n === 10);
+    await control("publish hist1 1 10");
+    await got10;
+    let beforeCut = -1;
+    const cut = waitFor(c, "close", (ci) => {
+      beforeCut = hist.length;
+      return ci.code === 1008;
+    }, 5000);
+    const reopened = waitFor(c, "open", () => true, 10000);
+    const oldSession = c.session;
+    await control(`publish hist1 11 40 kick=${c.session} at=15`);
+    const [cutInfo] = await cut;
+    check(cutInfo.wasOpen, "the cut closed an open connection (1008)", cutInfo);
+    const [reinfo] = await reopened;
+    equal(reinfo.reconnected, true, "reconnected by itself after the cut");
+    check(c.session !== oldSession, "a new session after the cut");
+    const got50 = waitFor(c, "chat", (m) => m.channel === "hist1" && m.data.n === 50, 10000);
+    await control("publish hist1 41 50");
+    await got50.catch(() => {});
+    equal(hist.map((m) => m.data.n), range(1, 50), "every numbered message exactly once, in order");
+    equal(hist.map((m) => m.seq), range(1, 50), "seqs 1..50");
+    const resub = subOks[subOks.length - 1] || {};
+    check(subOks.length === 2 && resub.recovered === true && resub.epoch === sub.epoch && resub.seq > beforeCut,
+      "resubscribed with since: recovered, the missed ones replayed", { subOks, beforeCut });
+    equal(c.position("hist1"), { epoch: sub.epoch, seq: 50 }, "position after the stream");
+    equal(failures.length, 0, "no recovery_failed after the cut");
+
+    // duplicates: a subscribe with an older since on the joined channel makes the
+    // relay send 48..50 again; they are dropped, the next one (51) is not
+    const dup = await c.request({ type: "subscribe", channel: "hist1", since: { seq: 47, epoch: sub.epoch } });
+    equal([dup.recovered, dup.seq], [true, 50], "the relay replays 48..50 again");
+    const got51 = waitFor(c, "chat", (m) => m.channel === "hist1" && m.data.n === 51);
+    await control("publish hist1 51 51");
+    await got51;
+    equal(hist.map((m) => m.data.n).slice(46), [47, 48, 49, 50, 51], "replayed duplicates not delivered twice");
+    equal(c.position("hist1"), { epoch: sub.epoch, seq: 51 }, "position 51");
+
+    // history()
+    const h = await c.history("hist1", 5);
+    equal([h.type, h.epoch, h.seq, h.messages.map((m) => m.data.n)], ["history.ok", sub.epoch, 51, range(47, 51)],
+      "history(channel, 5)");
+    const hs = await c.history("hist1", 100, { seq: 48, epoch: sub.epoch });
+    equal([hs.recovered, hs.messages.map((m) => m.seq)], [true, [49, 50, 51]], "history(channel, 100, since)");
+
+    // a restart: a new epoch, so the resubscribe cannot recover -> recovery_failed
+    const failed = waitFor(c, "recovery_failed", (ev) => ev.channel === "hist1", 10000);
+    const back = waitFor(c, "open", () => true, 10000);
+    await control("down");
+    await control("up");
+    const [ev] = await failed;
+    equal(ev.since, { seq: 51, epoch: sub.epoch }, "recovery_failed: since = the old position");
+    check(typeof ev.epoch === "string" && ev.epoch !== sub.epoch && ev.seq === 0,
+      "recovery_failed: the new epoch and seq", ev);
+    await back;
+    equal(failures.length, 1, "one recovery_failed (room1 keeps no history)");
+    equal(subOks[subOks.length - 1].recovered, false, "subscribe.ok said recovered: false");
+    equal(c.position("hist1"), { epoch: ev.epoch, seq: 0 }, "position in the new epoch");
+    const gotNew = waitFor(c, "chat", (m) => m.channel === "hist1" && m.data.n === 1);
+    await control("publish hist1 1 1");
+    const [fresh] = await gotNew;
+    equal(fresh.seq, 1, "seq 1 of the new epoch is delivered (not taken for a duplicate)");
+    if (b.state !== State.OPEN) await waitFor(b, "open", () => true, 10000);
+  } finally {
+    await c.close();
+  }
 }
 
 const overall = setTimeout(() => {
