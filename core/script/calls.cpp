@@ -19,8 +19,7 @@ std::unique_ptr<Call> take_call(Internal& in) {
   std::unique_ptr<Call> call;
   if (!in.spare_calls.empty()) {
     call = std::move(in.spare_calls.back());
-    in.spare_calls.pop_back();
-    call->job = Job{};
+    in.spare_calls.pop_back();  // its job was reset when it was given back
   } else {
     call = std::make_unique<Call>();
     call->co = lua_newthread(in.L);
@@ -36,7 +35,7 @@ namespace {
 
 void give_back(Internal& in, std::unique_ptr<Call> call) {
   lua_settop(call->co, 0);
-  call->job = Job{};  // its message and strings go now, not at the next job
+  call->job.reset();  // its message goes now, not at the next job
   // A handful kept for reuse; the rest go (a burst of waiting calls is over).
   if (in.spare_calls.size() < 8) {
     in.spare_calls.push_back(std::move(call));

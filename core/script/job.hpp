@@ -41,6 +41,33 @@ struct Job {
   int timer_fn_ref = -2;          // a timer's callback (LUA_NOREF when none)
   std::uint64_t timer_id = 0;     // the timer whose callback this is
 
+  // Ready for the next job of a reused call, without rebuilding the
+  // flat decoder's member array (the hot path: one reset per message).
+  void reset() {
+    engine = nullptr;
+    session = nullptr;
+    data = {};
+    if (owned_data.capacity() > 4096) std::string().swap(owned_data); else owned_data.clear();  // a big frame's copy goes
+    binary = false;
+    root.reset();
+    flat = false;
+    flat_object.count = 0;
+    parse_error_at = 0;
+    parse_error.clear();
+    error_code.clear();
+    error_message.clear();
+    handler_name = {};
+    type_name.clear();
+    in_handler = false;
+    handler_has_msg = false;
+    msg_index = 0;
+    close_code = 0;
+    upstream_failed = false;
+    upstream_retrying = false;
+    timer_fn_ref = -2;
+    timer_id = 0;
+  }
+
   // Before the job waits: the frame it points into belongs to the transport
   // and is gone once the transport's callback returns.
   void own_data() {
