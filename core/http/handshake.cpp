@@ -1,5 +1,7 @@
 #include "http/handshake.hpp"
 
+#include <cctype>
+
 namespace wsrelay::http {
 namespace {
 
@@ -56,6 +58,33 @@ Fields parse_query(std::string_view query) {
     std::string name = percent_decode(pair.substr(0, eq));
     std::string value = eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
     if (!name.empty()) add_first(out, std::move(name), std::move(value));
+  }
+  return out;
+}
+
+std::string encode_query(const std::vector<std::string>& decoded_parameters) {
+  static const char kHex[] = "0123456789ABCDEF";
+  auto encode = [](std::string& out, std::string_view s) {
+    for (const char ch : s) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+        out += ch;
+      } else {
+        out += '%';
+        out += kHex[c >> 4];
+        out += kHex[c & 15];
+      }
+    }
+  };
+  std::string out;
+  for (const std::string& parameter : decoded_parameters) {
+    if (!out.empty()) out += '&';
+    const std::size_t eq = parameter.find('=');
+    encode(out, std::string_view(parameter).substr(0, eq));
+    if (eq != std::string::npos) {
+      out += '=';
+      encode(out, std::string_view(parameter).substr(eq + 1));
+    }
   }
   return out;
 }

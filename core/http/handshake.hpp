@@ -30,6 +30,12 @@ bool is_secret_header(std::string_view lower_name);
 // stay as written.
 Fields parse_query(std::string_view query);
 
+// lws hands a query string over as its parameters, each already
+// percent-decoded ("p=x&y" for ?p=x%26y): rebuilt here as one query string,
+// each name and value percent-encoded again, so parse_query reads it with
+// one rule (and an http route's req.query is a query string, not a list).
+std::string encode_query(const std::vector<std::string>& decoded_parameters);
+
 // Cookie: "a=1; b=two" -> {{"a","1"},{"b","two"}} (RFC 6265 §5.4: pairs
 // separated by ';', surrounding spaces dropped, a quoted value unquoted;
 // pairs without '=' ignored; the first of a repeated name wins).

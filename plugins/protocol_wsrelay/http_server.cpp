@@ -2,6 +2,8 @@
 // lws's parsed head, its body collected, the reply's head and body written.
 #include "protocol_wsrelay/adapter.hpp"
 
+#include "http/handshake.hpp"
+
 #include "http/request_head.hpp"
 #include "server/http_routes.hpp"
 #include "util/log.hpp"
@@ -138,7 +140,7 @@ int on_http(lws* wsi, PerSession* pss, const char* uri) {
   http::Request& req = reply->request;
   req.method = method_of(wsi);
   req.path = uri != nullptr ? uri : "";
-  req.query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+  req.query = http::encode_query(header_fragments(wsi, WSI_TOKEN_HTTP_URI_ARGS));
   req.remote = peer_address(wsi);
   // The headers a WebSocket script sees (http/handshake.hpp), and the body's type.
   req.headers = handshake_headers(wsi, {});

@@ -54,7 +54,7 @@ int on_confirm_upgrade(lws* wsi) {
   request.origin = header(wsi, WSI_TOKEN_ORIGIN);
   request.host = header(wsi, WSI_TOKEN_HOST);
   request.remote = peer_address(wsi);
-  request.query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+  request.query = http::encode_query(header_fragments(wsi, WSI_TOKEN_HTTP_URI_ARGS));
   request.read_headers = [wsi](const std::vector<std::string>& extra) { return handshake_headers(wsi, extra); };
   lws_vhost* vhost = lws_get_vhost(wsi);
   const auto served = [vhost](const std::string& name) { return lws_vhost_name_to_protocol(vhost, name.c_str()) != nullptr; };

@@ -3,6 +3,8 @@
 // the close.
 #include "protocol_wsrelay/adapter.hpp"
 
+#include "http/handshake.hpp"
+
 #include "frame/frame_batch.hpp"
 #include "session/log_fields.hpp"
 #include "util/log.hpp"
@@ -61,7 +63,7 @@ int on_established(lws* wsi, PerSession* pss) {
   info.endpoint = endpoint->config.path;
   info.remote = peer_address(wsi);
   info.headers = handshake_headers(wsi, endpoint->config.handshake_headers);
-  info.query = header(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+  info.query = http::encode_query(header_fragments(wsi, WSI_TOKEN_HTTP_URI_ARGS));
   info.upgrade_user = relay->take_upgrade_user(wsi);
   auto link = std::make_unique<Link>();
   link->wsi = wsi;
