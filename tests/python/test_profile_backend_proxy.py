@@ -44,21 +44,6 @@ PYTHON = "/usr/bin/python3"
 SESSION_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
-class Section:
-    def __init__(self, checker, name):
-        self.checker = checker
-        self.name = name
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb):
-        if exc is not None and not isinstance(exc, asyncio.CancelledError):
-            self.checker.error("section '%s'" % self.name, exc)
-            return True
-        return False
-
-
 class App:
     """app.py under uvicorn on a socket bound here (no port race): bind()
     first, so the relay can be told the URL, then start() once the relay's
@@ -479,9 +464,9 @@ async def run(c, binary, source):
                             ("reload keeps the counts", lambda: check_reload(c, relay, app)),
                             ("the app's guard", lambda: check_app_guard(c, app)),
                             ("client.py", lambda: check_client(c, relay, app, source))):
-            async with Section(c, name):
+            async with h.Section(c, name):
                 await check()
-        async with Section(c, "the app is down"):
+        async with h.Section(c, "the app is down"):
             await check_unreachable(c, binary, config)
         c.check(relay.alive(), "the relay is still running")
         errors = [l for l in relay.stderr_lines if " ERROR " in l]

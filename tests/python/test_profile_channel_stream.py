@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 
 from wsrelay_harness import (  # noqa: E402
-    Checker, Server, clean_env, close_quietly, connect, expect_silence, http_get, recv_json, usage_args)
+    Section, Checker, Server, clean_env, close_quietly, connect, expect_silence, http_get, recv_json, usage_args)
 
 SILENCE = 0.3
 CHANNEL = "user_session_abc123"   # a history channel (channel_options: user_session_*)
@@ -40,21 +40,6 @@ PLAIN = "dashboard"               # no channel_options rule: no history, verbati
 HISTORY_SIZE = 100                # config.json's history_size for user_session_*
 ADMIN_TOKEN = "channel-stream-test-admin-token"
 EPOCH = re.compile(r"^[0-9a-f]{12}$")
-
-
-class Section:
-    def __init__(self, checker, name):
-        self.checker = checker
-        self.name = name
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb):
-        if exc is not None and not isinstance(exc, asyncio.CancelledError):
-            self.checker.error("section '%s'" % self.name, exc)
-            return True
-        return False
 
 
 def now_close(ts):

@@ -29,28 +29,10 @@ import websockets  # noqa: E402
 
 import fake_realtime as fr  # noqa: E402
 from wsrelay_harness import (  # noqa: E402
-    Checker, Server, clean_env, close_quietly, connect, http_get, run_binary, usage_args)
+    Section, Checker, Server, clean_env, close_quietly, connect, http_get, run_binary, usage_args)
 
 TEST_KEY = "sk-test-0123456789abcdefSECRET"
 UPSTREAM_PATH = "/v1/realtime?model=gpt-realtime"
-
-
-class Section:
-    """One group of checks; an unexpected exception fails the group (with
-    its name) and lets the next groups run."""
-
-    def __init__(self, checker, name):
-        self.checker = checker
-        self.name = name
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb):
-        if exc is not None and not isinstance(exc, asyncio.CancelledError):
-            self.checker.error("section '%s'" % self.name, exc)
-            return True
-        return False
 
 
 def canonical_dump(text):

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 
 from wsrelay_harness import (  # noqa: E402
-    Checker, Server, clean_env, close_quietly, connect, expect_silence, recv_json, usage_args)
+    Section, Checker, Server, clean_env, close_quietly, connect, expect_silence, recv_json, usage_args)
 
 PATH = "/ws/v1/ws"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -33,21 +33,6 @@ HEX16 = re.compile(r"^[0-9a-f]{16}$")
 SECRET = "test-secret-for-the-envelope"
 SILENCE = 0.3
 ACTIONS = ["auth", "heartbeat", "subscribe", "unsubscribe", "subscriptions", "publish"]
-
-
-class Section:
-    def __init__(self, checker, name):
-        self.checker = checker
-        self.name = name
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb):
-        if exc is not None and not isinstance(exc, asyncio.CancelledError):
-            self.checker.error("section '%s'" % self.name, exc)
-            return True
-        return False
 
 
 def b64url(data):

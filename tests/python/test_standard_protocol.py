@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 
 from wsrelay_harness import (  # noqa: E402
-    OP_CLOSE, OP_CONT, OP_TEXT, Checker, Server, ServerError, clean_env, close_quietly, connect,
+    Section, OP_CLOSE, OP_CONT, OP_TEXT, Checker, Server, ServerError, clean_env, close_quietly, connect,
     expect_silence, http_get, raw_ws_session, recv_json, recv_until, request, run_async_main,
     send_json, usage_args, ws_frame)
 
@@ -43,24 +43,6 @@ def is_int(v):
 
 def now_ms():
     return int(time.time() * 1000)
-
-
-class Section:
-    """Runs one group of checks; an unexpected exception fails the group
-    (with its name) but lets the following groups run."""
-
-    def __init__(self, checker, name):
-        self.checker = checker
-        self.name = name
-
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, exc_type, exc, tb):
-        if exc is not None and not isinstance(exc, asyncio.CancelledError):
-            self.checker.error("section '%s'" % self.name, exc)
-            return True
-        return False
 
 
 # ---- protocol checks -----------------------------------------------------------

@@ -70,6 +70,24 @@ def clean_env(extra=None, remove=("WSRELAY_JWT_SECRET",)):
 # ---- results ---------------------------------------------------------------
 
 
+class Section:
+    """async with Section(c, "name"): an exception inside is one failed
+    check naming the section, and the run goes on with the next one."""
+
+    def __init__(self, checker, name):
+        self.checker = checker
+        self.name = name
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        if exc is not None and not isinstance(exc, asyncio.CancelledError):
+            self.checker.error("section '%s'" % self.name, exc)
+            return True
+        return False
+
+
 class Checker:
     def __init__(self):
         self.passed = 0
