@@ -97,7 +97,7 @@ fuzz: deps
 # About 10 minutes; BENCH_DURATION, BENCH_RUNS, BENCH_SCENARIOS, ... (see
 # bench/run_bench.py) change it. Never part of `make test`.
 BENCH_BUILD_DIR    ?= build-bench
-BENCH_APT_PACKAGES := libwebsockets-test-server nginx-light libnginx-mod-nchan gnuplot-nox
+BENCH_APT_PACKAGES := libwebsockets-test-server nginx-light libnginx-mod-nchan gnuplot-nox python3-fastapi uvicorn
 
 .PHONY: bench
 bench: build

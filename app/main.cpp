@@ -47,6 +47,8 @@ const char* const kUsage =
     "                         wss://api.openai.com/v1/realtime?model=gpt-realtime)\n"
     "  OPENAI_REALTIME_URL    the example configs' upstream URL (same default)\n"
     "  WSRELAY_HOST           listen address of the shipped example configs\n"
+    "  WSRELAY_BACKEND_URL    the backend-proxy example's FastAPI app (default\n"
+    "                         http://127.0.0.1:8080)\n"
     "Any ${NAME} or ${NAME:-default} in a config string is read from the\n"
     "environment.\n";
 

@@ -13,6 +13,9 @@ BENCH_SCENARIOS picks the scenarios (default: all), e.g.
 BENCH_SCENARIOS="history recovery" for the channel-memory ones only (wsrelay
 alone: history off against history on, and the recovery storm). A partial run
 still rewrites BENCH_OUT (docs/benchmarks.md): point it elsewhere for one.
+BENCH_SCENARIOS="connect_backend backend_inflight": the ones where a script
+calls a backend (relay.http.request; wsrelay alone, the backend on the
+generator's core).
 """
 
 import json
@@ -27,7 +30,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +57,19 @@ SETTINGS = {
     "BENCH_HISTORY_SIZE": env("BENCH_HISTORY_SIZE", 100),       # history_size of the bench channel when on
     "BENCH_RECOVERY_CLIENTS": env("BENCH_RECOVERY_CLIENTS", 1000),
     "BENCH_RECOVERY_MISSED": env("BENCH_RECOVERY_MISSED", 100),
-    "BENCH_SCENARIOS": env("BENCH_SCENARIOS", "echo latency fanout relay idle churn history recovery"),
+    # connect_backend: connects/s through an on_open that POSTs to a local backend, then sends a welcome;
+    # K concurrent connectors; backends: none (welcome at once), uvicorn (FastAPI), c (wsrelay-bench serve-http)
+    "BENCH_CONNECT_CONCURRENCY": env("BENCH_CONNECT_CONCURRENCY", 32),
+    "BENCH_CONNECT_BACKENDS": env("BENCH_CONNECT_BACKENDS", "none uvicorn c"),
+    # backend_inflight: bystanders' heartbeat latency while N handlers wait on a backend that sleeps
+    "BENCH_INFLIGHT_WAITERS": env("BENCH_INFLIGHT_WAITERS", 1000),
+    "BENCH_INFLIGHT_SLEEP": env("BENCH_INFLIGHT_SLEEP", 10),        # s; longer than warm-up + window
+    "BENCH_INFLIGHT_WARMUP": env("BENCH_INFLIGHT_WARMUP", 3),       # s for the waiters' requests to get in flight
+    "BENCH_INFLIGHT_BYSTANDERS": env("BENCH_INFLIGHT_BYSTANDERS", 100),
+    "BENCH_INFLIGHT_RATE": env("BENCH_INFLIGHT_RATE", 1000),        # bystanders' heartbeats/s in total
+    "BENCH_INFLIGHT_BACKEND": env("BENCH_INFLIGHT_BACKEND", "uvicorn"),  # or c
+    "BENCH_SCENARIOS": env("BENCH_SCENARIOS", "echo latency fanout relay idle churn history recovery "
+                                              "connect_backend backend_inflight"),
     "BENCH_SERVER_CPU": env("BENCH_SERVER_CPU", 0),
     "BENCH_GEN_CPU": env("BENCH_GEN_CPU", 1),
     "BENCH_PROCS": env("BENCH_PROCS", 1),              # generator processes
@@ -75,7 +92,7 @@ LOG_DIR = os.path.join(S["BENCH_BUILD"], "logs")
 os.makedirs(LOG_DIR, exist_ok=True)
 
 PORTS = {"wsrelay": 7800, "upstream": 7801, "floor": 7810, "node": 7820, "nchan": 7830, "lws-test-server": 7840,
-         "python": 7850}
+         "python": 7850, "backend": 7860}
 SERVER_FD_LIMIT = 65536
 
 problems = []      # what went wrong, for the report
@@ -124,9 +141,10 @@ def port_taken(port):
 class Server:
     """One server process, pinned to the server core; `pid` is the one /proc is read for."""
 
-    def __init__(self, name, argv, port, cwd=None, log_name=None, worker_child=False):
+    def __init__(self, name, argv, port, cwd=None, log_name=None, worker_child=False, cpu=None):
         self.name = name
         self.port = port
+        self.backend = None  # a backend started for this server: stopped with it
         self.log_path = os.path.join(LOG_DIR, (log_name or name) + ".log")
         self.logf = open(self.log_path, "ab")
         self.logf.write(("\n=== %s: %s\n" % (time.strftime("%H:%M:%S"), " ".join(argv))).encode())
@@ -136,7 +154,7 @@ class Server:
             # measured in this one's place.
             self.logf.close()
             raise RuntimeError("port %d is already in use: cannot start %s" % (port, name))
-        self.proc = subprocess.Popen(["taskset", "-c", SCPU] + argv, cwd=cwd, stdout=self.logf,
+        self.proc = subprocess.Popen(["taskset", "-c", cpu or SCPU] + argv, cwd=cwd, stdout=self.logf,
                                      stderr=subprocess.STDOUT, preexec_fn=_limits)
         if not wait_port(port, self.proc):
             self.stop()
@@ -163,6 +181,26 @@ class Server:
         return self.proc.poll() is None
 
     def stop(self):
+        if self.backend is not None:  # after the server, so that nothing waits on it any more
+            try:
+                return self._stop()
+            finally:
+                self.backend.stop_backend()
+        return self._stop()
+
+    def stop_backend(self):
+        """A backend (test rig, not measured): SIGTERM, then SIGKILL after 3 s (uvicorn waits for the
+        requests still sleeping); its exit status is not a finding."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.logf.close()
+
+    def _stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -174,9 +212,11 @@ class Server:
         return self.proc.returncode
 
 
-def wsrelay_config(history=False):
-    """The bench config; history: the bench channel keeps BENCH_HISTORY_SIZE messages (channel_options)."""
-    path = os.path.join(TMP, "wsrelay-history.json" if history else "wsrelay.json")
+def wsrelay_config(history=False, backend=None):
+    """The bench config; history: the bench channel keeps BENCH_HISTORY_SIZE messages (channel_options);
+    backend (a URL, or "" for none): the endpoints /connect and /wait whose scripts call it."""
+    path = os.path.join(TMP, "wsrelay-history.json" if history else
+                        "wsrelay-backend.json" if backend is not None else "wsrelay.json")
     cfg = {
         "listen": {"host": "127.0.0.1", "port": PORTS["wsrelay"]},
         "log_level": "warn",
@@ -189,6 +229,16 @@ def wsrelay_config(history=False):
     }
     if history:
         cfg["channel_options"] = [{"match": "bench", "history_size": int(S["BENCH_HISTORY_SIZE"])}]
+    if backend is not None:
+        # Room for every waiter's request (limits.http_requests: 256 by default).
+        cfg["limits"]["http_requests"] = max(256, 2 * int(S["BENCH_INFLIGHT_WAITERS"]))
+        for name, path_ in (("connect_backend.lua", "/connect"), ("backend_wait.lua", "/wait")):
+            with open(os.path.join(ROOT, "bench", "conf", name)) as f:
+                lua = f.read().replace("__BACKEND__", backend).replace("__SLEEP__", str(S["BENCH_INFLIGHT_SLEEP"]))
+            script = os.path.join(TMP, name)
+            with open(script, "w") as f:
+                f.write(lua)
+            cfg["endpoints"].append({"path": path_, "script": script})
     with open(path, "w") as f:
         json.dump(cfg, f, indent=1)
     return path
@@ -222,6 +272,82 @@ def start(kind, mode="echo", history=False):
         return Server("lws-test-server", ["libwebsockets-test-server", "--port", str(PORTS["lws-test-server"])],
                       PORTS["lws-test-server"], cwd=TMP)
     raise ValueError(kind)
+
+
+BACKEND_NAMES = {"none": "no backend call", "uvicorn": "FastAPI under uvicorn", "c": "C (serve-http)"}
+
+
+def have_uvicorn():
+    """Debian's python3-fastapi and uvicorn (the test suite's packages; make bench does not install them)."""
+    return subprocess.run(["/usr/bin/python3", "-c", "import fastapi, uvicorn"], capture_output=True).returncode == 0
+
+
+def start_backend(kind):
+    """The backend a script calls, on the generator's core (test rig, like the relay's upstream):
+    uvicorn: bench/python/backend.py (FastAPI) under Debian's uvicorn, one process;
+    c: wsrelay-bench serve-http (epoll, no framework)."""
+    port = PORTS["backend"]
+    if kind == "uvicorn":
+        argv = ["/usr/bin/python3", "-m", "uvicorn", "backend:app", "--app-dir", os.path.join(ROOT, "bench", "python"),
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+                "--backlog", "4096"]
+        return Server("backend", argv, port, log_name="backend-uvicorn", cpu=GCPU)
+    if kind == "c":
+        return Server("backend", [BENCH, "serve-http", "--listen-port", str(port)], port, log_name="backend-c",
+                      cpu=GCPU)
+    raise ValueError(kind)
+
+
+def start_with_backend(kind):
+    """wsrelay with the /connect and /wait endpoints calling a fresh backend of `kind` (none: no call)."""
+    backend = None if kind == "none" else start_backend(kind)
+    try:
+        url_ = "" if backend is None else "http://127.0.0.1:%d" % PORTS["backend"]
+        srv = Server("wsrelay", [S["WSRELAY"], "--config", wsrelay_config(backend=url_)], PORTS["wsrelay"],
+                     log_name="wsrelay-backend")
+    except Exception:
+        if backend is not None:
+            backend.stop_backend()
+        raise
+    srv.backend = backend
+    return srv
+
+
+class InflightSampler:
+    """Reads wsrelay_http_requests_in_flight from the server's /metrics every 0.5 s while a run lasts,
+    with time.monotonic() (CLOCK_MONOTONIC, wsrelay-bench's clock): the samples inside its window say
+    how many requests were in flight during the measurement."""
+
+    def __init__(self, port):
+        self.url = "http://127.0.0.1:%d/metrics" % port
+        self.samples = []
+        self.errors = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.done.is_set():
+            t = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as r:
+                    for line in r.read().decode().splitlines():
+                        if line.startswith("wsrelay_http_requests_in_flight "):
+                            self.samples.append((t, float(line.split()[1])))
+            except Exception:
+                self.errors += 1
+            self.done.wait(0.5)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self, res):
+        self.done.set()
+        self.thread.join(timeout=5)
+        a, b = res.get("window_mono_s", [0, 0])
+        inside = [v for t, v in self.samples if a <= t <= b]
+        res["inflight"] = {"samples": len(inside), "min": min(inside) if inside else None,
+                           "max": max(inside) if inside else None, "errors": self.errors}
 
 
 # ---------------------------------------------------------------- the runs --
@@ -261,13 +387,19 @@ def bench(scenario, args, server=None, key=None):
     """Run wsrelay-bench once, pinned to the generator core; its JSON result."""
     argv = [BENCH, scenario, "--duration", str(DURATION), "--warmup", str(WARMUP), "--procs", str(S["BENCH_PROCS"]),
             "--json"] + [str(a) for a in args]
+    backend = getattr(server, "backend", None)
+    if backend is not None:
+        argv += ["--backend-pid", str(backend.pid)]
     if server is not None:
         argv += ["--server-pid", str(server.pid)]
     if key and key not in commands:
-        shown = [a if a != str(server.pid if server else "") else "$SERVER_PID" for a in argv[:-2]]
+        shown = argv[:-2] if server is not None else argv
+        if backend is not None:
+            shown = shown[:-2]
         shown = [os.path.relpath(a, ROOT) if a.startswith(ROOT) else a for a in shown]
-        commands[key] = "taskset -c %s %s%s" % (GCPU, " ".join(shlex.quote(a) for a in shown),
-                                               " --server-pid $SERVER_PID" if server else "")
+        commands[key] = "taskset -c %s %s%s%s" % (GCPU, " ".join(shlex.quote(a) for a in shown),
+                                                 " --backend-pid $BACKEND_PID" if backend is not None else "",
+                                                 " --server-pid $SERVER_PID" if server else "")
     p = subprocess.run(["taskset", "-c", GCPU] + argv, capture_output=True, text=True,
                        timeout=DURATION + WARMUP + 180)
     if p.returncode != 0:
@@ -287,6 +419,18 @@ def record(scenario, variant, server_name, res, srv):
         problems_here.update({"recovered_false": rec["not_recovered"], "out_of_order": rec["out_of_order"],
                               "extra": rec["extra"], "missing": rec["missing"],
                               "incomplete_clients": rec["clients"] - rec["complete"]})
+    w = res.get("waiters")
+    if w:
+        problems_here.update({"waiters_not_ready": w["conns"] - w["ready"], "waiter_errors": w["errors"],
+                              "waiters_lost": w["lost"]})
+        inf = res.get("inflight")
+        if w["sent"] and inf is not None:
+            if not inf["samples"]:
+                problems_here["inflight_unsampled"] = 1
+            elif inf["min"] < w["conns"]:
+                problems_here["inflight_min_below_waiters"] = inf["min"]
+        if w["replies_in_window"]:  # the sleep should outlast warm-up + window
+            problems_here["waiter_answers_in_window"] = w["replies_in_window"]
     bad = {k: v for k, v in problems_here.items() if v}
     if bad:
         problems.append("%s %s %s: %s" % (scenario, variant, server_name,
@@ -299,16 +443,24 @@ def record(scenario, variant, server_name, res, srv):
             scenario, variant, server_name, 100 * res["generator"]["cpu_max_frac"]))
 
 
-def run_matrix(scenario, variant, entries, tool_scenario=None):
+def run_matrix(scenario, variant, entries, tool_scenario=None, sampler=None):
     """entries: [(server_name, start_fn, args)]; interleaved over RUNS runs, a fresh server each time.
-    tool_scenario: wsrelay-bench's scenario when it is not named like the report's (history: fanout)."""
+    tool_scenario: wsrelay-bench's scenario when it is not named like the report's (history: fanout).
+    sampler(server) -> an object with start() and stop(result), watching the server during the run."""
     for run in range(RUNS):
         for name, start_fn, args in entries:
             busy = wait_quiet()
             srv = None
             try:
                 srv = start_fn()
-                res = bench(tool_scenario or scenario, args, srv, key=(scenario, variant, name))
+                watch = sampler(srv).start() if sampler else None
+                try:
+                    res = bench(tool_scenario or scenario, args, srv, key=(scenario, variant, name))
+                finally:
+                    if watch is not None:
+                        watch.done.set()
+                if watch is not None:
+                    watch.stop(res)
                 res["background_busy"] = busy
                 record(scenario, variant, name, res, srv)
                 log("  %-8s %-12s %-16s run %d: %s" % (scenario, variant, name, run + 1, summary(scenario, res)))
@@ -336,6 +488,19 @@ def summary(scenario, r):
             rec["complete"], rec["clients"], rec["storm_s"], rec["server_cpu_schedstat_s"],
             rec["server_rss_before_kib"], max(rec["server_rss_peak_sampled_kib"], rec["server_hwm_kib"]),
             100 * r["generator"]["cpu_max_frac"])
+    if scenario == "connect_backend":
+        b = r.get("backend", {})
+        return "%.0f connects/s, fail %d, connect->welcome p50 %.0f us p99 %.0f us, server CPU %.2f s, backend CPU " \
+               "%s, gen %.0f%%" % (r["per_s"], r["cycle_fail"], r["setup"]["p50_us"], r["setup"]["p99_us"],
+                                   r["server"]["cpu_s"], "%.2f s" % b["cpu_s"] if b.get("cpu_s", -1) >= 0 else "-",
+                                   100 * r["generator"]["cpu_max_frac"])
+    if scenario == "backend_inflight":
+        w = r.get("waiters", {})
+        inf = r.get("inflight", {})
+        return "heartbeat p50 %.0f us p99 %.0f us max %.0f us (%d answered, lost %d); in flight %s-%s; waiters " \
+               "%s ready, %s answered in the window; server CPU %.2f s" % (
+                   lat["p50_us"], lat["p99_us"], lat["max_us"], r["messages"], r["lost"], fmt_opt(inf.get("min")),
+                   fmt_opt(inf.get("max")), w.get("ready", "-"), w.get("replies_in_window", "-"), r["server"]["cpu_s"])
     if scenario == "churn":
         return "%.0f cycles/s, fail %d, RSS %d -> %d KiB, gen %.0f%%" % (
             r["per_s"], r["cycle_fail"], r["server"]["rss_before_kib"], r["server"]["rss_after_kib"],
@@ -465,6 +630,53 @@ def scenario_recovery():
     ])
 
 
+def scenario_connect_backend():
+    """Connects per second through an on_open that waits on a local backend (POST /ws/connect, JSON) and then
+    sends its welcome: churn cycles (connect, handshake, the welcome, close) with K at once, against a fresh
+    server and a fresh backend per run; the same without the backend call as the baseline."""
+    conc = S["BENCH_CONNECT_CONCURRENCY"]
+    args = ["--url", url("wsrelay", "/connect"), "--protocol", "plain", "--welcome", "welcome ", "--rate", 0,
+            "--conns", conc]
+    entries = []
+    for kind in S["BENCH_CONNECT_BACKENDS"].split():
+        if kind not in BACKEND_NAMES:
+            sys.exit("BENCH_CONNECT_BACKENDS: none, uvicorn or c (got %s)" % kind)
+        if kind == "uvicorn" and not have_uvicorn():
+            problems.append("connect_backend: python3-fastapi and uvicorn are not installed: the uvicorn backend "
+                            "skipped")
+            continue
+        entries.append(("wsrelay, " + BACKEND_NAMES[kind], lambda kind=kind: start_with_backend(kind), args))
+    run_matrix("connect_backend", "%s at once" % conc, entries, tool_scenario="churn")
+
+
+INFLIGHT_VARIANTS = ("no load", "%s idle sessions", "%s requests in flight")
+
+
+def scenario_backend_inflight():
+    """Bystanders' heartbeats (the standard protocol, open loop) on a server where N sessions each have a
+    handler waiting on a backend that sleeps (GET /sleep?s=BENCH_INFLIGHT_SLEEP): against the same bystanders
+    with no other session, and with the N sessions connected but silent. The requests go out at the start of
+    the warm-up; /metrics is sampled during the run to show how many were in flight in the window."""
+    n, kind = S["BENCH_INFLIGHT_WAITERS"], S["BENCH_INFLIGHT_BACKEND"]
+    if kind not in ("uvicorn", "c"):
+        sys.exit("BENCH_INFLIGHT_BACKEND: uvicorn or c (got %s)" % kind)
+    if kind == "uvicorn" and not have_uvicorn():
+        problems.append("backend_inflight: python3-fastapi and uvicorn are not installed: the C backend instead")
+        kind = "c"
+    common = ["--url", url("wsrelay", "/ws"), "--protocol", "standard", "--conns", S["BENCH_INFLIGHT_BYSTANDERS"],
+              "--rate", S["BENCH_INFLIGHT_RATE"], "--warmup", S["BENCH_INFLIGHT_WARMUP"]]
+    waiters = ["--waiters", n, "--waiter-url", url("wsrelay", "/wait")]
+    start_fn = lambda: start_with_backend(kind)  # noqa: E731
+    no_load, idle, loaded = (v % n if "%" in v else v for v in INFLIGHT_VARIANTS)
+    # One matrix, so that the three loads interleave run by run: the load is in the "server" column.
+    run_matrix("backend_inflight", "%s bystanders, %s heartbeats/s; backend %s" % (
+        S["BENCH_INFLIGHT_BYSTANDERS"], S["BENCH_INFLIGHT_RATE"], BACKEND_NAMES[kind]), [
+        (no_load, start_fn, common),
+        (idle, start_fn, common + waiters + ["--waiter-message", ""]),
+        (loaded, start_fn, common + waiters),
+    ], tool_scenario="latency", sampler=lambda srv: InflightSampler(srv.port))
+
+
 # ------------------------------------------------------------------ report --
 
 def metric(scenario, r):
@@ -477,17 +689,24 @@ def metric(scenario, r):
         return r["added_us"]["p99"], False
     if scenario == "recovery":
         return r["recovery"]["storm_s"], False
+    if scenario == "backend_inflight":
+        return r["latency"]["p99_us"], False
     return r["per_s"], True
 
 
 UNITS = {"echo": "msg/s", "latency": "p99 µs", "fanout": "deliveries/s", "relay": "added p99 µs",
-         "idle": "KiB/conn", "churn": "cycles/s", "history": "deliveries/s", "recovery": "s until all recovered"}
+         "idle": "KiB/conn", "churn": "cycles/s", "history": "deliveries/s", "recovery": "s until all recovered",
+         "connect_backend": "connects/s", "backend_inflight": "heartbeat p99 µs"}
 
 
 def stats(values):
     med = statistics.median(values)
     spread = (max(values) - min(values)) / med * 100 if med else 0.0
     return med, min(values), max(values), spread
+
+
+def fmt_opt(v):
+    return "-" if v is None else "%.0f" % v
 
 
 def fmt(v):
@@ -538,6 +757,30 @@ def build_rows():
                 for r in runs if r["server"]["rss_before_kib"] > 0) if any(
                 r["server"]["rss_before_kib"] > 0 for r in runs) else 0.0
             row["setup_p99_us"] = med_of(runs, lambda r: r["setup"]["p99_us"])
+        if scenario == "connect_backend":
+            row["fail"] = sum(r["cycle_fail"] + r["error_replies"] for r in runs)
+            row["setup_p50_us"] = med_of(runs, lambda r: r["setup"]["p50_us"])
+            row["setup_p99_us"] = med_of(runs, lambda r: r["setup"]["p99_us"])
+            row["window_s"] = med_of(runs, lambda r: r["window_s"])
+            row["server_share"] = med_of(runs, lambda r: r["server"]["cpu_s"] / r["window_s"] if r["window_s"] else 0)
+            have_b = [r for r in runs if r.get("backend", {}).get("cpu_s", -1) >= 0]
+            row["backend_cpu_s"] = med_of(have_b, lambda r: r["backend"]["cpu_s"]) if have_b else None
+            # the generator's core holds the generator and the backend: full, it is the bottleneck
+            row["rig_share"] = med_of(runs, lambda r: (r["generator"]["cpu_s"] + max(r.get("backend", {}).get(
+                "cpu_s", -1), 0)) / r["window_s"] if r["window_s"] else 0)
+            row["backend_us_per_connect"] = (1e6 * row["backend_cpu_s"] / (row["median"] * row["window_s"])
+                                             if row["backend_cpu_s"] and row["median"] else None)
+            row["server_us_per_connect"] = 1e6 / row["per_cpu_s"] if row["per_cpu_s"] else None
+        if scenario == "backend_inflight":
+            row["p99_runs"] = [r["latency"]["p99_us"] for r in runs]
+            row["answered"] = med_of(runs, lambda r: r["messages"])
+            row["lost"] = sum(r["lost"] for r in runs)
+            infl = [r["inflight"] for r in runs if r.get("inflight", {}).get("samples")]
+            row["inflight_min"] = min(x["min"] for x in infl) if infl else None
+            row["inflight_max"] = max(x["max"] for x in infl) if infl else None
+            row["waiter_replies_in_window"] = sum(r.get("waiters", {}).get("replies_in_window", 0) for r in runs)
+            have_b = [r for r in runs if r.get("backend", {}).get("cpu_s", -1) >= 0]
+            row["backend_cpu_s"] = med_of(have_b, lambda r: r["backend"]["cpu_s"]) if have_b else None
         if scenario == "relay":
             row["direct_p99_us"] = med_of(runs, lambda r: r["baseline"]["latency"]["p99_us"])
             row["relay_p99_us"] = row["p99_us"]
@@ -584,7 +827,7 @@ def ratios(rows):
     for r in rows:
         groups.setdefault((r["scenario"], r["variant"]), []).append(r)
     for (scenario, variant), rs in groups.items():
-        if scenario in ("history", "recovery"):  # wsrelay against itself: history_section()
+        if scenario in ("history", "recovery", "connect_backend", "backend_inflight"):  # wsrelay against itself
             continue
         mine = [r for r in rs if r["server"] == "wsrelay"]
         if not mine or mine[0]["median"] == 0:
@@ -668,6 +911,62 @@ def channel_memory_section(rows):
                          r["server_cpu_min"], r["server_cpu_max"], fmt(r["per_cpu_s"]), fmt(r["rss_before"]),
                          fmt(r["rss_peak"]), fmt(r["rss_peak_max"]), "" if r["hwm_reset"] else
                          " (VmHWM not reset: since start)"))
+        L.append("")
+    return L
+
+
+def reach_section(rows):
+    """connect_backend and backend_inflight: wsrelay against itself, so not in the ratios table."""
+    conn = [r for r in rows if r["scenario"] == "connect_backend"]
+    infl = [r for r in rows if r["scenario"] == "backend_inflight"]
+    if not conn and not infl:
+        return []
+    L = ["## Scripts that call a backend: connects through on_open, and 1,000 requests in flight\n"]
+    if conn:
+        L.append("`wsrelay-bench churn --protocol plain --welcome \"welcome \"` against `/connect` "
+                 "(bench/conf/connect_backend.lua): each cycle connects, its `on_open` POSTs `{\"token\": "
+                 "\"bench\"}` to the backend with `relay.http.request` and waits (its session's call suspended), "
+                 "sends `welcome <user>` from the answer; the client closes when it has the welcome. %s cycles "
+                 "at once, closed loop; counted: cycles completed in the %g s window (welcome received, closed). "
+                 "The backend runs on the generator's core (test rig): FastAPI under Debian's uvicorn "
+                 "(bench/python/backend.py; h11, no uvloop or httptools installed), or `wsrelay-bench serve-http` "
+                 "(C, epoll, keep-alive, no framework); \"no backend call\" is the same script with the welcome "
+                 "at once. A fresh server and backend per run. When the generator's core (generator + backend) is "
+                 "full while the server's is not, the backend is the bottleneck and the server could do more.\n"
+                 % (S["BENCH_CONNECT_CONCURRENCY"], DURATION))
+        L.append("| backend | connects/s (median, min–max) | connect → welcome p50 / p99 | server CPU s (share of "
+                 "its core) | server µs per connect | backend CPU s | backend µs per connect | generator's core "
+                 "(generator + backend) | failed |")
+        L.append("|---|---|---|---|---:|---|---:|---:|---:|")
+        for r in conn:
+            L.append("| %s | **%s** (%s–%s) | %.2f / %.2f ms | %.2f (%.0f%%) | %s | %s | %s | %.0f%% | %d |" % (
+                r["server"].replace("wsrelay, ", ""), fmt(r["median"]), fmt(r["min"]), fmt(r["max"]),
+                r["setup_p50_us"] / 1e3, r["setup_p99_us"] / 1e3, r["server_cpu_s"], 100 * r["server_share"],
+                "%.0f" % r["server_us_per_connect"] if r["server_us_per_connect"] else "—",
+                "%.2f" % r["backend_cpu_s"] if r["backend_cpu_s"] is not None else "—",
+                "%.0f" % r["backend_us_per_connect"] if r["backend_us_per_connect"] else "—",
+                100 * r["rig_share"], r["fail"]))
+        L.append("")
+    if infl:
+        L.append("Bystanders: `wsrelay-bench latency` on `/ws` (the standard protocol's heartbeat, open loop, "
+                 "latency from the scheduled send) with %s sessions on `/wait` (bench/conf/backend_wait.lua) "
+                 "whose handler each waits on `GET /sleep?s=%s` (the backend answers after %s s): they send at "
+                 "the start of a %s s warm-up and again on every answer (`--waiters`); no answer falls in the %g s "
+                 "window (checked). In flight: `wsrelay_http_requests_in_flight` from `/metrics`, sampled every "
+                 "0.5 s inside the window. Against the same bystanders alone, and with the %s sessions "
+                 "connected but silent. This run: %s. A fresh server and backend per run, the three "
+                 "interleaved.\n"
+                 % (S["BENCH_INFLIGHT_WAITERS"], S["BENCH_INFLIGHT_SLEEP"], S["BENCH_INFLIGHT_SLEEP"],
+                    S["BENCH_INFLIGHT_WARMUP"], DURATION, S["BENCH_INFLIGHT_WAITERS"], infl[0]["variant"]))
+        L.append("| load | heartbeat p50 µs | p99 µs | max µs | p99 run by run | answered (median) | "
+                 "lost | in flight in the window (min–max) | server CPU s | backend CPU s |")
+        L.append("|---|---:|---:|---:|---|---:|---:|---|---:|---:|")
+        for r in infl:
+            L.append("| %s | %s | **%s** | %s | %s | %s | %d | %s | %.2f | %s |" % (
+                r["server"], fmt(r["p50_us"]), fmt(r["p99_us"]), fmt(r["max_us"]),
+                ", ".join(fmt(x) for x in r["p99_runs"]), fmt(r["answered"]), r["lost"],
+                "%s–%s" % (fmt_opt(r["inflight_min"]), fmt_opt(r["inflight_max"])), r["server_cpu_s"],
+                "%.2f" % r["backend_cpu_s"] if r["backend_cpu_s"] is not None else "—"))
         L.append("")
     return L
 
@@ -856,6 +1155,10 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after, st
              "leave, %s messages are published, all reconnect at once with `since`; details in \"Channel memory\" "
              "below." % (S["BENCH_HISTORY_SUBS"], S["BENCH_HISTORY_SIZE"], S["BENCH_HISTORY_RATE"],
                           S["BENCH_RECOVERY_CLIENTS"], S["BENCH_RECOVERY_MISSED"]))
+    L.append("- connect_backend: connect + an on_open that calls a local backend (relay.http.request) + welcome + "
+             "close, %s at once; backend_inflight: heartbeat latency of %s bystanders while %s handlers wait on a "
+             "sleeping backend; details in \"Scripts that call a backend\" below." % (
+                 S["BENCH_CONNECT_CONCURRENCY"], S["BENCH_INFLIGHT_BYSTANDERS"], S["BENCH_INFLIGHT_WAITERS"]))
     L.append("")
     L.append("## Results\n")
     L.append("| scenario | load | server | median | unit | min | max | spread | p50 µs | p99 µs | p99.9 µs | "
@@ -907,6 +1210,7 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after, st
             "%.2f×" % q["per_cpu_ratio"] if q.get("per_cpu_ratio") else "—", tgt))
     L.append("")
     L.extend(channel_memory_section(rows))
+    L.extend(reach_section(rows))
     L.append("## Problems seen during the run\n")
     if problems:
         for p in problems:
@@ -949,8 +1253,12 @@ def write_report(rows, rats, mach, started, elapsed, busy_before, busy_after, st
     L.append("Servers: `build/wsrelay --config <bench config>` (above), `build-bench/lws-floor --port %d --mode "
              "echo|broadcast`, `node bench/node/echo.js %d` / `broadcast.js`, "
              "`python3 bench/python/echo.py %d`, `nginx -p <tmp> -c "
-             "bench/conf/nchan.conf` (port filled in), `libwebsockets-test-server --port %d`. Server logs: "
-             "build-bench/logs/.\n" % (PORTS["floor"], PORTS["node"], PORTS["python"], PORTS["lws-test-server"]))
+             "bench/conf/nchan.conf` (port filled in), `libwebsockets-test-server --port %d`. Backends (on the "
+             "generator's core): `python3 -m uvicorn backend:app --app-dir bench/python --port %d --log-level warning "
+             "--no-access-log --backlog 4096`, `build-bench/wsrelay-bench serve-http --listen-port %d`; the scripts "
+             "bench/conf/connect_backend.lua and backend_wait.lua with the backend's URL filled in. Server logs: "
+             "build-bench/logs/.\n" % (PORTS["floor"], PORTS["node"], PORTS["python"], PORTS["lws-test-server"],
+                                        PORTS["backend"], PORTS["backend"]))
     with open(out, "w") as f:
         f.write("\n".join(L))
     return out
@@ -974,7 +1282,8 @@ def main():
         log("note: the machine is already %.0f%% busy: numbers will be noisy" % (100 * busy_before))
     table = {"echo": scenario_echo, "latency": scenario_latency, "fanout": scenario_fanout,
              "relay": scenario_relay, "idle": scenario_idle, "churn": scenario_churn,
-             "history": scenario_history, "recovery": scenario_recovery}
+             "history": scenario_history, "recovery": scenario_recovery,
+             "connect_backend": scenario_connect_backend, "backend_inflight": scenario_backend_inflight}
     try:
         for name in S["BENCH_SCENARIOS"].split():
             if name not in table:

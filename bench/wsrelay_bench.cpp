@@ -29,8 +29,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <queue>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "histogram.hpp"
@@ -54,7 +56,7 @@ Nanos now_ns() {
 
 // ---------------------------------------------------------------- options --
 
-enum class Scenario { Echo, Latency, Fanout, Relay, Idle, Churn, Recovery, ServeEcho };
+enum class Scenario { Echo, Latency, Fanout, Relay, Idle, Churn, Recovery, ServeEcho, ServeHttp };
 enum class Proto { Standard, Plain };
 
 struct Url {
@@ -119,6 +121,11 @@ struct Options {
   double grace = 2;
   std::string listen_host = "127.0.0.1";
   int listen_port = 0;
+  pid_t backend_pid = 0;      // a backend the server calls: its CPU in the window
+  std::string welcome;        // plain: ready when the first message starts with this (not at the handshake)
+  int waiters = 0;            // latency: extra connections to --waiter-url, each keeping one message in flight
+  std::string waiter_url;
+  std::string waiter_message = "wait";  // "" : the waiters connect and stay silent
 };
 
 void usage() {
@@ -142,6 +149,9 @@ void usage() {
       "            --server-pid). --warmup > 0: one unmeasured storm first. One process.\n"
       "  serve-echo  a plain WebSocket echo server (the relay scenario's upstream):\n"
       "            --listen-port N [--listen-host 127.0.0.1]; runs until SIGTERM/SIGINT\n"
+      "  serve-http  a minimal HTTP/1.1 backend (keep-alive, no framework), like\n"
+      "            serve-echo: POST /ws/connect -> {\"user\":\"bench\",\"ok\":true} at once;\n"
+      "            GET /sleep?s=S -> {\"slept\":S} after S seconds; anything else 404\n"
       "\n"
       "options:\n"
       "  --url ws://127.0.0.1:8000/ws   server (loopback only)\n"
@@ -166,6 +176,16 @@ void usage() {
       "  --source-addrs N        spread connections over 127.0.0.1..N         [32]\n"
       "  --connect-concurrency N handshakes in progress at once               [1000]\n"
       "  --setup-timeout S       give up setting connections up after S       [60]\n"
+      "  --welcome PREFIX        plain protocol: a connection is ready when its first\n"
+      "                          message starts with PREFIX (churn: connect -> welcome\n"
+      "                          -> close); another first message is an error reply\n"
+      "  --waiters N             latency: N more connections to --waiter-url (plain),\n"
+      "                          opened with the others; from the start of the warm-up\n"
+      "                          each sends --waiter-message and sends it again on\n"
+      "                          every reply: a handler waiting on a backend per waiter\n"
+      "  --waiter-url URL        the waiters' endpoint\n"
+      "  --waiter-message TEXT   what a waiter sends (\"\": connect, stay silent) [wait]\n"
+      "  --backend-pid PID       a backend the server calls: its CPU in the window\n"
       "  --label TEXT            carried into the output\n"
       "  --json                  one JSON object instead of the table");
 }
@@ -186,6 +206,7 @@ Options parse_args(int argc, char** argv) {
   else if (sc == "churn") o.scenario = Scenario::Churn;
   else if (sc == "recovery") o.scenario = Scenario::Recovery;
   else if (sc == "serve-echo") o.scenario = Scenario::ServeEcho;
+  else if (sc == "serve-http") o.scenario = Scenario::ServeHttp;
   else die("unknown scenario '" + sc + "' (--help lists them)");
   if (o.scenario == Scenario::Idle) o.warmup = 2;
   bool warmup_set = false;
@@ -229,13 +250,19 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--setup-timeout") o.setup_timeout = num();
     else if (a == "--listen-host") o.listen_host = val();
     else if (a == "--listen-port") o.listen_port = static_cast<int>(num());
+    else if (a == "--backend-pid") o.backend_pid = static_cast<pid_t>(num());
+    else if (a == "--welcome") o.welcome = val();
+    else if (a == "--waiters") o.waiters = static_cast<int>(num());
+    else if (a == "--waiter-url") o.waiter_url = val();
+    else if (a == "--waiter-message") o.waiter_message = val();
     else if (a == "--json") o.json = true;
     else if (a == "--help" || a == "-h") { usage(); std::exit(0); }
     else die("unknown option " + a + " (--help lists them)");
   }
   (void)warmup_set;
   if (o.duration > 3600 || o.warmup > 3600) die("--duration/--warmup: at most 3600 s");
-  if (o.conns < 1 && o.scenario != Scenario::ServeEcho) die("--conns: at least 1");
+  const bool serving = o.scenario == Scenario::ServeEcho || o.scenario == Scenario::ServeHttp;
+  if (o.conns < 1 && !serving) die("--conns: at least 1");
   if (o.conns > 1000000) die("--conns: at most 1000000");
   if ((o.scenario == Scenario::Latency || o.scenario == Scenario::Relay) && o.rate <= 0)
     die(o.scenario_name + ": needs --rate > 0");
@@ -245,7 +272,14 @@ Options parse_args(int argc, char** argv) {
     if (o.proto != Proto::Standard) die("recovery: the standard protocol only (subscribe with since)");
     o.procs = 1;  // the storm's phases need every client in one loop
   }
-  if (o.procs > o.conns && o.scenario != Scenario::ServeEcho) o.procs = o.conns;
+  if (o.waiters > 0) {
+    if (o.scenario != Scenario::Latency) die("--waiters: the latency scenario only");
+    if (o.waiter_url.empty()) die("--waiters: needs --waiter-url");
+    if (o.waiters > 1000000) die("--waiters: at most 1000000");
+    parse_url(o.waiter_url);  // dies on a bad one
+  }
+  if (!o.welcome.empty() && o.proto != Proto::Plain) die("--welcome: the plain protocol only");
+  if (o.procs > o.conns && !serving) o.procs = o.conns;
   return o;
 }
 
@@ -386,6 +420,17 @@ struct Result {
   Nanos last_ready = 0;      // last connection set up
   double server_cpu_s = -1;  // in the window
   double server_sys_s = -1;  // of which in the kernel
+  double backend_cpu_s = -1; // --backend-pid, in the window
+  double backend_sys_s = -1;
+  Nanos win_start = 0;       // the measured window, CLOCK_MONOTONIC
+  Nanos win_end = 0;
+  // latency --waiters
+  std::uint64_t waiters_ready = 0;
+  std::uint64_t waiter_sent = 0;           // messages the waiters sent, all
+  std::uint64_t waiter_replies = 0;        // their answers ("done"), all
+  std::uint64_t waiter_replies_window = 0; // ... of which in the window
+  std::uint64_t waiter_errors = 0;         // answers starting with "error"
+  std::uint64_t waiters_lost = 0;          // waiter connections lost after set-up
   long server_rss_before = -1;
   long server_rss_after = -1;
   Histogram lat;    // request -> reply, publish -> receive (recovery: reconnect -> last missed message)
@@ -426,6 +471,16 @@ struct Result {
     if (o.server_sys_s >= 0) server_sys_s = o.server_sys_s;
     if (o.server_rss_before >= 0) server_rss_before = o.server_rss_before;
     if (o.server_rss_after >= 0) server_rss_after = o.server_rss_after;
+    if (o.backend_cpu_s >= 0) backend_cpu_s = o.backend_cpu_s;
+    if (o.backend_sys_s >= 0) backend_sys_s = o.backend_sys_s;
+    if (o.win_start && (!win_start || o.win_start < win_start)) win_start = o.win_start;
+    win_end = std::max(win_end, o.win_end);
+    waiters_ready += o.waiters_ready;
+    waiter_sent += o.waiter_sent;
+    waiter_replies += o.waiter_replies;
+    waiter_replies_window += o.waiter_replies_window;
+    waiter_errors += o.waiter_errors;
+    waiters_lost += o.waiters_lost;
     lat.merge(o.lat);
     setup.merge(o.setup);
     rec_clients += o.rec_clients;
@@ -484,6 +539,7 @@ struct Conn {
   bool want_out = false;     // EPOLLOUT armed
   bool got_auth = false;
   bool in_window = false;    // churn: this cycle was scheduled inside the window
+  bool waiter = false;       // latency --waiters: plain, one message in flight, not a bystander
   std::string in;            // bytes of an incomplete frame (or handshake) left from the last read
   std::string out;           // bytes the socket did not take yet
   std::size_t out_off = 0;
@@ -531,6 +587,8 @@ class Worker {
   bool parse_handshake(Conn* c, const char*& p, const char* end);
   void on_frame(Conn* c, std::uint8_t opcode, const char* p, std::size_t n);
   void on_message(Conn* c, const char* p, std::size_t n);
+  void on_waiter_message(Conn* c, const char* p, std::size_t n);
+  void reap();
   void on_ready(Conn* c);
   void fail(Conn* c, std::uint64_t Result::*counter);
   void kill(Conn* c);
@@ -553,10 +611,13 @@ class Worker {
   Shared* sh_;
   Url url_, pub_url_;
   int ep_ = -1;
-  std::string f_echo_, f_auth_, f_auth_sub_, f_close_, pub_template_;
+  std::string f_echo_, f_auth_, f_auth_sub_, f_close_, f_wait_, pub_template_;
   std::size_t pub_ts_at_ = 0;  // offset of the 19 timestamp digits in pub_template_
-  std::string hs_main_, hs_pub_, expected_accept_;
+  std::string hs_main_, hs_pub_, hs_wait_, expected_accept_;
+  Url wait_url_;
   std::vector<Conn*> conns_;
+  std::vector<Conn*> waiters_;  // latency --waiters (not in conns_: no heartbeat goes to them)
+  int waiters_to_start_ = 0;
   std::vector<Conn*> graveyard_;
   Conn* publisher_ = nullptr;
   std::uint64_t serial_ = 0;
@@ -610,6 +671,11 @@ void Worker::build_frames() {
   pub_ts_at_ = pub_template_.find("@@") + 2;
   hs_main_ = handshake_request(url_);
   hs_pub_ = handshake_request(pub_url_);
+  if (o_.waiters > 0) {
+    wait_url_ = parse_url(o_.waiter_url);
+    hs_wait_ = handshake_request(wait_url_);
+    if (!o_.waiter_message.empty()) f_wait_ = ws::client_frame(ws::kText, o_.waiter_message);
+  }
   expected_accept_ = ws::accept_key(ws::kClientKey);
 }
 
@@ -696,7 +762,7 @@ void Worker::on_writable(Conn* c) {
     c->st = St::Handshake;
     c->want_out = true;  // forces arm() to rewrite the mask
     arm(c, false);
-    const std::string& hs = c->url == &pub_url_ ? hs_pub_ : hs_main_;
+    const std::string& hs = c->url == &pub_url_ ? hs_pub_ : c->url == &wait_url_ ? hs_wait_ : hs_main_;
     send_bytes(c, hs.data(), hs.size());
     return;
   }
@@ -738,13 +804,13 @@ bool Worker::parse_handshake(Conn* c, const char*& p, const char* end) {
     return false;
   }
   c->st = St::Setup;
-  const bool standard = o_.proto == Proto::Standard;
+  const bool standard = o_.proto == Proto::Standard && !c->waiter;
   if (standard) {
     const std::string& f = !c->setup_frames.empty() ? c->setup_frames : c->subscribe ? f_auth_sub_ : f_auth_;
     send_bytes(c, f.data(), f.size());  // pipelined: no need to wait for the welcome
-  } else {
+  } else if (o_.welcome.empty() || c->waiter) {
     on_ready(c);
-  }
+  }  // else --welcome: ready with the server's first message (on_message)
   return true;
 }
 
@@ -825,8 +891,22 @@ void Worker::on_message(Conn* c, const char* p, std::size_t n) {
     on_recovery_message(c, p, n);
     return;
   }
+  if (c->waiter) {
+    on_waiter_message(c, p, n);
+    return;
+  }
   const Nanos now = now_ns();
   const bool standard = o_.proto == Proto::Standard;
+  if (c->st == St::Setup && !standard) {  // --welcome
+    const std::string_view m(p, n);
+    if (m.substr(0, o_.welcome.size()) == o_.welcome) {
+      on_ready(c);
+    } else {
+      r_.error_replies++;
+      fail(c, &Result::handshake_fail);
+    }
+    return;
+  }
   if (c->st == St::Setup) {
     if (has_type(p, n, "error")) {
       r_.error_replies++;
@@ -887,9 +967,30 @@ void Worker::on_message(Conn* c, const char* p, std::size_t n) {
   }
 }
 
+// A waiter's answer: the server's handler got its backend's answer. Each
+// waiter keeps one message in flight while the run lasts.
+void Worker::on_waiter_message(Conn* c, const char* p, std::size_t n) {
+  if (c->st != St::Ready) return;
+  const std::string_view m(p, n);
+  if (m.substr(0, 5) == "error") {
+    r_.waiter_errors++;
+  } else {
+    r_.waiter_replies++;
+    if (measuring(now_ns())) r_.waiter_replies_window++;
+  }
+  if (running_ && !f_wait_.empty()) {
+    send_bytes(c, f_wait_.data(), f_wait_.size());
+    r_.waiter_sent++;
+  }
+}
+
 void Worker::on_ready(Conn* c) {
   c->st = St::Ready;
   settling_--;
+  if (c->waiter) {
+    r_.waiters_ready++;
+    return;
+  }
   const Nanos now = now_ns();
   r_.last_ready = std::max(r_.last_ready, now);
   if (o_.scenario == Scenario::Churn) {
@@ -914,6 +1015,7 @@ void Worker::fail(Conn* c, std::uint64_t Result::*counter) {
     r_.*counter += 1;
   }
   if (c->st == St::Connecting || c->st == St::Handshake || c->st == St::Setup) settling_--;
+  if (c->waiter && c->st == St::Ready) r_.waiters_lost++;
   if (c->st == St::Ready && (o_.scenario == Scenario::Latency || o_.scenario == Scenario::Relay)) {
     while (!c->pending.empty())
       if (measuring(c->pending.pop())) r_.lost++;
@@ -1033,12 +1135,13 @@ Result Worker::run() {
   const bool standard = o_.proto == Proto::Standard;
   const bool churn = o_.scenario == Scenario::Churn;
   if (!churn) to_start_ = count_;
+  if (index_ == 0) waiters_to_start_ = o_.waiters;  // the first process holds the waiters
   if (o_.scenario == Scenario::Fanout && index_ == 0) publisher_ = open_conn(pub_url_, true, false, begin);
   if (o_.scenario == Scenario::Churn || o_.scenario == Scenario::Latency || o_.scenario == Scenario::Relay)
     rate_ = o_.rate / o_.procs;
 
   enum class Phase { Setup, Barrier, Run, Drain, Done } phase = Phase::Setup;
-  double cpu_start = 0, server_cpu_start = -1, server_sys_start = 0;
+  double cpu_start = 0, server_cpu_start = -1, server_sys_start = 0, backend_cpu_start = -1, backend_sys_start = 0;
   bool window_open = false;
   Nanos drain_until = 0;
   std::vector<epoll_event> events(1024);
@@ -1049,14 +1152,24 @@ Result Worker::run() {
       to_start_--;
       open_conn(url_, false, standard && (o_.scenario == Scenario::Fanout || o_.scenario == Scenario::Idle), now_ns());
     }
+    while (to_start_ == 0 && waiters_to_start_ > 0 && settling_ < o_.connect_concurrency) {
+      waiters_to_start_--;
+      Conn* c = open_conn(wait_url_, false, false, now_ns());
+      c->waiter = true;
+      conns_.pop_back();  // open_conn put it there
+      waiters_.push_back(c);
+    }
     Nanos now = now_ns();
     if (phase == Phase::Setup) {
       const bool timed_out = now - begin > static_cast<Nanos>(o_.setup_timeout * 1e9);
-      if ((to_start_ == 0 && settling_ == 0) || timed_out) {
+      if ((to_start_ == 0 && waiters_to_start_ == 0 && settling_ == 0) || timed_out) {
         if (timed_out) {  // give up on what is not set up by now
           for (Conn* c : conns_)
             if (c->st != St::Ready && c->st != St::Dead) fail(c, &Result::handshake_fail);
+          for (Conn* c : waiters_)
+            if (c->st != St::Ready && c->st != St::Dead) fail(c, &Result::handshake_fail);
           to_start_ = 0;
+          waiters_to_start_ = 0;
         }
         if (sh_->ready_procs.fetch_add(1) + 1 == o_.procs) sh_->t0.store(now_ns());
         phase = Phase::Barrier;
@@ -1067,11 +1180,18 @@ Result Worker::run() {
       win_start_ = t0_ + static_cast<Nanos>(o_.warmup * 1e9);
       win_end_ = win_start_ + static_cast<Nanos>(o_.duration * 1e9);
       subscribers_total_ = sh_->subscribers.load();
-      std::erase_if(conns_, [](Conn* c) { return c->st == St::Dead; });
-      for (Conn* c : graveyard_) delete c;
-      graveyard_.clear();
+      reap();
       phase = Phase::Run;
       running_ = true;
+      r_.win_start = win_start_;
+      r_.win_end = win_end_;
+      if (!f_wait_.empty()) {  // every waiter's first message: the warm-up lets them all get in flight
+        for (Conn* c : waiters_) {
+          if (c->st != St::Ready) continue;
+          send_bytes(c, f_wait_.data(), f_wait_.size());
+          r_.waiter_sent++;
+        }
+      }
       if (o_.scenario == Scenario::Echo) {
         for (Conn* c : conns_) {
           if (c->st != St::Ready) continue;
@@ -1094,6 +1214,7 @@ Result Worker::run() {
         window_open = true;
         cpu_start = own_cpu_seconds();
         if (index_ == 0) server_cpu_start = proc_cpu_seconds(o_.server_pid, &server_sys_start);
+        if (index_ == 0) backend_cpu_start = proc_cpu_seconds(o_.backend_pid, &backend_sys_start);
         if (index_ == 0 && o_.scenario == Scenario::Idle) r_.server_rss_after = proc_rss_kib(o_.server_pid);
       }
       if (now >= win_end_) {
@@ -1101,6 +1222,7 @@ Result Worker::run() {
           window_open = true;
           cpu_start = own_cpu_seconds();
           if (index_ == 0) server_cpu_start = proc_cpu_seconds(o_.server_pid, &server_sys_start);
+          if (index_ == 0) backend_cpu_start = proc_cpu_seconds(o_.backend_pid, &backend_sys_start);
           if (index_ == 0 && o_.scenario == Scenario::Idle) r_.server_rss_after = proc_rss_kib(o_.server_pid);
         }
         const double cpu = own_cpu_seconds() - cpu_start;
@@ -1122,6 +1244,14 @@ Result Worker::run() {
           if (end >= 0) {
             r_.server_cpu_s = end - server_cpu_start;
             r_.server_sys_s = sys_end - server_sys_start;
+          }
+        }
+        if (index_ == 0 && backend_cpu_start >= 0) {
+          double sys_end = 0;
+          const double end = proc_cpu_seconds(o_.backend_pid, &sys_end);
+          if (end >= 0) {
+            r_.backend_cpu_s = end - backend_cpu_start;
+            r_.backend_sys_s = sys_end - backend_sys_start;
           }
         }
         running_ = false;
@@ -1178,11 +1308,7 @@ Result Worker::run() {
       if (e & (EPOLLOUT | EPOLLERR)) on_writable(c);
       if (c->st != St::Dead && (e & (EPOLLIN | EPOLLHUP))) on_readable(c);
     }
-    if (!graveyard_.empty() && (churn || phase == Phase::Run)) {
-      std::erase_if(conns_, [](Conn* c) { return c->st == St::Dead; });
-      for (Conn* c : graveyard_) delete c;
-      graveyard_.clear();
-    }
+    if (!graveyard_.empty() && (churn || phase == Phase::Run)) reap();
   }
 
   for (Conn* c : conns_) {
@@ -1193,11 +1319,24 @@ Result Worker::run() {
     if (c->fd >= 0) close(c->fd);
     if (c->st != St::Dead) delete c;
   }
+  for (Conn* c : waiters_) {
+    if (c->fd >= 0) close(c->fd);
+    if (c->st != St::Dead) delete c;
+  }
   for (Conn* c : graveyard_) delete c;
   conns_.clear();
+  waiters_.clear();
   graveyard_.clear();
   close(ep_);
   return r_;
+}
+
+// Drops the dead connections from conns_ and waiters_, then frees them.
+void Worker::reap() {
+  std::erase_if(conns_, [](Conn* c) { return c->st == St::Dead; });
+  std::erase_if(waiters_, [](Conn* c) { return c->st == St::Dead; });
+  for (Conn* c : graveyard_) delete c;
+  graveyard_.clear();
 }
 
 // --------------------------------------------------------------- recovery --
@@ -1699,6 +1838,19 @@ void print_json(const Report& rep) {
                 r.server_rss_after,
                 r.conns_ready && r.server_rss_after >= 0 ? static_cast<double>(rss_delta) / static_cast<double>(r.conns_ready) : 0.0);
   j += buf;
+  std::snprintf(buf, sizeof buf,
+                "\"backend\":{\"pid\":%d,\"cpu_s\":%.3f,\"sys_s\":%.3f},\"window_mono_s\":[%.6f,%.6f],",
+                static_cast<int>(o.backend_pid), r.backend_cpu_s, r.backend_sys_s, static_cast<double>(r.win_start) / 1e9,
+                static_cast<double>(r.win_end) / 1e9);
+  j += buf;
+  if (o.waiters > 0) {
+    std::snprintf(buf, sizeof buf,
+                  "\"waiters\":{\"conns\":%d,\"ready\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"replies\":%" PRIu64
+                  ",\"replies_in_window\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"url\":\"%s\"},",
+                  o.waiters, r.waiters_ready, r.waiter_sent, r.waiter_replies, r.waiter_replies_window, r.waiter_errors,
+                  r.waiters_lost, json_escape(o.waiter_url).c_str());
+    j += buf;
+  }
   if (o.scenario == Scenario::Recovery) {
     std::snprintf(buf, sizeof buf,
                   "\"recovery\":{\"clients\":%d,\"set_up\":%" PRIu64 ",\"taking_part\":%" PRIu64 ",\"missed\":%d,"
@@ -1796,6 +1948,13 @@ void print_table(const Report& rep) {
                 r.server_sys_s);
   if (o.scenario == Scenario::Churn && r.server_rss_before >= 0)
     std::printf("  %-22s %ld -> %ld KiB\n", "server RSS", r.server_rss_before, r.server_rss_after);
+  if (r.backend_cpu_s >= 0)
+    std::printf("  %-22s %12.3f s  (in the kernel %.3f s)\n", "backend CPU", r.backend_cpu_s, r.backend_sys_s);
+  if (o.waiters > 0)
+    std::printf("  %-22s %12" PRIu64 " of %d ready; sent %" PRIu64 ", answered %" PRIu64 " (%" PRIu64
+                " in the window), errors %" PRIu64 ", lost %" PRIu64 "\n",
+                "waiters", r.waiters_ready, o.waiters, r.waiter_sent, r.waiter_replies, r.waiter_replies_window,
+                r.waiter_errors, r.waiters_lost);
   std::printf("  %-22s %12.0f%% of a core (busiest process %.0f%%)%s\n", "generator CPU",
               o.scenario == Scenario::Idle ? 100 * r.cpu_max_frac : r.window_s > 0 ? 100 * r.cpu_s / r.window_s : 0,
               100 * r.cpu_max_frac,
@@ -1971,6 +2130,185 @@ int serve_echo(const Options& o) {
   return 0;
 }
 
+// ------------------------------------------------------------- serve-http --
+
+// A minimal HTTP/1.1 backend, for the scenarios where the server under test
+// calls one (connect_backend, backend_inflight) and the backend must not be
+// what is measured: keep-alive, no framework, one request at a time per
+// connection (libcurl does not pipeline; a pipelined request waits its
+// turn). POST /ws/connect answers at once; GET /sleep?s=S answers after S
+// seconds from a timer (the loop goes on); anything else gets a 404.
+struct HttpConn {
+  int fd = -1;
+  std::uint64_t id = 0;
+  bool waiting = false;      // a /sleep answer is due: the next request waits for it
+  bool close_after = false;  // "Connection: close": close once the answer is out
+  bool continued = false;    // "100 Continue" sent for the request being read
+  std::string in, out, due_body;
+};
+
+int serve_http(const Options& o) {
+  signal(SIGTERM, [](int) { g_stop = 1; });
+  signal(SIGINT, [](int) { g_stop = 1; });
+  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(o.listen_port));
+  if (inet_pton(AF_INET, o.listen_host.c_str(), &a.sin_addr) != 1 || (ntohl(a.sin_addr.s_addr) >> 24) != 127)
+    die("--listen-host: a loopback IPv4 address");
+  if (bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(lfd, 4096) != 0)
+    die(std::string("serve-http: cannot listen: ") + std::strerror(errno));
+  socklen_t alen = sizeof a;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &alen);
+  std::printf("serve-http listening on http://%s:%d/\n", o.listen_host.c_str(), ntohs(a.sin_port));
+  std::fflush(stdout);
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;
+  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  std::vector<epoll_event> events(512);
+  std::vector<char> buf(256 * 1024);
+  std::unordered_map<std::uint64_t, HttpConn*> live;
+  using Due = std::pair<Nanos, std::uint64_t>;  // when, which connection
+  std::priority_queue<Due, std::vector<Due>, std::greater<Due>> timers;
+  std::uint64_t next_id = 1;
+  auto drop = [&](HttpConn* c) {
+    live.erase(c->id);
+    close(c->fd);
+    delete c;
+  };
+  auto flush = [&](HttpConn* c) -> bool {
+    while (!c->out.empty()) {
+      const ssize_t w = ::send(c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return false;
+      }
+      c->out.erase(0, static_cast<std::size_t>(w));
+    }
+    if (c->out.empty() && c->close_after) return false;
+    epoll_event e{};
+    e.events = EPOLLIN | (c->out.empty() ? 0u : EPOLLOUT);
+    e.data.ptr = c;
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
+    return true;
+  };
+  auto answer = [&](HttpConn* c, const char* status, const std::string& body) {
+    c->out += std::string("HTTP/1.1 ") + status + "\r\nContent-Type: application/json\r\nContent-Length: " +
+              std::to_string(body.size()) + (c->close_after ? "\r\nConnection: close" : "") + "\r\n\r\n" + body;
+  };
+  // Answers every complete request in c->in, in order; false: drop the connection.
+  auto handle = [&](HttpConn* c) -> bool {
+    while (!c->waiting && !c->close_after) {
+      const auto eoh = c->in.find("\r\n\r\n");
+      if (eoh == std::string::npos) {
+        if (c->in.size() > 65536) return false;
+        break;
+      }
+      std::string head = c->in.substr(0, eoh);
+      for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      std::size_t body_len = 0;
+      if (const auto k = head.find("\r\ncontent-length:"); k != std::string::npos)
+        body_len = std::strtoul(head.c_str() + k + 17, nullptr, 10);
+      if (head.find("\r\ntransfer-encoding:") != std::string::npos) return false;  // not needed here
+      if (c->in.size() < eoh + 4 + body_len) {
+        if (!c->continued && head.find("\r\nexpect: 100-continue") != std::string::npos) {
+          c->out += "HTTP/1.1 100 Continue\r\n\r\n";
+          c->continued = true;
+        }
+        if (body_len > (1u << 20)) return false;
+        break;
+      }
+      const std::string line = c->in.substr(0, c->in.find("\r\n"));  // the method and path keep their case
+      c->in.erase(0, eoh + 4 + body_len);
+      c->continued = false;
+      c->close_after = head.find("\r\nconnection: close") != std::string::npos ||
+                       line.compare(line.size() >= 8 ? line.size() - 8 : 0, 8, "HTTP/1.0") == 0;
+      const auto sp1 = line.find(' ');
+      const auto sp2 = line.find(' ', sp1 == std::string::npos ? 0 : sp1 + 1);
+      if (sp1 == std::string::npos || sp2 == std::string::npos) return false;
+      const std::string method = line.substr(0, sp1), target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+      const std::string path = target.substr(0, target.find('?'));
+      if (method == "POST" && path == "/ws/connect") {
+        answer(c, "200 OK", "{\"user\":\"bench\",\"ok\":true}");
+      } else if (method == "GET" && path == "/sleep") {
+        double secs = 5;
+        if (const auto q = target.find("s=", target.find('?')); q != std::string::npos && target.find('?') != std::string::npos)
+          secs = std::clamp(std::strtod(target.c_str() + q + 2, nullptr), 0.0, 300.0);
+        char body[64];
+        std::snprintf(body, sizeof body, "{\"slept\":%g}", secs);
+        if (secs <= 0) {
+          answer(c, "200 OK", body);
+        } else {
+          c->waiting = true;
+          c->due_body = body;
+          timers.push({now_ns() + static_cast<Nanos>(secs * 1e9), c->id});
+        }
+      } else {
+        answer(c, "404 Not Found", "{\"error\":\"not found\"}");
+      }
+    }
+    return flush(c);
+  };
+  while (!g_stop) {
+    Nanos wait = 200'000'000;
+    const Nanos now = now_ns();
+    while (!timers.empty() && timers.top().first <= now) {
+      const std::uint64_t id = timers.top().second;
+      timers.pop();
+      const auto it = live.find(id);
+      if (it == live.end()) continue;  // the client went away meanwhile
+      HttpConn* c = it->second;
+      c->waiting = false;
+      answer(c, "200 OK", c->due_body);
+      if (!handle(c)) drop(c);
+    }
+    if (!timers.empty()) wait = std::min(wait, std::max<Nanos>(timers.top().first - now, 0));
+    timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+    const int n = epoll_pwait2(ep, events.data(), static_cast<int>(events.size()), &ts, nullptr);
+    for (int i = 0; i < n; ++i) {
+      auto* c = static_cast<HttpConn*>(events[i].data.ptr);
+      if (!c) {
+        while (true) {
+          const int fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (fd < 0) break;
+          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          auto* nc = new HttpConn;
+          nc->fd = fd;
+          nc->id = next_id++;
+          live[nc->id] = nc;
+          epoll_event e{};
+          e.events = EPOLLIN;
+          e.data.ptr = nc;
+          epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+        }
+        continue;
+      }
+      if ((events[i].events & EPOLLOUT) && !flush(c)) {
+        drop(c);
+        continue;
+      }
+      if (!(events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
+      const ssize_t r = ::read(c->fd, buf.data(), buf.size());
+      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+        drop(c);
+        continue;
+      }
+      if (r < 0) continue;
+      c->in.append(buf.data(), static_cast<std::size_t>(r));
+      if (!handle(c)) drop(c);
+    }
+  }
+  for (auto& [id, c] : live) {
+    close(c->fd);
+    delete c;
+  }
+  return 0;
+}
+
 }  // namespace
 }  // namespace bench
 
@@ -1980,7 +2318,8 @@ int main(int argc, char** argv) {
   const Options o = parse_args(argc, argv);
   raise_fd_limit();
   if (o.scenario == Scenario::ServeEcho) return serve_echo(o);
-  const rlim_t need = static_cast<rlim_t>(o.conns) + 64;
+  if (o.scenario == Scenario::ServeHttp) return serve_http(o);
+  const rlim_t need = static_cast<rlim_t>(o.conns) + static_cast<rlim_t>(o.waiters) + 64;
   if (fd_limit() < need) die("fd limit " + std::to_string(fd_limit()) + " is below --conns + 64; raise `ulimit -n`");
 
   Report rep;

@@ -42,11 +42,6 @@ void add_first(Fields& fields, std::string name, std::string value) {
 
 }  // namespace
 
-bool is_secret_header(std::string_view name) {
-  return name == "authorization" || name == "cookie" || name == "proxy-authorization" || name == "x-auth-token" ||
-         name == "x-api-key";
-}
-
 Fields parse_query(std::string_view query) {
   Fields out;
   while (!query.empty()) {

@@ -21,9 +21,6 @@ inline constexpr std::string_view kKnownHandshakeHeaders[] = {
     "host", "origin", "user-agent", "authorization", "cookie", "x-forwarded-for", "x-real-ip",
     "x-auth-token", "accept-language", "referer", "sec-websocket-protocol", "accept-encoding", "cache-control"};
 
-// Headers whose values are secrets: never written to a log in full.
-bool is_secret_header(std::string_view lower_name);
-
 // "a=1&b=x%20y&c" -> {{"a","1"},{"b","x y"},{"c",""}}: percent-decoded,
 // '+' as a space. A repeated name keeps its first value (one rule for the
 // script's table and for anyone else reading the query). Malformed escapes

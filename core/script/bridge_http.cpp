@@ -102,7 +102,7 @@ outbound::HttpRequest read_request(lua_State* L, const ScriptContext& context) {
   r.timeout_ms = static_cast<long>(context.http_timeout_s) * 1000;
   lua_getfield(L, 1, "timeout");
   if (!lua_isnil(L, -1)) {
-    const double t = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : -1;
+    const double t = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;  // not "1": one rule per field
     if (!(t > 0 && t <= kMaxTimeout)) luaL_error(L, "relay.http.request: timeout must be seconds in (0, 300]");
     r.timeout_ms = std::max(1L, static_cast<long>(std::llround(t * 1000)));
   }

@@ -525,9 +525,11 @@ void ScriptEngine::on_message(Session& s, std::string_view data, bool binary) {
     event.data = std::string(data);
     event.binary = binary;
     if (!queue_event(*in_, s, std::move(event))) {
+      const std::size_t n = in_->max_queued_events;
       send_error(s, codes::kBusy,
-                 std::to_string(in_->max_queued_events) +
-                     " messages already wait behind a handler that is waiting (limits.waiting_messages)",
+                 n == 0 ? std::string("a handler of this session is waiting and limits.waiting_messages is 0")
+                        : std::to_string(n) + (n == 1 ? " message already waits" : " messages already wait") +
+                              " behind a handler that is waiting (limits.waiting_messages)",
                  binary ? std::string_view() : data);
     }
     return;

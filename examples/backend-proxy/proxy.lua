@@ -105,7 +105,7 @@ function handlers.on_upgrade(req)
     return {
       status = 401,
       headers = { ["WWW-Authenticate"] = 'Bearer realm="wsrelay"' },
-      body = "a '" .. COOKIE .. "' cookie or a ?token= query parameter is required\n",
+      body = "a '" .. COOKIE .. "' cookie or a ?token= query parameter is required",
     }
   end
 end

@@ -406,7 +406,7 @@ async def check_unreachable(c, binary, config):
     spare.bind(("127.0.0.1", 0))
     port = spare.getsockname()[1]
     spare.close()  # nothing listens there now
-    env = h.clean_env({"WSRELAY_ADMIN_TOKEN": TOKEN, "BACKEND_URL": "http://127.0.0.1:%d" % port})
+    env = h.clean_env({"WSRELAY_ADMIN_TOKEN": TOKEN, "WSRELAY_BACKEND_URL": "http://127.0.0.1:%d" % port})
     with h.Server(binary, ["--config", config], env=env) as relay:
         ws = await open_ws(relay, token="whatever")
         await ws.send(json.dumps({"type": "ping", "id": "u"}))
@@ -451,7 +451,7 @@ async def run(c, binary, source):
     config = os.path.join(source, "examples", "backend-proxy", "config.json")
     app = App(source)
     relay = h.Server(binary, ["--config", config],
-                     env=h.clean_env({"WSRELAY_ADMIN_TOKEN": TOKEN, "BACKEND_URL": app.url}))
+                     env=h.clean_env({"WSRELAY_ADMIN_TOKEN": TOKEN, "WSRELAY_BACKEND_URL": app.url}))
     try:
         relay.start()
         app.start("http://%s:%d" % (relay.connect_host(), relay.port))

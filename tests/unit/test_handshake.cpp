@@ -13,7 +13,6 @@
 
 using wsrelay::http::Fields;
 using wsrelay::http::find_field;
-using wsrelay::http::is_secret_header;
 using wsrelay::http::kKnownHandshakeHeaders;
 using wsrelay::http::parse_cookies;
 using wsrelay::http::parse_query;
@@ -132,17 +131,6 @@ TEST_CASE("find_field: the value of a name, or nullptr", "[handshake]") {
   CHECK(find_field(fields, "Cookie") == nullptr);  // names are lower case already
   CHECK(find_field(fields, "missing") == nullptr);
   CHECK(find_field(Fields{}, "host") == nullptr);
-}
-
-TEST_CASE("is_secret_header: credentials are secret, the rest is not", "[handshake]") {
-  for (const char* name : {"authorization", "cookie", "proxy-authorization", "x-auth-token", "x-api-key"}) {
-    INFO(name);
-    CHECK(is_secret_header(name));
-  }
-  for (const char* name : {"host", "origin", "user-agent", "x-forwarded-for", "accept-language", "referer", ""}) {
-    INFO(name);
-    CHECK_FALSE(is_secret_header(name));
-  }
 }
 
 TEST_CASE("kKnownHandshakeHeaders: lower-case names, each once, the ones the docs list", "[handshake]") {
