@@ -166,8 +166,8 @@ void resume_waiting(Internal& in, std::uint64_t wait_id, const std::function<int
 std::uint64_t begin_wait(lua_State* L, const char* what) {
   Internal& in = internal_of(L);
   if (in.current == nullptr) {
-    luaL_error(L, "%s cannot wait here (on_close, on_upgrade, on_error and http routes run to completion; "
-                  "start it from a message handler, on_open or relay.after)", what);
+    luaL_error(L, "%s cannot wait here (on_close, on_upgrade and on_error run to completion; "
+                  "start it from a message handler, on_open, an http route or relay.after)", what);
   }
   if (in.current->co != L) {
     luaL_error(L, "%s cannot wait inside a coroutine the script created (only in the handler itself)", what);

@@ -481,7 +481,10 @@ std::unique_ptr<Call> new_call(ScriptEngine& engine, Internal& in, Session& s) {
 }  // namespace
 
 void call_failed(Internal& in, Job& job, const std::string& error, const std::string& detail) {
-  if (job.in_handler) {
+  if (job.http) {
+    if (in.engine->context().stats != nullptr && in.budget_exceeded) ++in.engine->context().stats->script_timeouts;
+    http_failed(in, job, error);
+  } else if (job.in_handler) {
     handler_failed(in, job, error, detail);
   } else if (job.session != nullptr) {
     answer_without_lua(in, job, error, true);

@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -145,7 +146,9 @@ class ScriptEngine {
   // Routes the script declared in its `http` table ("GET /path" = function).
   // method "*" asks whether any method is routed for the path.
   bool has_http_route(std::string_view method, std::string_view path) const;
-  http::Response handle_http(const http::Request& request);
+  // The answer goes to done, at once or (the route waited) later on the
+  // loop's thread; exactly once.
+  void handle_http(const http::Request& request, std::function<void(http::Response)> done);
 
   const std::string& name() const { return source_name_; }
   const ScriptContext& context() const { return context_; }

@@ -131,6 +131,8 @@ void start_timer_call(ScriptEngine::Internal& in, std::unique_ptr<Call> call);
 // bridge_timer.cpp
 void fire_timer(ScriptEngine::Internal& in, std::uint64_t id, bool repeating);
 void cancel_timers(ScriptEngine::Internal& in, const std::vector<std::uint64_t>& ids);
+// http_route.cpp: an http route's call raised — logged, counted, 500.
+void http_failed(ScriptEngine::Internal& in, Job& job, const std::string& error);
 // dispatch.cpp: a queued event of a session whose call finished.
 void run_queued(ScriptEngine::Internal& in, session::Session& s, QueuedEvent& event);
 

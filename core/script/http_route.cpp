@@ -80,19 +80,43 @@ bool read_response(lua_State* L, int r, http::Response& response, std::string& p
 
 namespace {
 
-struct HttpJob {
-  const http::Request* request = nullptr;
-  const std::string* key = nullptr;
-  http::PathPattern::Params params;
-  http::Response response;
-};
+http::Response failed_response(bool timeout) {
+  return http::Response{500, "application/json", timeout ? R"({"error":"script_timeout"})" : R"({"error":"script_error"})",
+                        {}};
+}
 
+void answer(Job& job, http::Response response) {
+  HttpRouteJob& route = *job.http;
+  if (route.answered) return;
+  route.answered = true;
+  auto done = std::move(route.done);
+  if (done) done(std::move(response));
+}
+
+// After the route function returned, directly or (it waited) on resume.
+int route_returned(lua_State* L, int, lua_KContext context) {
+  Job& job = *reinterpret_cast<Job*>(context);
+  job.in_handler = false;
+  http::Response response;
+  std::string problem;
+  if (!read_response(L, lua_gettop(L), response, problem)) {
+    Internal& in = internal_of(L);
+    if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
+    log::error(in.engine->name() + ": http route '" + job.http->key + "': " + problem);
+    response = failed_response(false);
+  }
+  answer(job, std::move(response));
+  return 0;
+}
+
+// On a relay coroutine: the route may wait (relay.http.request).
 int http_entry(lua_State* L) {
-  HttpJob& job = *static_cast<HttpJob*>(lua_touserdata(L, 1));
-  const http::Request& req = *job.request;
+  Job& job = *static_cast<Job*>(lua_touserdata(L, 1));
+  const HttpRouteJob& route = *job.http;
+  const http::Request& req = route.request;
   lua_rawgeti(L, LUA_REGISTRYINDEX, internal_of(L).handlers_ref);
   lua_getfield(L, -1, "http");
-  lua_getfield(L, -1, job.key->c_str());
+  lua_getfield(L, -1, route.key.c_str());
   lua_createtable(L, 0, 8);
   lua_pushlstring(L, req.method.data(), req.method.size());
   lua_setfield(L, -2, "method");
@@ -104,36 +128,13 @@ int http_entry(lua_State* L) {
   lua_setfield(L, -2, "body");
   lua_pushlstring(L, req.remote.data(), req.remote.size());
   lua_setfield(L, -2, "remote");
-  lua_createtable(L, 0, static_cast<int>(req.headers.size()));
-  for (const auto& [name, value] : req.headers) {
-    lua_pushlstring(L, value.data(), value.size());
-    lua_setfield(L, -2, name.c_str());
-  }
+  push_fields(L, req.headers);
   lua_setfield(L, -2, "headers");
-  lua_createtable(L, 0, static_cast<int>(job.params.size()));
-  for (const auto& [name, value] : job.params) {
-    lua_pushlstring(L, value.data(), value.size());
-    lua_setfield(L, -2, name.c_str());
-  }
+  push_fields(L, route.params);
   lua_setfield(L, -2, "params");
-  std::string error;
-  if (!protected_call(L, 1, 1, error)) {
-    Internal& in = internal_of(L);
-    if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
-    log::error(in.engine->name() + ": http route '" + *job.key + "' failed: " + error);
-    job.response.status = 500;
-    job.response.content_type = "application/json";
-    job.response.body = in.budget_exceeded ? R"({"error":"script_timeout"})" : R"({"error":"script_error"})";
-    return 0;
-  }
-  std::string problem;
-  if (!read_response(L, lua_gettop(L), job.response, problem)) {
-    Internal& in = internal_of(L);
-    if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
-    log::error(in.engine->name() + ": http route '" + *job.key + "': " + problem);
-    job.response = http::Response{500, "application/json", R"({"error":"script_error"})", {}};
-  }
-  return 0;
+  job.in_handler = true;
+  lua_callk(L, 1, 1, reinterpret_cast<lua_KContext>(&job), route_returned);
+  return route_returned(L, LUA_OK, reinterpret_cast<lua_KContext>(&job));
 }
 
 }  // namespace
@@ -149,30 +150,32 @@ bool ScriptEngine::has_http_route(std::string_view method, std::string_view path
   return false;
 }
 
-http::Response ScriptEngine::handle_http(const http::Request& request) {
-  HttpJob job;
-  job.request = &request;
-  for (const auto& route : in_->routes) {
-    if ((route.method == request.method || (request.method == "HEAD" && route.method == "GET")) &&
-        route.pattern.match(request.path, job.params)) {
-      job.key = &route.key;
+void http_failed(Internal& in, Job& job, const std::string& error) {
+  if (in.engine->context().stats != nullptr) ++in.engine->context().stats->script_errors;
+  log::error(in.engine->name() + ": http route '" + job.http->key + "' failed: " + error);
+  answer(job, failed_response(in.budget_exceeded));
+}
+
+void ScriptEngine::handle_http(const http::Request& request, std::function<void(http::Response)> done) {
+  auto route = std::make_shared<HttpRouteJob>();
+  for (const auto& r : in_->routes) {
+    if ((r.method == request.method || (request.method == "HEAD" && r.method == "GET")) &&
+        r.pattern.match(request.path, route->params)) {
+      route->key = r.key;
       break;
     }
   }
-  if (job.key == nullptr) return job.response;  // 404
-  lua_State* L = in_->L;
-  begin_call(*in_);
-  lua_pushcfunction(L, http_entry);
-  lua_pushlightuserdata(L, &job);
-  std::string error;
-  if (!protected_call(L, 1, 0, error)) {
-    log::error(source_name_ + ": http route failed: " + error);
-    job.response = http::Response{500, "application/json", R"({"error":"script_error"})", {}};
+  if (route->key.empty()) {
+    done(http::Response{});  // 404
+    return;
   }
-  release_holds(*in_);
-  lua_settop(L, 0);
-  lua_sethook(L, nullptr, 0, 0);
-  return job.response;
+  route->request = request;  // the transport's copy may go before the answer
+  route->done = std::move(done);
+  std::unique_ptr<Call> call = take_call(*in_);
+  call->job.engine = this;
+  call->job.handler_name = "http";
+  call->job.http = std::move(route);
+  start_call(*in_, std::move(call), http_entry);
 }
 
 }  // namespace wsrelay::script

@@ -3,17 +3,31 @@
 // script unit: dispatch.cpp runs jobs, calls.cpp suspends and resumes them.
 #pragma once
 
+#include "http/path_pattern.hpp"
+#include "http/request.hpp"
 #include "json/flat.hpp"
 #include "json/json.hpp"
 #include "session/session.hpp"
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 namespace wsrelay::script {
 
 class ScriptEngine;
+
+// An http route's request, its route and who gets the answer (the
+// transport's reply, which may be gone by then: its callback checks).
+struct HttpRouteJob {
+  http::Request request;
+  std::string key;                 // "GET /path" as the script wrote it
+  http::PathPattern::Params params;
+  std::function<void(http::Response)> done;
+  bool answered = false;
+};
 
 struct Job {
   ScriptEngine* engine = nullptr;
@@ -40,6 +54,7 @@ struct Job {
   bool upstream_retrying = false;
   int timer_fn_ref = -2;          // a timer's callback (LUA_NOREF when none)
   std::uint64_t timer_id = 0;     // the timer whose callback this is
+  std::shared_ptr<HttpRouteJob> http;  // set for an http route
 
   // Ready for the next job of a reused call, without rebuilding the
   // flat decoder's member array (the hot path: one reset per message).
@@ -66,6 +81,7 @@ struct Job {
     upstream_retrying = false;
     timer_fn_ref = -2;
     timer_id = 0;
+    http.reset();
   }
 
   // Before the job waits: the frame it points into belongs to the transport

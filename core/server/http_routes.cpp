@@ -12,14 +12,13 @@ bool is_script_route(Relay& relay, std::string_view method, std::string_view pat
   return false;
 }
 
-http::Response answer_http(Relay& relay, const http::Request& request) {
+namespace {
+
+// The relay's own answers (everything but a script route): at once.
+http::Response builtin_answer(Relay& relay, const http::Request& request) {
   if (request.path.rfind("/admin/", 0) == 0) return admin_route(relay, request);
   const std::string_view method = request.method;
   const std::string_view path = request.path;
-  // Script routes first: a dialect may answer its own paths (and methods).
-  for (const auto& ep : relay.endpoints()) {
-    if (ep->engine->has_http_route(method, path)) return ep->engine->handle_http(request);
-  }
   http::Response r;
   if (method != "GET" && method != "HEAD") {
     r.status = 405;
@@ -42,6 +41,21 @@ http::Response answer_http(Relay& relay, const http::Request& request) {
     r.body = "not found\n";
   }
   return r;
+}
+
+}  // namespace
+
+void answer_http(Relay& relay, const http::Request& request, std::function<void(http::Response)> done) {
+  if (request.path.rfind("/admin/", 0) != 0) {
+    // Script routes first: a dialect may answer its own paths (and methods).
+    for (const auto& ep : relay.endpoints()) {
+      if (ep->engine->has_http_route(request.method, request.path)) {
+        ep->engine->handle_http(request, std::move(done));
+        return;
+      }
+    }
+  }
+  done(builtin_answer(relay, request));
 }
 
 }  // namespace wsrelay::server

@@ -6,6 +6,7 @@
 
 #include "http/request.hpp"
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -13,7 +14,8 @@ namespace wsrelay::server {
 
 class Relay;
 
-http::Response answer_http(Relay& relay, const http::Request& request);
+// The answer goes to done: at once, or later (a script route that waits).
+void answer_http(Relay& relay, const http::Request& request, std::function<void(http::Response)> done);
 
 // Whether a script route would take this request (so the protocol knows to
 // read a request body first).

@@ -75,6 +75,9 @@ struct HttpReply {
   bool awaiting_body = false;  // headers wait until the request body is read
   bool body_too_large = false; // over kMaxHttpBody: the rest is discarded, 413 answered
   bool close_after = false;    // the connection cannot be reused (an unread body)
+  bool ready = false;          // the answer is in (a script route that waits answers later)
+  bool deferred = false;       // on_http returned before the answer: its headers go from WRITEABLE
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);  // false once lws dropped the request
 };
 
 // Script routes and admin calls take small JSON bodies; a megabyte is plenty.

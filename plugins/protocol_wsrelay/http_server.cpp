@@ -120,12 +120,24 @@ void respond(lws* wsi, PerSession* pss) {
     reply.close_after = true;
     return;
   }
-  const http::Response response = server::answer_http(*relay_of(wsi), reply.request);
-  reply.status = response.status;
-  reply.content_type = response.content_type;
-  reply.extra_headers = response.headers;
-  reply.body.assign(LWS_PRE, '\0');
-  reply.body += response.body;
+  HttpReply* target = &reply;
+  server::answer_http(*relay_of(wsi), reply.request, [wsi, target, alive = reply.alive](http::Response response) {
+    if (!*alive) return;  // the client left while a script route waited
+    target->status = response.status;
+    target->content_type = response.content_type;
+    target->extra_headers = response.headers;
+    target->body.assign(LWS_PRE, '\0');
+    target->body += response.body;
+    target->ready = true;
+    if (target->deferred) lws_callback_on_writable(wsi);
+  });
+}
+
+// The answer's headers now, or (not in yet) from WRITEABLE once it is.
+int start_answer(lws* wsi, HttpReply& reply) {
+  if (reply.ready || reply.body_too_large) return write_http_headers(wsi, reply);
+  reply.deferred = true;
+  return 0;
 }
 
 int on_http(lws* wsi, PerSession* pss, const char* uri) {
@@ -161,13 +173,13 @@ int on_http(lws* wsi, PerSession* pss, const char* uri) {
     if (parse_end != nullptr && *parse_end == '\0' && declared > kMaxDiscardedBody) {
       reply->body_too_large = true;
       respond(wsi, pss);
-      return write_http_headers(wsi, *reply);
+      return start_answer(wsi, *reply);
     }
     reply->awaiting_body = true;
     return 0;
   }
   respond(wsi, pss);
-  return write_http_headers(wsi, *reply);
+  return start_answer(wsi, *reply);
 }
 
 int on_http_body(PerSession* pss, const void* in, std::size_t len) {
@@ -191,12 +203,16 @@ int on_http_body_complete(lws* wsi, PerSession* pss) {
   if (pss == nullptr || pss->http == nullptr || !pss->http->awaiting_body) return 0;
   pss->http->awaiting_body = false;
   respond(wsi, pss);
-  return write_http_headers(wsi, *pss->http);
+  return start_answer(wsi, *pss->http);
 }
 
 int on_http_writeable(lws* wsi, PerSession* pss) {
   HttpReply* reply = pss->http;
-  if (reply == nullptr || reply->awaiting_body) return 0;
+  if (reply == nullptr || reply->awaiting_body || (reply->deferred && !reply->ready)) return 0;
+  if (reply->deferred) {
+    reply->deferred = false;
+    return write_http_headers(wsi, *reply);  // the body follows at the next WRITEABLE
+  }
   pss->http = nullptr;
   std::unique_ptr<HttpReply> owned(reply);
   const std::size_t size = reply->body.size() - LWS_PRE;

@@ -123,6 +123,7 @@ int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::s
       return on_http_writeable(wsi, pss);
     case LWS_CALLBACK_CLOSED_HTTP:
       if (pss != nullptr) {
+        if (pss->http != nullptr) *pss->http->alive = false;
         delete pss->http;
         pss->http = nullptr;
       }

@@ -3,7 +3,7 @@
 (issue 13): app -> core <- plugins; inside core/ each folder includes only
 its own layer or lower ones and the folders' include graph has no loop; no
 core header under plugins/ but in the relay protocol; no core .cpp over 700
-lines; the relay protocol adapter at most 705 lines of code.
+lines; the relay protocol adapter at most 725 lines of code.
 
     /usr/bin/python3 tests/python/test_dependencies.py <wsrelay> <source-dir>
 """
@@ -103,11 +103,12 @@ def main(c):
                 n = sum(1 for _ in f)
             c.check(n <= 700, "%s has %d lines (at most 700)" % (os.path.relpath(path, root), n))
     adapter = sum(code_lines(p) for p in sources(root, "plugins/protocol_wsrelay"))
-    # 650 when issue 13 made the adapter thin; +50 for what only lws can do
+    # 650 when issue 13 made the adapter thin; +75 for what only lws can do
     # for issue 16: asking lws for the handshake's headers one by one (the
-    # known tokens and the endpoint's custom ones) and handing on_upgrade's
-    # user to the open. The loop binding itself lives in core/loop.
-    c.check(adapter <= 705, "plugins/protocol_wsrelay: %d lines of code (at most 705)" % adapter)
+    # known tokens and the endpoint's custom ones), handing on_upgrade's user
+    # to the open, and writing an HTTP answer that comes later (a script
+    # route that waits). The loop binding itself lives in core/loop.
+    c.check(adapter <= 725, "plugins/protocol_wsrelay: %d lines of code (at most 725)" % adapter)
     print("plugins/protocol_wsrelay: %d lines of code; core folders: %s" % (adapter, ", ".join(
         "%s->%s" % (f, "+".join(sorted(graph[f])) or "-") for f in folders)))
     return c.report()

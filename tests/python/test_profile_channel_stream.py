@@ -289,6 +289,15 @@ async def sub_since(ws, channel, since):
     return (await recv_json(ws)).get("payload") or {}
 
 
+async def settled(ws):
+    """Every message ws sent before has been handled: the relay answers one
+    connection's messages in order, so its pong comes after them (a slow
+    relay, under a sanitizer, is still publishing otherwise)."""
+    await ws.send(json.dumps({"channel": "ping"}))
+    while (json.loads(await asyncio.wait_for(ws.recv(), 10)).get("channel")) != "pong":
+        pass
+
+
 async def recv_frames(ws, n):
     return [await asyncio.wait_for(ws.recv(), 5) for _ in range(n)]
 
@@ -314,7 +323,7 @@ async def run_recovery(c, url):
         await asyncio.sleep(0.2)
         for frame in sent[3:]:
             await assistant.send(frame)
-        await asyncio.sleep(0.2)
+        await settled(assistant)
 
         back = await connect(url)
         p = await sub_since(back, channel, {"seq": last, "epoch": epoch})
@@ -350,6 +359,7 @@ async def run_recovery(c, url):
         top = last + 5
         for i in range(HISTORY_SIZE + 1):
             await assistant.send(status_frame(100 + i, channel))
+        await settled(assistant)
         back = await connect(url)
         p = await sub_since(back, channel, {"seq": top - 1, "epoch": epoch})
         c.equal((p.get("recovered"), p.get("seq")), (False, top + HISTORY_SIZE + 1),

@@ -157,6 +157,19 @@ function h.rtick(s, m)
   return { type = "rtick.ok", id = m.id }
 end
 
+-- HTTP routes wait like handlers.
+h.http = {
+  ["GET /r/slow"] = function(req)
+    local res, err = relay.http.request{ url = B.backend .. "/sleep?s=" .. (req.query:match("s=([%d.]+)") or "1") }
+    if not res then return { status = 502, json = { error = err } } end
+    return { status = 200, json = { waited = true, backend = res.json } }
+  end,
+  ["GET /r/boom"] = function(req)
+    relay.http.request{ url = B.backend .. "/sleep?s=0.1" }
+    error("route failed after waiting")
+  end,
+}
+
 return h
 """
 
@@ -800,6 +813,50 @@ async def reload_cancels(c, server, script_path, script_text):
         await close_quietly(ws)
 
 
+def raw_get(port, path, timeout=10.0):
+    """GET path over one socket; (status, body) — body as text."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path).encode())
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    return status, body.decode("utf-8", "replace")
+
+
+async def routes_wait(c, server, by):
+    loop = asyncio.get_running_loop()
+    port = server.port
+    # A route that waits 1 s on the backend: the bystander and another HTTP
+    # request are answered meanwhile.
+    slow = loop.run_in_executor(None, raw_get, port, "/r/slow?s=1")
+    t0 = time.monotonic()
+    status_during = await loop.run_in_executor(None, raw_get, port, "/healthz")
+    c.check(status_during[0] == 200 and time.monotonic() - t0 < 0.5,
+            "a waiting route: /healthz answered meanwhile", status_during)
+    (code, body), _ = await with_bystander(by, slow, "a waiting http route", c)
+    c.check(code == 200 and json.loads(body or "{}").get("waited") is True and
+            json.loads(body).get("backend") == {"slept": 1.0}, "a route that waited answers with what it got", (code, body))
+    code, body = await loop.run_in_executor(None, raw_get, port, "/r/boom")
+    c.check(code == 500 and json.loads(body or "{}") == {"error": "script_error"},
+            "a route that fails after waiting: 500 script_error", (code, body))
+    line = await wait_log(server, lambda l: "http route 'GET /r/boom' failed" in l and "route failed after waiting" in l)
+    c.check(line is not None, "the failing route is logged with file:line", line)
+    # The client leaves while its route waits: the answer is dropped, the
+    # server goes on.
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"GET /r/slow?s=0.5 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    await asyncio.sleep(0.1)
+    sock.close()
+    await asyncio.sleep(0.8)
+    code, _ = await loop.run_in_executor(None, raw_get, port, "/healthz")
+    c.check(code == 200 and server.alive(), "a client that left while its route waited: the server goes on", code)
+
+
 async def status_counters(c, server, before):
     st = await status_of(server)
     h = st.get("http") or {}
@@ -906,6 +963,7 @@ async def main(c):
                                      ("cannot_wait", lambda: cannot_wait(c, server)),
                                      ("handshake", lambda: handshake(c, server)),
                                      ("on_open_waits", lambda: on_open_waits(c, server)),
+                                     ("routes_wait", lambda: routes_wait(c, server, by)),
                                      ("status", lambda: status_counters(c, server, before)),
                                      ("reload", lambda: reload_cancels(c, server, os.path.join(folder, "reach.lua"),
                                                                        REACH_LUA))):
