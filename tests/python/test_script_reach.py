@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ function h.ping(s, m) return { type = "pong", id = m.id, version = VERSION } end
 function h.fetch(s, m)
   local t0 = relay.now()
   local res, err = relay.http.request{ method = m.method, url = url(m), headers = m.headers,
-    json = m.json, body = m.body, timeout = m.timeout, max_size = m.max_size }
+    json = m.json, body = m.body, timeout = m.timeout, max_size = m.max_size, tls_insecure = m.tls_insecure }
   if not res then return nil, "http_failed", err end
   local out = { type = "fetched", id = m.id, status = res.status, headers = res.headers,
     json = res.json, json_error = res.json_error, body_len = #res.body, ms = relay.now() - t0 }
@@ -268,9 +269,10 @@ def line_of(text, needle):
 class Backend:
     """reach_backend.py under uvicorn, on a socket bound here to port 0."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.proc = None
         self.port = None
+        self.tls = tls  # (certfile, keyfile): served over https
         # Its log (a client that hangs up mid-answer makes asyncio complain at
         # every write): kept out of the test's output, shown if it dies.
         self.log = tempfile.TemporaryFile()
@@ -284,7 +286,8 @@ class Backend:
         fd = sock.fileno()
         self.proc = subprocess.Popen(
             ["/usr/bin/python3", "-m", "uvicorn", "--app-dir", HERE, "reach_backend:app", "--fd", str(fd),
-             "--log-level", "warning", "--no-access-log", "--backlog", "512"],
+             "--log-level", "warning", "--no-access-log", "--backlog", "512"] +
+            (["--ssl-certfile", self.tls[0], "--ssl-keyfile", self.tls[1]] if self.tls else []),
             pass_fds=[fd], stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
             stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
         sock.close()
@@ -301,7 +304,11 @@ class Backend:
         raise RuntimeError("uvicorn did not answer /healthz within 20 s")
 
     def get(self, path):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        if self.tls:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5,
+                                               context=ssl._create_unverified_context())
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -857,6 +864,21 @@ async def routes_wait(c, server, by):
     c.check(code == 200 and server.alive(), "a client that left while its route waited: the server goes on", code)
 
 
+async def https(c, server, tls_port):
+    """https:// with the certificate checked: a self-signed backend is
+    refused ("tls: ..."), unless the request says tls_insecure."""
+    ws = await connect(server.url("/ws"))
+    try:
+        r = await call(ws, {"type": "fetch", "id": 1, "base": "tls", "path": "/echo"})
+        c.check(r.get("type") == "error" and (err_of(r) or "").startswith("tls: "),
+                "https to a self-signed backend: refused, the reason starts with 'tls: '", r)
+        r = await call(ws, {"type": "fetch", "id": 2, "base": "tls", "path": "/echo", "tls_insecure": True})
+        c.check(r.get("type") == "fetched" and r.get("status") == 200,
+                "https with tls_insecure: answered", r)
+    finally:
+        await close_quietly(ws)
+
+
 async def status_counters(c, server, before):
     st = await status_of(server)
     h = st.get("http") or {}
@@ -930,6 +952,12 @@ async def limits(c, binary, folder, backend):
 async def main(c):
     binary = sys.argv[1]
     backend = Backend().start()
+    certs = tempfile.TemporaryDirectory()
+    cert, key = os.path.join(certs.name, "cert.pem"), os.path.join(certs.name, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    tls_backend = Backend(tls=(cert, key)).start()
     raw_server, raw_port = await mid_body_server()
     down = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     down.bind(("127.0.0.1", 0))  # bound, never listening: connecting is refused
@@ -938,7 +966,8 @@ async def main(c):
         with tempfile.TemporaryDirectory() as folder:
             options = {"backend": "http://127.0.0.1:%d" % backend.port,
                        "down": "http://127.0.0.1:%d" % down_port,
-                       "raw": "http://127.0.0.1:%d" % raw_port}
+                       "raw": "http://127.0.0.1:%d" % raw_port,
+                       "tls": "https://127.0.0.1:%d" % tls_backend.port}
             for name, text in (("reach.lua", REACH_LUA), ("gate.lua", GATE_LUA), ("auth.lua", AUTH_LUA)):
                 with open(os.path.join(folder, name), "w") as f:
                     f.write(text)
@@ -964,6 +993,7 @@ async def main(c):
                                      ("handshake", lambda: handshake(c, server)),
                                      ("on_open_waits", lambda: on_open_waits(c, server)),
                                      ("routes_wait", lambda: routes_wait(c, server, by)),
+                                     ("https", lambda: https(c, server, tls_backend.port)),
                                      ("status", lambda: status_counters(c, server, before)),
                                      ("reload", lambda: reload_cancels(c, server, os.path.join(folder, "reach.lua"),
                                                                        REACH_LUA))):
@@ -986,6 +1016,8 @@ async def main(c):
         down.close()
         raw_server.close()
         backend.stop()
+        tls_backend.stop()
+        certs.cleanup()
 
 
 if __name__ == "__main__":
