@@ -110,27 +110,35 @@ async def main():
     answers = {}
     async with websockets.connect(url, extra_headers=headers, max_size=None) as ws:
         task = asyncio.create_task(reader(ws, answers))
-        if args.messages:
-            for n, text in enumerate(args.messages, 1):
-                msg = chat_message(text, n)
-                answers[msg["id"]] = loop.create_future()
-                await ws.send(json.dumps(msg))
-                if await asyncio.wait_for(answers[msg["id"]], 30) is None:
-                    break
-            if args.listen > 0 and not task.done():
-                await asyncio.wait([task], timeout=args.listen)
-        else:
-            n = 0
-            while not task.done():
-                line = await loop.run_in_executor(None, sys.stdin.readline)
-                if not line:
-                    break
-                if line.strip():
-                    n += 1
-                    await ws.send(json.dumps(chat_message(line.rstrip("\n"), n)))
+        try:
+            await converse(ws, args, answers, task, loop)
+        except websockets.ConnectionClosed:
+            pass  # closed under a send (a refused connection): the reader reports how
         await ws.close()
         await task
     return 3 if ws.close_code in (4003, 1013) else 0
+
+
+async def converse(ws, args, answers, task, loop):
+    """Sends the messages given (waiting for each answer), or stdin's lines."""
+    if args.messages:
+        for n, text in enumerate(args.messages, 1):
+            msg = chat_message(text, n)
+            answers[msg["id"]] = loop.create_future()
+            await ws.send(json.dumps(msg))
+            if await asyncio.wait_for(answers[msg["id"]], 30) is None:
+                break
+        if args.listen > 0 and not task.done():
+            await asyncio.wait([task], timeout=args.listen)
+        return
+    n = 0
+    while not task.done():
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        if line.strip():
+            n += 1
+            await ws.send(json.dumps(chat_message(line.rstrip("\n"), n)))
 
 
 if __name__ == "__main__":
