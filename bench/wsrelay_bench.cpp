@@ -1992,7 +1992,10 @@ struct EchoConn {
   std::string in, out;
 };
 
-int serve_echo(const Options& o) {
+// A loopback listener for the bench's own servers (serve-echo, serve-http):
+// SIGTERM/SIGINT stop them, the socket is in a fresh epoll set (data.ptr
+// null), and the address is printed once it listens.
+std::pair<int, int> listen_loopback(const Options& o, const char* name, const char* scheme) {
   signal(SIGTERM, [](int) { g_stop = 1; });
   signal(SIGINT, [](int) { g_stop = 1; });
   const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -2004,16 +2007,22 @@ int serve_echo(const Options& o) {
   if (inet_pton(AF_INET, o.listen_host.c_str(), &a.sin_addr) != 1 || (ntohl(a.sin_addr.s_addr) >> 24) != 127)
     die("--listen-host: a loopback IPv4 address");
   if (bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(lfd, 4096) != 0)
-    die(std::string("serve-echo: cannot listen: ") + std::strerror(errno));
+    die(std::string(name) + ": cannot listen: " + std::strerror(errno));
   socklen_t alen = sizeof a;
   getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &alen);
-  std::printf("serve-echo listening on ws://%s:%d/\n", o.listen_host.c_str(), ntohs(a.sin_port));
+  std::printf("%s listening on %s://%s:%d/\n", name, scheme, o.listen_host.c_str(), ntohs(a.sin_port));
   std::fflush(stdout);
   const int ep = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  return {lfd, ep};
+}
+
+int serve_echo(const Options& o) {
+  const auto [lfd, ep] = listen_loopback(o, "serve-echo", "ws");
+  const int one = 1;  // TCP_NODELAY below
   std::vector<epoll_event> events(512);
   std::vector<char> buf(256 * 1024);
   auto drop = [&](EchoConn* c) {
@@ -2148,27 +2157,8 @@ struct HttpConn {
 };
 
 int serve_http(const Options& o) {
-  signal(SIGTERM, [](int) { g_stop = 1; });
-  signal(SIGINT, [](int) { g_stop = 1; });
-  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  const int one = 1;
-  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(o.listen_port));
-  if (inet_pton(AF_INET, o.listen_host.c_str(), &a.sin_addr) != 1 || (ntohl(a.sin_addr.s_addr) >> 24) != 127)
-    die("--listen-host: a loopback IPv4 address");
-  if (bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(lfd, 4096) != 0)
-    die(std::string("serve-http: cannot listen: ") + std::strerror(errno));
-  socklen_t alen = sizeof a;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &alen);
-  std::printf("serve-http listening on http://%s:%d/\n", o.listen_host.c_str(), ntohs(a.sin_port));
-  std::fflush(stdout);
-  const int ep = epoll_create1(EPOLL_CLOEXEC);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.ptr = nullptr;
-  epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+  const auto [lfd, ep] = listen_loopback(o, "serve-http", "http");
+  const int one = 1;  // TCP_NODELAY below
   std::vector<epoll_event> events(512);
   std::vector<char> buf(256 * 1024);
   std::unordered_map<std::uint64_t, HttpConn*> live;

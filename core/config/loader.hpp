@@ -67,6 +67,21 @@ class Loader {
 
   std::string env_secret() const;
 
+  // fn(element, its path) for each object of an array; an element that is
+  // not an object is an error ("expected an object") and skipped.
+  template <typename F>
+  void for_each_object(const cJSON* array, const std::string& path, F&& fn) {
+    std::size_t i = 0;
+    for (const cJSON* el = array->child; el != nullptr; el = el->next, ++i) {
+      const std::string el_path = index_path(path, i);
+      if (!cJSON_IsObject(el)) {
+        error(el_path, "expected an object");
+        continue;
+      }
+      fn(el, el_path);
+    }
+  }
+
   void check_keys(const cJSON* obj, const std::string& path,
                   std::initializer_list<std::string_view> allowed);
 

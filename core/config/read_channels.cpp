@@ -59,17 +59,10 @@ void Loader::read_channel_options(const cJSON* item, Config& cfg) {
     return;
   }
   std::vector<std::string> paths;  // parallel to cfg.channel_options
-  std::size_t i = 0;
-  for (const cJSON* el = item->child; el != nullptr; el = el->next, ++i) {
-    const std::string el_path = index_path(path, i);
-    if (!cJSON_IsObject(el)) {
-      error(el_path, "expected an object");
-      continue;
-    }
+  for_each_object(item, path, [&](const cJSON* el, const std::string& el_path) {
     auto rule = read_channel_rule(el, el_path);
-    if (!rule) continue;
+    if (!rule) return;
     // First match wins: a rule that an earlier one covers would never apply.
-    bool duplicate = false;
     for (std::size_t j = 0; j < cfg.channel_options.size(); ++j) {
       const std::string& earlier = cfg.channel_options[j].match;
       std::string_view later = rule->match;
@@ -79,14 +72,12 @@ void Loader::read_channel_options(const cJSON* item, Config& cfg) {
         error(child_path(el_path, "match"), "every channel " + quote(rule->match) + " matches is already matched by " +
                                                 paths[j] + " (" + quote(earlier) +
                                                 "; the first match wins, so this rule would never apply)");
-        duplicate = true;
-        break;
+        return;
       }
     }
-    if (duplicate) continue;
     cfg.channel_options.push_back(std::move(*rule));
     paths.push_back(el_path);
-  }
+  });
 }
 
 }  // namespace wsrelay::config

@@ -92,28 +92,19 @@ void Loader::read_listeners(const cJSON* item, Config& cfg) {
     return;
   }
   std::vector<std::string> paths;  // parallel to cfg.listeners
-  std::size_t i = 0;
-  for (const cJSON* el = item->child; el != nullptr; el = el->next, ++i) {
-    const std::string el_path = index_path(path, i);
-    if (!cJSON_IsObject(el)) {
-      error(el_path, "expected an object");
-      continue;
-    }
+  for_each_object(item, path, [&](const cJSON* el, const std::string& el_path) {
     auto l = read_listener(el, el_path);
-    if (!l) continue;
+    if (!l) return;
     // Port 0 asks the OS for a fresh port each time, so it never collides.
-    bool duplicate = false;
     for (std::size_t j = 0; l->port != 0 && j < cfg.listeners.size(); ++j) {
       if (cfg.listeners[j].host == l->host && cfg.listeners[j].port == l->port) {
         error(el_path, "duplicate of " + paths[j] + " (" + host_port(*l) + ")");
-        duplicate = true;
-        break;
+        return;
       }
     }
-    if (duplicate) continue;
     cfg.listeners.push_back(std::move(*l));
     paths.push_back(el_path);
-  }
+  });
 }
 
 bool Loader::is_plugin_name(std::string_view name) {
