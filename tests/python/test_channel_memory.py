@@ -31,9 +31,6 @@ code 0 only if all pass.
 """
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
 import re
@@ -45,7 +42,7 @@ sys.dont_write_bytecode = True  # keep tests/python free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from wsrelay_harness import (  # noqa: E402
-    DEFAULT_TIMEOUT, Checker, Server, ServerError, clean_env, close_quietly, connect, expect_silence,
+    make_hs256_jwt, DEFAULT_TIMEOUT, Checker, Server, ServerError, clean_env, close_quietly, connect, expect_silence,
     http_get, recv_json, recv_text, run_async_main, send_json, usage_args)
 
 SILENCE = 0.25
@@ -73,15 +70,8 @@ def write_config(folder, extra=None, name="config.json"):
     return path
 
 
-def b64url(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
 def make_jwt(claims, secret=SECRET):
-    h = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    p = b64url(json.dumps(claims, separators=(",", ":")).encode())
-    sig = hmac.new(secret.encode(), ("%s.%s" % (h, p)).encode("ascii"), hashlib.sha256).digest()
-    return "%s.%s.%s" % (h, p, b64url(sig))
+    return make_hs256_jwt(claims, secret)
 
 
 _ids = [0]

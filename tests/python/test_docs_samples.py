@@ -125,7 +125,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 
 import docs_samples  # noqa: E402
-from wsrelay_harness import Checker, Server, ServerError, clean_env, self_signed_cert, usage_args  # noqa: E402
+from wsrelay_harness import Checker, Server, ServerError, clean_env, free_port, self_signed_cert, usage_args  # noqa: E402
 
 BINARY, SOURCE = usage_args()
 BUILD = os.path.dirname(BINARY)
@@ -284,14 +284,6 @@ def mismatch(expected, actual, where="$"):
 
 
 # ---- the page context ------------------------------------------------------------
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Page:

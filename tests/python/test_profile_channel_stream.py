@@ -20,7 +20,6 @@ import json
 import os
 import queue
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 
 from wsrelay_harness import (  # noqa: E402
-    Section, Checker, Server, clean_env, close_quietly, connect, expect_silence, http_get, recv_json, usage_args)
+    free_port, Section, Checker, Server, clean_env, close_quietly, connect, expect_silence, http_get, recv_json, usage_args)
 
 SILENCE = 0.3
 CHANNEL = "user_session_abc123"   # a history channel (channel_options: user_session_*)
@@ -370,14 +369,6 @@ async def run_recovery(c, url):
     finally:
         for ws in (assistant, watcher, back):
             await close_quietly(ws)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Watch:

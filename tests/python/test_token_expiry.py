@@ -28,9 +28,6 @@ code 0 only if all pass.
 """
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import os
 import sys
@@ -43,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import websockets  # noqa: E402
 
 from wsrelay_harness import (  # noqa: E402
-    Checker, Server, ServerError, clean_env, close_quietly, connect, recv_json, request,
+    make_hs256_jwt, Checker, Server, ServerError, clean_env, close_quietly, connect, recv_json, request,
     run_async_main, usage_args)
 
 SECRET = "token-expiry-secret-0123456789"
@@ -68,15 +65,8 @@ return h
 """
 
 
-def b64url(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
 def make_jwt(claims, secret=SECRET):
-    h = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    p = b64url(json.dumps(claims, separators=(",", ":")).encode())
-    sig = hmac.new(secret.encode(), ("%s.%s" % (h, p)).encode("ascii"), hashlib.sha256).digest()
-    return "%s.%s.%s" % (h, p, b64url(sig))
+    return make_hs256_jwt(claims, secret)
 
 
 async def open_ws(server, path="/ws"):

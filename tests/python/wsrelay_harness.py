@@ -19,6 +19,8 @@ Pieces:
 import asyncio
 import atexit
 import base64
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -68,6 +70,26 @@ def clean_env(extra=None, remove=("WSRELAY_JWT_SECRET",)):
 
 
 # ---- results ---------------------------------------------------------------
+
+
+def free_port():
+    """A loopback port free right now (for a server whose port must be known
+    before it starts, e.g. to restart it on the same one)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def make_hs256_jwt(claims, secret):
+    """An HS256 token as the relay's jwt extension checks it."""
+    def b64url(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    h = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    p = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    sig = hmac.new(secret.encode(), ("%s.%s" % (h, p)).encode("ascii"), hashlib.sha256).digest()
+    return "%s.%s.%s" % (h, p, b64url(sig))
 
 
 class Section:
