@@ -1992,6 +1992,25 @@ struct EchoConn {
   std::string in, out;
 };
 
+// Writes what c->out holds without blocking, then watches c for reads (and
+// writes, while something is left). False: the peer is gone.
+template <typename Conn>
+bool flush_out(int ep, Conn* c) {
+    while (!c->out.empty()) {
+      const ssize_t w = ::send(c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        return false;
+      }
+      c->out.erase(0, static_cast<std::size_t>(w));
+    }
+    epoll_event e{};
+    e.events = EPOLLIN | (c->out.empty() ? 0u : EPOLLOUT);
+    e.data.ptr = c;
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
+    return true;
+}
+
 // A loopback listener for the bench's own servers (serve-echo, serve-http):
 // SIGTERM/SIGINT stop them, the socket is in a fresh epoll set (data.ptr
 // null), and the address is printed once it listens.
@@ -2029,21 +2048,7 @@ int serve_echo(const Options& o) {
     close(c->fd);
     delete c;
   };
-  auto flush = [&](EchoConn* c) -> bool {
-    while (!c->out.empty()) {
-      const ssize_t w = ::send(c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (w < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        return false;
-      }
-      c->out.erase(0, static_cast<std::size_t>(w));
-    }
-    epoll_event e{};
-    e.events = EPOLLIN | (c->out.empty() ? 0u : EPOLLOUT);
-    e.data.ptr = c;
-    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
-    return true;
-  };
+  auto flush = [&](EchoConn* c) { return flush_out(ep, c); };
   while (!g_stop) {
     const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 200);
     for (int i = 0; i < n; ++i) {
@@ -2170,22 +2175,7 @@ int serve_http(const Options& o) {
     close(c->fd);
     delete c;
   };
-  auto flush = [&](HttpConn* c) -> bool {
-    while (!c->out.empty()) {
-      const ssize_t w = ::send(c->fd, c->out.data(), c->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (w < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        return false;
-      }
-      c->out.erase(0, static_cast<std::size_t>(w));
-    }
-    if (c->out.empty() && c->close_after) return false;
-    epoll_event e{};
-    e.events = EPOLLIN | (c->out.empty() ? 0u : EPOLLOUT);
-    e.data.ptr = c;
-    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
-    return true;
-  };
+  auto flush = [&](HttpConn* c) { return flush_out(ep, c) && !(c->out.empty() && c->close_after); };
   auto answer = [&](HttpConn* c, const char* status, const std::string& body) {
     c->out += std::string("HTTP/1.1 ") + status + "\r\nContent-Type: application/json\r\nContent-Length: " +
               std::to_string(body.size()) + (c->close_after ? "\r\nConnection: close" : "") + "\r\n\r\n" + body;
